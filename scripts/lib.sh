@@ -1,0 +1,133 @@
+# shellcheck shell=bash
+# Shared provisioning for scripts/develop, scripts/test and scripts/bench.
+#
+# Home Assistant 2026.x needs Python >= 3.14.2. When such a python (plus the
+# influxd and victoria-metrics servers) is on PATH we use it directly.
+# Otherwise, on Debian/Ubuntu as root, we build once a Debian sid root with
+# debootstrap that ships python3.14/3.13 and both servers as binaries, and run
+# inside it with bubblewrap. The root and the virtualenvs live in a cache dir
+# outside the git tree, so a second run only checks a stamp.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${HA_INGESTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha_ingestor}"
+SID_ROOT="$CACHE/sid-root"
+SID_PACKAGES="python3.14,python3.14-venv,python3.13,python3.13-venv,ca-certificates,influxdb,victoria-metrics,procps"
+# Bump when SID_PACKAGES changes so cached roots are rebuilt.
+SID_STAMP_VERSION="2"
+
+log() { printf '\033[1;34m[ha_ingestor]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[ha_ingestor] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# python_ok PY MAJOR MINOR PATCH: true when PY exists and is >= the version.
+python_ok() {
+  command -v "$1" >/dev/null 2>&1 || return 1
+  "$1" -c "import sys; sys.exit(0 if sys.version_info[:3] >= ($2, $3, $4) else 1)" 2>/dev/null
+}
+
+# Decide between "native" and "sid" mode once per script run.
+select_mode() {
+  if [[ "${HA_INGESTOR_MODE:-}" == "native" || "${HA_INGESTOR_MODE:-}" == "sid" ]]; then
+    MODE="$HA_INGESTOR_MODE"; return
+  fi
+  MODE="sid"
+  if command -v influxd >/dev/null 2>&1 && command -v victoria-metrics >/dev/null 2>&1; then
+    for py in python3.14 python3; do
+      if python_ok "$py" 3 14 2; then MODE="native"; NATIVE_PY314="$(command -v "$py")"; break; fi
+    done
+  fi
+}
+
+mirror_url() {
+  local url
+  url="$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+    | grep -i debian | grep -v -i security | head -n1 | sed -E 's/^URIs:[[:space:]]*//; s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?//; s/[[:space:]].*$//')" || true
+  [[ -n "$url" ]] || die "cannot find a Debian mirror in /etc/apt/sources.list*; set HA_INGESTOR_MIRROR"
+  echo "$url"
+}
+
+ensure_sid_root() {
+  local stamp="$SID_ROOT/.ha_ingestor_stamp"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$SID_STAMP_VERSION" ]]; then
+    return
+  fi
+  [[ "$(id -u)" == "0" ]] || die "no Python >= 3.14.2 with influxd and victoria-metrics on PATH, and not root: cannot build the Debian sid root. Install them, or run as root on Debian/Ubuntu."
+  command -v apt-get >/dev/null 2>&1 || die "no suitable Python on PATH and no apt-get to provision one (Debian/Ubuntu needed)"
+  if ! command -v debootstrap >/dev/null 2>&1 || ! command -v bwrap >/dev/null 2>&1; then
+    log "installing debootstrap and bubblewrap"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap bubblewrap >/dev/null
+  fi
+  local mirror="${HA_INGESTOR_MIRROR:-$(mirror_url)}"
+  log "building Debian sid root in $SID_ROOT (once, ~1 min)"
+  rm -rf "$SID_ROOT"
+  mkdir -p "$CACHE"
+  if ! debootstrap --variant=minbase --include="$SID_PACKAGES" sid "$SID_ROOT.tmp" "$mirror" >"$CACHE/debootstrap.log" 2>&1; then
+    tail -n 20 "$CACHE/debootstrap.log" >&2
+    rm -rf "$SID_ROOT.tmp"
+    die "debootstrap failed (log: $CACHE/debootstrap.log)"
+  fi
+  mv "$SID_ROOT.tmp" "$SID_ROOT"
+  echo "$SID_STAMP_VERSION" >"$stamp"
+}
+
+# Refresh network config each run: the host's may have changed since the build.
+sync_host_files() {
+  cp /etc/resolv.conf "$SID_ROOT/etc/resolv.conf" 2>/dev/null || true
+  if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+    cp /etc/ssl/certs/ca-certificates.crt "$SID_ROOT/etc/ssl/certs/ca-certificates.crt"
+  fi
+}
+
+# in_env CMD...: run CMD with the repository at /src (sid) or in place (native).
+in_env() {
+  if [[ "$MODE" == "native" ]]; then
+    (cd "$REPO" && env HA_INGESTOR_VENVS="$CACHE/venvs" "$@")
+  else
+    local tty_args=()
+    bwrap --bind "$SID_ROOT" / --bind "$REPO" /src --proc /proc --dev /dev --tmpfs /tmp \
+      --die-with-parent --chdir /src --clearenv \
+      --setenv PATH /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      --setenv HOME /root --setenv LANG C.UTF-8 --setenv TERM "${TERM:-dumb}" \
+      --setenv CI "${CI:-}" --setenv PIP_DISABLE_PIP_VERSION_CHECK 1 \
+      --setenv PIP_DEFAULT_TIMEOUT 180 --setenv HA_INGESTOR_VENVS /opt/venvs \
+      --setenv PYTEST_ADDOPTS "${PYTEST_ADDOPTS:-}" \
+      "${tty_args[@]}" "$@"
+  fi
+}
+
+venv_dir() { # name -> path seen from inside the environment
+  if [[ "$MODE" == "native" ]]; then echo "$CACHE/venvs/$1"; else echo "/opt/venvs/$1"; fi
+}
+
+# ensure_venv NAME PYTHON REQFILE...: create/refresh a venv when requirements change.
+ensure_venv() {
+  local name="$1" py="$2"; shift 2
+  local dir; dir="$(venv_dir "$name")"
+  local hash; hash="$(cat "$@" | sha256sum | cut -c1-16)"
+  local host_dir="$dir"
+  [[ "$MODE" == "sid" ]] && host_dir="$SID_ROOT$dir"
+  if [[ -f "$host_dir/.req-hash" && "$(cat "$host_dir/.req-hash")" == "$hash" ]]; then
+    return
+  fi
+  log "installing $name environment ($py)"
+  local reqs=()
+  for f in "$@"; do reqs+=(-r "$f"); done
+  in_env sh -c "rm -rf '$dir' && $py -m venv '$dir' && '$dir/bin/pip' install -q --upgrade pip >/dev/null && '$dir/bin/pip' install -q ${reqs[*]} && echo $hash > '$dir/.req-hash'" \
+    || die "installing the $name environment failed"
+}
+
+setup_env() {
+  select_mode
+  if [[ "$MODE" == "sid" ]]; then
+    command -v bwrap >/dev/null 2>&1 || [[ ! -f "$SID_ROOT/.ha_ingestor_stamp" ]] || true
+    ensure_sid_root
+    sync_host_files
+    PY314=python3.14
+    PY313=python3.13
+  else
+    PY314="$NATIVE_PY314"
+    PY313="$(command -v python3.13 || true)"
+  fi
+  log "mode: $MODE"
+}
