@@ -1,0 +1,655 @@
+r"""Encode HA-free event snapshots as InfluxDB line protocol or data-api JSON.
+
+The line-protocol schema follows Home Assistant's built-in ``influxdb``
+integration so users can switch without breaking dashboards: measurement from
+``unit_of_measurement`` (else ``default_measurement``, else the entity id),
+tags ``domain`` and ``entity_id`` (object id), field ``value`` (float) for
+numeric states and ``state`` (string) otherwise, attributes as float fields or
+``<name>_str`` string fields.
+
+Where the built-in integration (or ``influxdb-client``) writes something that
+InfluxDB rejects, silently drops or stores as a permanent field-type conflict,
+this encoder deliberately differs:
+
+* every numeric field is a float, never an ``i`` integer: an attribute that
+  flips between ``21`` and ``21.5`` must not create a field-type conflict, and
+  ints ``>= 2**63`` would be rejected; booleans become ``1.0`` / ``0.0`` (what
+  the built-in's ``float(value)`` does), never line-protocol booleans;
+* NaN / +-inf values are dropped and counted (``dropped_values``); a
+  non-finite *state* is kept as the string field ``state`` instead;
+* lone surrogates are replaced by U+FFFD (the client raises
+  ``UnicodeEncodeError``);
+* line breaks become spaces (the built-in's ``_single_line``); in names and
+  tag values tabs and other control characters become spaces too, because
+  line protocol has no escape for them (the client writes a literal ``\n``);
+* backslashes that would escape the following separator are removed from
+  names and tag values;
+* a leading ``#`` (a comment: InfluxDB answers 204 and stores nothing) and
+  leading ``_`` (reserved by InfluxDB 2) are stripped from names, and the
+  reserved key ``time`` is renamed ``time_``;
+* dict / list attribute values are JSON-serialised into ``<name>_str`` (the
+  client raises ``ValueError``);
+* string field values are capped at :attr:`EncoderConfig.max_string_bytes`
+  UTF-8 bytes (16 KiB by default, well under InfluxDB's 64 KB string limit,
+  so one chatty attribute cannot blow up a batch), names at
+  :attr:`EncoderConfig.max_name_bytes` and tag values at
+  :attr:`EncoderConfig.max_tag_value_bytes`.
+
+Nothing here imports ``homeassistant``; the HA layer builds
+:class:`EventRecord` objects.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+import hashlib
+import json
+import math
+import re
+from typing import Any, Final, Protocol
+
+STATE_UNKNOWN: Final = "unknown"
+STATE_UNAVAILABLE: Final = "unavailable"
+_SKIPPED_STATES: Final = frozenset({STATE_UNKNOWN, STATE_UNAVAILABLE, ""})
+
+# helpers/state.py ``state_as_number`` of HA: these states also get a value.
+# ``unknown`` maps to 0 there, but it must never look like a real 0 reading.
+_STATE_AS_ONE: Final = frozenset({"on", "locked", "above_horizon", "open", "home"})
+_STATE_AS_ZERO: Final = frozenset({"off", "unlocked", "below_horizon", "closed", "not_home"})
+
+# The built-in integration's rule for string attributes that carry a number
+# ("12 kWh" -> also a float field); kept for schema compatibility.
+_RE_DIGIT_TAIL: Final = re.compile(r"^[^\.]*\d+\.?\d+[^\.]*$")
+_RE_DECIMAL: Final = re.compile(r"[^\d.]+")
+
+# A run of backslashes right before a separator (or at the end) would escape
+# the separator; InfluxDB 1.x skips "\x" pairs while scanning, so remove them.
+_RE_DANGLING_BACKSLASH: Final = re.compile(r"\\+(?=[,= ]|$)")
+# Control characters (incl. line breaks, tab, NUL) have no escape in names.
+# Every character str.splitlines() splits on.
+_RE_LINE_BREAK: Final = re.compile(r"[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_RE_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+_ESCAPE_MEASUREMENT: Final = str.maketrans({",": r"\,", " ": r"\ "})
+_ESCAPE_KEY: Final = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_ESCAPE_STRING: Final = str.maketrans({'"': r"\"", "\\": "\\\\"})
+
+# InfluxDB accepts int64 nanosecond timestamps except the two extremes.
+_MIN_TIME_NS: Final = -9_223_372_036_854_775_806
+_MAX_TIME_NS: Final = 9_223_372_036_854_775_806
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_RESERVED_KEY: Final = "time"
+
+
+class EncodeError(ValueError):
+    """A record cannot be encoded; the message is the quarantine reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """HA-free snapshot of one state change.
+
+    ``time_ns`` is the new state's own ``last_updated`` in nanoseconds: it is
+    the point timestamp, so a replayed point overwrites itself in InfluxDB and
+    yields the same idempotency key for the data-api.
+    """
+
+    entity_id: str
+    state: str
+    attributes: Mapping[str, Any]
+    time_ns: int
+    last_changed_ns: int
+    context_id: str | None = None
+    event_type: str = "state_changed"
+    extra: Mapping[str, Any] | None = None
+
+    @property
+    def domain(self) -> str:
+        """Domain part of the entity id (``sensor`` for ``sensor.x``)."""
+        return self.entity_id.partition(".")[0]
+
+    @property
+    def object_id(self) -> str:
+        """Object id part of the entity id (``x`` for ``sensor.x``)."""
+        return self.entity_id.partition(".")[2]
+
+
+class MeasurementStrategy(StrEnum):
+    """Named ways to pick the measurement; any other string names an attribute."""
+
+    UNIT_OF_MEASUREMENT = "unit_of_measurement"
+    DEVICE_CLASS = "device_class"
+    DOMAIN_DEVICE_CLASS = "domain__device_class"
+    ENTITY_ID = "entity_id"
+    DOMAIN = "domain"
+    OVERRIDE = "override"
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderConfig:
+    """Line-protocol schema options; defaults match HA's built-in integration.
+
+    ``measurement_attr`` is a :class:`MeasurementStrategy` value or the name of
+    any attribute. An attribute strategy (the default ``unit_of_measurement``,
+    ``device_class``, ...) falls back to ``default_measurement``, else the
+    entity id, when the attribute is missing or empty. ``override_measurement``
+    wins over every strategy when set (``OVERRIDE`` without it falls back the
+    same way). ``tags`` are static tags applied last (they may replace
+    ``domain`` / ``entity_id``, as in the built-in).
+    """
+
+    measurement_attr: str = MeasurementStrategy.UNIT_OF_MEASUREMENT
+    default_measurement: str | None = None
+    override_measurement: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    tags_attributes: frozenset[str] = frozenset()
+    ignore_attributes: frozenset[str] = frozenset()
+    include_unknown: bool = False
+    include_context_id: bool = False
+    max_string_bytes: int = 16 * 1024
+    max_name_bytes: int = 256
+    max_tag_value_bytes: int = 1024
+
+
+@dataclass(slots=True)
+class EncodeResult:
+    """Outcome of :meth:`Encoder.encode_many`.
+
+    ``lines`` holds ``(time_ns, payload)`` per encoded record (no trailing
+    newline); ``skipped`` counts records intentionally not written (unknown /
+    unavailable / empty state); ``rejected`` pairs each unencodable record with
+    the reason to quarantine it under; ``dropped_values`` counts single values
+    left out (NaN / inf / unrepresentable); ``truncated_values`` counts strings
+    cut to the configured maximum.
+    """
+
+    lines: list[tuple[int, bytes]] = field(default_factory=list)
+    skipped: int = 0
+    rejected: list[tuple[EventRecord, str]] = field(default_factory=list)
+    dropped_values: int = 0
+    truncated_values: int = 0
+
+
+class Encoder(Protocol):
+    """What the flush job needs from an encoder."""
+
+    def encode_many(self, records: Iterable[EventRecord]) -> EncodeResult:
+        """Encode records without raising; see :class:`EncodeResult`."""
+
+
+# --------------------------------------------------------------------------
+# string helpers
+
+
+def clean_text(value: str) -> str:
+    """Return ``value`` encodable as UTF-8: lone surrogates become U+FFFD."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # surrogatepass keeps valid pairs together, "replace" fixes the rest.
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return value
+
+
+def single_line(value: str) -> str:
+    """Join the lines of ``value`` with spaces (the built-in's ``_single_line``)."""
+    if _RE_LINE_BREAK.search(value):
+        return " ".join(value.splitlines())
+    return value
+
+
+def truncate_utf8(value: str, max_bytes: int) -> tuple[str, bool]:
+    """Cut ``value`` to at most ``max_bytes`` UTF-8 bytes on a character boundary."""
+    if len(value) * 4 <= max_bytes:
+        return value, False  # fast path: cannot be too long
+    raw = value.encode("utf-8")
+    if len(raw) <= max_bytes:
+        return value, False
+    return raw[:max_bytes].decode("utf-8", "ignore"), True
+
+
+def _scalar_text(obj: Any) -> str:
+    """Text for a non-JSON scalar: ISO 8601 for dates, else ``str``."""
+    if isinstance(obj, (datetime, date, time)):
+        return obj.isoformat()
+    return str(obj)
+
+
+def json_safe(value: Any) -> Any:
+    """Return ``value`` as plain JSON data: non-finite floats become ``None``.
+
+    Mapping keys become strings, sequences and sets lists, dates ISO strings,
+    anything else ``str(value)``; strings get lone surrogates replaced.
+    """
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, Mapping):
+        return {clean_text(str(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in value]
+    return clean_text(_scalar_text(value))
+
+
+def _dump_json(value: Any) -> str:
+    """Compact JSON text used for dict / list attribute values."""
+    return json.dumps(json_safe(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _ns_to_iso(time_ns: int) -> str:
+    """ISO 8601 UTC with microseconds for an epoch timestamp in ns."""
+    seconds, rest = divmod(time_ns, 1_000_000_000)
+    moment = _EPOCH + timedelta(seconds=seconds, microseconds=rest // 1000)
+    return moment.isoformat(timespec="microseconds")
+
+
+def _check_record(record: EventRecord) -> None:
+    """Reject records whose identity or timestamp is unusable."""
+    if not isinstance(record.entity_id, str) or not record.entity_id:
+        raise EncodeError("entity_id is not a non-empty string")
+    domain, dot, object_id = record.entity_id.partition(".")
+    if not dot or not domain or not object_id:
+        raise EncodeError(f"entity_id {record.entity_id[:200]!r} is not '<domain>.<object_id>'")
+    for name in ("time_ns", "last_changed_ns"):
+        stamp = getattr(record, name)
+        if not isinstance(stamp, int) or isinstance(stamp, bool):
+            raise EncodeError(f"{name} is not an integer")
+        if not _MIN_TIME_NS <= stamp <= _MAX_TIME_NS:
+            raise EncodeError(f"{name} {stamp} is outside InfluxDB's int64 range")
+    if not isinstance(record.state, str):
+        raise EncodeError("state is not a string")
+
+
+def record_debug_payload(record: EventRecord) -> bytes:
+    """JSON bytes describing ``record`` for the dead-letter table; never raises."""
+    try:
+        data = {
+            "entity_id": record.entity_id,
+            "state": record.state,
+            "attributes": record.attributes,
+            "time_ns": record.time_ns,
+            "last_changed_ns": record.last_changed_ns,
+            "context_id": record.context_id,
+            "event_type": record.event_type,
+            "extra": record.extra,
+        }
+        return _dump_json(data).encode("utf-8")
+    except Exception as exc:  # noqa: BLE001 - last resort for quarantine
+        return json.dumps({"unserialisable_record": f"{type(exc).__name__}: {exc}"}).encode()
+
+
+# --------------------------------------------------------------------------
+# line protocol
+
+
+def _format_float(value: float) -> str:
+    """Format like influxdb-client: ``str(value)`` without a trailing ``.0``."""
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def format_line(
+    measurement: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, float | str],
+    time_ns: int,
+) -> str:
+    """Serialise one point; names and values must already be sanitised.
+
+    Escaping follows the line-protocol spec (measurement: comma, space; tag
+    keys, tag values, field keys: comma, equals, space; string field values:
+    double quote, backslash). Tags and fields are sorted by key like
+    influxdb-client; empty tag keys or values are left out. Numbers are always
+    written as floats. Raises :class:`EncodeError` when there is no field.
+    """
+    if not fields:
+        raise EncodeError("point has no fields left")
+    parts = [measurement.translate(_ESCAPE_MEASUREMENT)]
+    for key in sorted(tags):
+        tag_value = tags[key]
+        if key and tag_value:
+            parts.append(f",{key.translate(_ESCAPE_KEY)}={tag_value.translate(_ESCAPE_KEY)}")
+    separator = " "
+    for key in sorted(fields):
+        value = fields[key]
+        name = key.translate(_ESCAPE_KEY)
+        if isinstance(value, str):
+            parts.append(f'{separator}{name}="{value.translate(_ESCAPE_STRING)}"')
+        else:
+            parts.append(f"{separator}{name}={_format_float(float(value))}")
+        separator = ","
+    parts.append(f" {time_ns}")
+    return "".join(parts)
+
+
+def _unused_key(mapping: Mapping[str, Any]) -> str:
+    """First of ``time_``, ``time__``, ... not yet in ``mapping``."""
+    key = f"{_RESERVED_KEY}_"
+    while key in mapping:
+        key = f"{key}_"
+    return key
+
+
+class _Point:
+    """Mutable scratch state while encoding one record."""
+
+    __slots__ = ("dropped", "fields", "tags", "truncated")
+
+    def __init__(self) -> None:
+        self.tags: dict[str, str] = {}
+        self.fields: dict[str, float | str] = {}
+        self.dropped = 0
+        self.truncated = 0
+
+
+class LineProtocolEncoder:
+    """Encode :class:`EventRecord` objects as InfluxDB line protocol."""
+
+    def __init__(self, config: EncoderConfig | None = None) -> None:
+        """Use ``config`` (defaults: the built-in integration's schema)."""
+        self.config = config or EncoderConfig()
+        self._static_tags: dict[str, str] = {}
+        for key, value in self.config.tags.items():
+            name = self._name(str(key))
+            if name:
+                self._static_tags[name], _ = self._tag_value(value)
+
+    # -- sanitising -------------------------------------------------------
+
+    def _name(self, raw: str, *, measurement: bool = False) -> str:
+        """Sanitise a measurement, tag key or field key ("" if nothing is left)."""
+        name, _ = truncate_utf8(_RE_CONTROL.sub(" ", clean_text(raw)), self.config.max_name_bytes)
+        name = _RE_DANGLING_BACKSLASH.sub("", name)
+        # "#" starts a comment line; "_" is reserved by InfluxDB 2.
+        return name.lstrip("#_") if measurement else name.lstrip("_")
+
+    def _tag_value(self, raw: Any) -> tuple[str, bool]:
+        """Sanitise a tag value; returns (value, truncated)."""
+        if isinstance(raw, str):
+            text = raw
+        elif isinstance(raw, (Mapping, list, tuple, set, frozenset)):
+            text = _dump_json(raw)
+        else:
+            text = str(raw)
+        text, cut = truncate_utf8(
+            _RE_CONTROL.sub(" ", clean_text(text)), self.config.max_tag_value_bytes
+        )
+        return _RE_DANGLING_BACKSLASH.sub("", text), cut
+
+    def _string(self, point: _Point, raw: str) -> str:
+        """Sanitise a string field value (one line, valid UTF-8, capped)."""
+        text, cut = truncate_utf8(single_line(clean_text(raw)), self.config.max_string_bytes)
+        point.truncated += cut
+        return text
+
+    @staticmethod
+    def _free_key(fields: Mapping[str, Any], key: str) -> str:
+        """Apply the built-in's collision rule: append ``_`` once."""
+        return f"{key}_" if key in fields else key
+
+    # -- schema -----------------------------------------------------------
+
+    def _measurement(self, record: EventRecord) -> tuple[str, bool, bool]:
+        """Pick the measurement; returns (name, include_uom, include_dc)."""
+        conf = self.config
+        attributes = record.attributes
+        include_uom = include_dc = True
+        measurement: Any
+        if conf.override_measurement:
+            measurement = conf.override_measurement
+        else:
+            strategy = conf.measurement_attr
+            if strategy == MeasurementStrategy.ENTITY_ID:
+                measurement = record.entity_id
+            elif strategy == MeasurementStrategy.DOMAIN:
+                measurement = record.domain
+            elif strategy == MeasurementStrategy.DOMAIN_DEVICE_CLASS:
+                device_class = attributes.get("device_class")
+                if device_class in (None, ""):
+                    measurement = record.domain
+                else:
+                    measurement = f"{record.domain}__{device_class}"
+                    include_dc = False
+            elif strategy == MeasurementStrategy.OVERRIDE:
+                measurement = None
+            else:
+                measurement = attributes.get(strategy)
+                if measurement not in (None, ""):
+                    include_uom = strategy != MeasurementStrategy.UNIT_OF_MEASUREMENT
+            if measurement in (None, ""):
+                measurement = conf.default_measurement or record.entity_id
+        name = self._name(str(measurement), measurement=True)
+        return name or self._name(record.entity_id, measurement=True), include_uom, include_dc
+
+    def _add_number(self, point: _Point, key: str, value: Any) -> bool:
+        """Add ``float(value)`` under ``key``; False if it is not a number at all."""
+        try:
+            number = float(value)
+        except OverflowError:
+            point.dropped += 1  # an int too large even for a float
+            return True
+        except Exception:  # noqa: BLE001 - any odd __float__ means "not a number"
+            return False
+        if math.isfinite(number):
+            point.fields[key] = number
+        else:
+            point.dropped += 1
+        return True
+
+    def _add_attribute(self, point: _Point, raw_key: str, value: Any) -> None:
+        """Add one attribute as float field or ``<key>_str`` (built-in rules)."""
+        key = self._name(raw_key)
+        if not key:
+            point.dropped += 1
+            return
+        key = self._free_key(point.fields, key)
+        # Like the built-in, anything float() accepts ("21.5", True, 3) is a number.
+        if self._add_number(point, key, value):
+            return
+        try:
+            if isinstance(value, str):
+                text = value
+            elif isinstance(value, (Mapping, list, tuple, set, frozenset)):
+                text = _dump_json(value)
+            else:
+                text = str(value)
+        except Exception:  # noqa: BLE001 - a broken __str__ / cycle loses only this value
+            point.dropped += 1
+            return
+        text = self._string(point, text)
+        point.fields[f"{key}_str"] = text
+        if _RE_DIGIT_TAIL.match(text):
+            self._add_number(point, key, _RE_DECIMAL.sub("", text))
+
+    def _add_extra(self, point: _Point, raw_key: str, value: Any) -> None:
+        """Add one enrichment field: strings stay strings under their own key."""
+        if value is None:
+            return
+        key = self._name(raw_key)
+        if not key:
+            point.dropped += 1
+            return
+        key = self._free_key(point.fields, key)
+        if isinstance(value, str):
+            point.fields[key] = self._string(point, value)
+        elif isinstance(value, (Mapping, list, tuple, set, frozenset)):
+            point.fields[key] = self._string(point, _dump_json(value))
+        elif not self._add_number(point, key, value):
+            point.fields[key] = self._string(point, str(value))
+
+    def _build(self, record: EventRecord) -> tuple[str, _Point] | None:
+        """Compute measurement, tags and fields; None if skipped."""
+        _check_record(record)
+        conf = self.config
+        state = record.state
+        if state in _SKIPPED_STATES and not conf.include_unknown:
+            return None
+        point = _Point()
+        measurement, include_uom, include_dc = self._measurement(record)
+        point.tags["domain"], _ = self._tag_value(record.domain)
+        point.tags["entity_id"], _ = self._tag_value(record.object_id)
+
+        # State: float -> value; bool-ish -> value + state; else state only.
+        value: float | None
+        try:
+            value = float(state)
+            include_state = False
+        except ValueError:
+            include_state = True
+            if state in _STATE_AS_ONE:
+                value = 1.0
+            elif state in _STATE_AS_ZERO:
+                value = 0.0
+            else:
+                value = None
+        if value is not None and not math.isfinite(value):
+            point.dropped += 1
+            value = None
+            include_state = True  # keep the reading as text rather than lose it
+        if include_state:
+            point.fields["state"] = self._string(point, state)
+        if value is not None:
+            point.fields["value"] = value
+
+        for raw_key, attr_value in record.attributes.items():
+            key = str(raw_key)
+            if key in conf.tags_attributes:
+                if attr_value is None:
+                    continue
+                tag_key = self._name(key)
+                tag_value, cut = self._tag_value(attr_value)
+                point.truncated += cut
+                if tag_key and tag_value:
+                    point.tags[tag_key] = tag_value
+            elif (
+                (key != "unit_of_measurement" or include_uom)
+                and (key != "device_class" or include_dc)
+                and key not in conf.ignore_attributes
+            ):
+                self._add_attribute(point, key, attr_value)
+
+        if conf.include_context_id and record.context_id:
+            point.fields[self._free_key(point.fields, "context_id")] = self._string(
+                point, record.context_id
+            )
+        for raw_key, extra_value in (record.extra or {}).items():
+            self._add_extra(point, str(raw_key), extra_value)
+
+        # InfluxDB reserves "time" as a key; keep the built-in's rename.
+        if _RESERVED_KEY in point.fields:
+            point.fields[_unused_key(point.fields)] = point.fields.pop(_RESERVED_KEY)
+        if _RESERVED_KEY in point.tags:
+            point.tags[_unused_key(point.tags)] = point.tags.pop(_RESERVED_KEY)
+        point.tags.update(self._static_tags)
+        return measurement, point
+
+    # -- public API -------------------------------------------------------
+
+    def encode(self, record: EventRecord) -> bytes | None:
+        """Encode one record as a line (no trailing newline).
+
+        Returns None when the record is intentionally skipped; raises
+        :class:`EncodeError` when it cannot be encoded.
+        """
+        built = self._build(record)
+        if built is None:
+            return None
+        measurement, point = built
+        return format_line(measurement, point.tags, point.fields, record.time_ns).encode("utf-8")
+
+    def encode_many(self, records: Iterable[EventRecord]) -> EncodeResult:
+        """Encode many records; never raises (bad records end up in ``rejected``)."""
+        result = EncodeResult()
+        for record in records:
+            try:
+                built = self._build(record)
+                if built is None:
+                    result.skipped += 1
+                    continue
+                measurement, point = built
+                result.dropped_values += point.dropped
+                result.truncated_values += point.truncated
+                line = format_line(measurement, point.tags, point.fields, record.time_ns)
+                result.lines.append((record.time_ns, line.encode("utf-8")))
+            except EncodeError as exc:
+                result.rejected.append((record, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one odd record must not stop the batch
+                result.rejected.append((record, f"unexpected {type(exc).__name__}: {exc}"[:500]))
+        return result
+
+
+# --------------------------------------------------------------------------
+# data-api JSON
+
+
+def idempotency_key(entity_id: str, time_ns: int, event_type: str) -> str:
+    """Stable key for one event: sha256 hex (32 chars) of its identity."""
+    raw = f"{entity_id}\x1f{time_ns}\x1f{event_type}"
+    return hashlib.sha256(clean_text(raw).encode("utf-8")).hexdigest()[:32]
+
+
+class JsonEventEncoder:
+    """Encode :class:`EventRecord` objects as one compact JSON object each.
+
+    Keys: ``entity_id``, ``domain``, ``state``, ``attributes`` (JSON-safe:
+    non-finite floats become null, other objects their ``str``),
+    ``last_changed`` / ``last_updated`` (ISO 8601 UTC), ``time_ns``,
+    ``context_id``, ``event_type``, ``idempotency_key`` and, when the record
+    has any, ``extra``. Unknown / unavailable / empty states are skipped unless
+    ``include_unknown`` is set (the same default as :class:`EncoderConfig`).
+    """
+
+    def __init__(self, *, include_unknown: bool = False) -> None:
+        """Configure whether unknown / unavailable / empty states are sent."""
+        self.include_unknown = include_unknown
+
+    def encode(self, record: EventRecord) -> bytes | None:
+        """Encode one record; None if skipped, :class:`EncodeError` if unencodable."""
+        _check_record(record)
+        if record.state in _SKIPPED_STATES and not self.include_unknown:
+            return None
+        # _check_record bounds both stamps to int64 ns: years 1677-2262, no overflow.
+        last_changed = _ns_to_iso(record.last_changed_ns)
+        last_updated = _ns_to_iso(record.time_ns)
+        data: dict[str, Any] = {
+            "entity_id": clean_text(record.entity_id),
+            "domain": clean_text(record.domain),
+            "state": clean_text(record.state),
+            "attributes": json_safe(record.attributes),
+            "last_changed": last_changed,
+            "last_updated": last_updated,
+            "time_ns": record.time_ns,
+            "context_id": None if record.context_id is None else clean_text(record.context_id),
+            "event_type": clean_text(str(record.event_type)),
+            "idempotency_key": idempotency_key(
+                record.entity_id, record.time_ns, str(record.event_type)
+            ),
+        }
+        if record.extra:
+            data["extra"] = json_safe(record.extra)
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode("utf-8")
+
+    def encode_many(self, records: Iterable[EventRecord]) -> EncodeResult:
+        """Encode many records; never raises (bad records end up in ``rejected``)."""
+        result = EncodeResult()
+        for record in records:
+            try:
+                payload = self.encode(record)
+            except EncodeError as exc:
+                result.rejected.append((record, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one odd record must not stop the batch
+                result.rejected.append((record, f"unexpected {type(exc).__name__}: {exc}"[:500]))
+            else:
+                if payload is None:
+                    result.skipped += 1
+                else:
+                    result.lines.append((record.time_ns, payload))
+        return result
