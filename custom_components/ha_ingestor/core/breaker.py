@@ -273,16 +273,23 @@ class CircuitBreaker:
     # --- internals ----------------------------------------------------------------------
 
     def _open(self) -> None:
+        reopening = self._state is BreakerState.HALF_OPEN
         self._opened_count += 1
         self._opened_at = self._clock.monotonic()
         self._successes = 0
         self._transition(BreakerState.OPEN, entered=self._opened_at)
-        _LOGGER.warning(
-            "Circuit breaker %s opened for %.0f s after %d consecutive failures",
-            self._name,
-            self._open_timeout,
-            self._failures,
-        )
+        if reopening:
+            # Every failed probe during a long outage: keep the log quiet.
+            _LOGGER.debug(
+                "Circuit breaker %s probe failed; open for %.0f s", self._name, self._open_timeout
+            )
+        else:
+            _LOGGER.warning(
+                "Circuit breaker %s opened for %.0f s after %d consecutive failures",
+                self._name,
+                self._open_timeout,
+                self._failures,
+            )
 
     def _maybe_half_open(self) -> None:
         if self._state is BreakerState.OPEN:
