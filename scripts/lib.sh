@@ -12,9 +12,8 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${HA_INGESTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha_ingestor}"
 SID_ROOT="$CACHE/sid-root"
-SID_PACKAGES="python3.14,python3.14-venv,python3.13,python3.13-venv,ca-certificates,influxdb,victoria-metrics,procps"
-# Bump when SID_PACKAGES changes so cached roots are rebuilt.
-SID_STAMP_VERSION="2"
+# gcc and the headers build the few dependencies that ship no wheel for every release.
+SID_PACKAGES="python3.14,python3.14-venv,python3.14-dev,python3.13,python3.13-venv,ca-certificates,influxdb,victoria-metrics,procps,gcc,libc6-dev"
 
 log() { printf '\033[1;34m[ha_ingestor]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[ha_ingestor] error:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -48,7 +47,7 @@ mirror_url() {
 
 ensure_sid_root() {
   local stamp="$SID_ROOT/.ha_ingestor_stamp"
-  if [[ -f "$stamp" && "$(cat "$stamp")" == "$SID_STAMP_VERSION" ]]; then
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$SID_PACKAGES" ]]; then
     return
   fi
   [[ "$(id -u)" == "0" ]] || die "no Python >= 3.14.2 with influxd and victoria-metrics on PATH, and not root: cannot build the Debian sid root. Install them, or run as root on Debian/Ubuntu."
@@ -58,17 +57,28 @@ ensure_sid_root() {
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap bubblewrap >/dev/null
   fi
-  local mirror="${HA_INGESTOR_MIRROR:-$(mirror_url)}"
-  log "building Debian sid root in $SID_ROOT (once, ~1 min)"
-  rm -rf "$SID_ROOT"
   mkdir -p "$CACHE"
-  if ! debootstrap --variant=minbase --include="$SID_PACKAGES" sid "$SID_ROOT.tmp" "$mirror" >"$CACHE/debootstrap.log" 2>&1; then
-    tail -n 20 "$CACHE/debootstrap.log" >&2
+  if [[ -f "$stamp" ]]; then
+    # An older root: add what the package list gained instead of rebuilding it.
+    log "updating the Debian sid root's packages"
+    sync_host_files
+    bwrap --bind "$SID_ROOT" / --proc /proc --dev /dev --tmpfs /tmp --chdir / --clearenv \
+      --setenv PATH /usr/sbin:/usr/bin:/sbin:/bin --setenv DEBIAN_FRONTEND noninteractive \
+      sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $(tr ',' ' ' <<<"$SID_PACKAGES")" \
+      >"$CACHE/apt.log" 2>&1 || { tail -n 20 "$CACHE/apt.log" >&2; die "updating the sid root failed (log: $CACHE/apt.log)"; }
+  else
+    local mirror="${HA_INGESTOR_MIRROR:-$(mirror_url)}"
+    log "building Debian sid root in $SID_ROOT (once, ~1 min)"
     rm -rf "$SID_ROOT.tmp"
-    die "debootstrap failed (log: $CACHE/debootstrap.log)"
+    if ! debootstrap --variant=minbase --include="$SID_PACKAGES" sid "$SID_ROOT.tmp" "$mirror" >"$CACHE/debootstrap.log" 2>&1; then
+      tail -n 20 "$CACHE/debootstrap.log" >&2
+      rm -rf "$SID_ROOT.tmp"
+      die "debootstrap failed (log: $CACHE/debootstrap.log)"
+    fi
+    rm -rf "$SID_ROOT"
+    mv "$SID_ROOT.tmp" "$SID_ROOT"
   fi
-  mv "$SID_ROOT.tmp" "$SID_ROOT"
-  echo "$SID_STAMP_VERSION" >"$stamp"
+  echo "$SID_PACKAGES" >"$stamp"
 }
 
 # Refresh network config each run: the host's may have changed since the build.

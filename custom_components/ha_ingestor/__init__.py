@@ -1,0 +1,44 @@
+"""HA Ingestor: ship Home Assistant events to InfluxDB or a data-api without losing data."""
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.typing import ConfigType
+
+from .const import DOMAIN
+from .runtime import IngestorRuntime, async_create_runtime
+from .services import async_setup_services
+
+PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.BUTTON, Platform.SENSOR]
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+type IngestorConfigEntry = ConfigEntry[IngestorRuntime]
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's actions once."""
+    async_setup_services(hass)
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> bool:
+    """Set up an entry: capture starts now, whether or not the destination answers.
+
+    Never raises ConfigEntryNotReady for an unreachable destination: events
+    are spooled from the first second and delivered when it comes back.
+    """
+    runtime = await async_create_runtime(hass, entry)
+    entry.runtime_data = runtime
+    await runtime.async_start()
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> bool:
+    """Unload an entry; the memory batch is flushed to the spool, nothing is lost."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.async_shutdown()
+    return unloaded

@@ -1,0 +1,84 @@
+"""Constants for ha_ingestor."""
+
+from enum import StrEnum
+import logging
+from typing import Final
+
+DOMAIN: Final = "ha_ingestor"
+LOGGER = logging.getLogger(__package__)
+
+
+class DestinationKind(StrEnum):
+    """The kinds of destination an entry can ship to."""
+
+    INFLUXDB_V2 = "influxdb_v2"
+    INFLUXDB_V1 = "influxdb_v1"
+    DATA_API = "data_api"
+
+
+# Entry data (connection; changed through reconfigure/reauth).
+CONF_KIND: Final = "kind"
+CONF_URL: Final = "url"
+CONF_ORG: Final = "org"
+CONF_BUCKET: Final = "bucket"
+CONF_TOKEN: Final = "token"  # noqa: S105
+CONF_DATABASE: Final = "database"
+CONF_RETENTION_POLICY: Final = "retention_policy"
+CONF_USERNAME: Final = "username"
+CONF_PASSWORD: Final = "password"  # noqa: S105
+CONF_VERIFY_SSL: Final = "verify_ssl"
+CONF_SSL_CA_CERT: Final = "ssl_ca_cert"
+CONF_FALLBACK_URLS: Final = "fallback_urls"
+
+# Entry options (behaviour; changed through the options flow, applied by reload).
+CONF_PRESET: Final = "retry_preset"
+CONF_RETRY_OVERRIDES: Final = "retry_overrides"
+CONF_BATCH_SIZE: Final = "batch_size"
+CONF_BATCH_BYTES: Final = "batch_bytes"
+CONF_FLUSH_INTERVAL: Final = "flush_interval"
+CONF_SPOOL_MAX_MB: Final = "spool_max_mb"
+CONF_SPOOL_MAX_AGE_DAYS: Final = "spool_max_age_days"
+CONF_OVERFLOW_POLICY: Final = "overflow_policy"
+CONF_BACKLOG_TOLERANCE: Final = "backlog_tolerance"
+CONF_IDLE_TOLERANCE: Final = "idle_tolerance"
+CONF_OUTAGE_REPAIR_AFTER: Final = "outage_repair_after"
+CONF_INCLUDE_ENTITIES: Final = "include_entities"
+CONF_EXCLUDE_ENTITIES: Final = "exclude_entities"
+CONF_INCLUDE_DOMAINS: Final = "include_domains"
+CONF_EXCLUDE_DOMAINS: Final = "exclude_domains"
+CONF_INCLUDE_GLOBS: Final = "include_entity_globs"
+CONF_EXCLUDE_GLOBS: Final = "exclude_entity_globs"
+CONF_INCLUDE_DEVICES: Final = "include_devices"
+CONF_EXCLUDE_DEVICES: Final = "exclude_devices"
+CONF_INCLUDE_AREAS: Final = "include_areas"
+CONF_EXCLUDE_AREAS: Final = "exclude_areas"
+CONF_INCLUDE_LABELS: Final = "include_labels"
+CONF_EXCLUDE_LABELS: Final = "exclude_labels"
+CONF_MEASUREMENT_STRATEGY: Final = "measurement_strategy"
+CONF_DEFAULT_MEASUREMENT: Final = "default_measurement"
+CONF_OVERRIDE_MEASUREMENT: Final = "override_measurement"
+CONF_STATIC_TAGS: Final = "static_tags"
+CONF_TAGS_ATTRIBUTES: Final = "tags_attributes"
+CONF_IGNORE_ATTRIBUTES: Final = "ignore_attributes"
+CONF_INCLUDE_UNAVAILABLE: Final = "include_unavailable"
+CONF_EVENT_TYPES: Final = "event_types"
+CONF_CONTEXT_ENTITIES: Final = "context_entities"
+CONF_REGISTRY_SYNC: Final = "registry_sync"
+
+DEFAULT_BATCH_SIZE: Final = 5000
+DEFAULT_BATCH_BYTES: Final = 4 * 1024 * 1024
+DEFAULT_FLUSH_INTERVAL: Final = 1.0
+DEFAULT_SPOOL_MAX_MB: Final = 512
+DEFAULT_BACKLOG_TOLERANCE: Final = 300
+DEFAULT_IDLE_TOLERANCE: Final = 300
+DEFAULT_OUTAGE_REPAIR_AFTER: Final = 3600
+DEFAULT_TIMEOUT: Final = 30.0
+
+# Fired on every health transition, for automations.
+EVENT_HEALTH_CHANGED: Final = "ha_ingestor_health_changed"
+# Dispatcher signal (formatted with the entry id) telling entities to refresh.
+SIGNAL_UPDATE: Final = "ha_ingestor_update_{}"
+
+# Where spools live: inside the config dir, never under custom_components/
+# (HACS replaces that folder on upgrade).
+SPOOL_DIR: Final = ".storage/ha_ingestor"

@@ -1,0 +1,236 @@
+"""The HA-free pipeline: memory batch -> encoder -> spool -> uploader, plus health.
+
+The host (the Home Assistant layer) calls :meth:`Pipeline.capture` from its
+bus listener, :meth:`Pipeline.flush` at least every second and at shutdown,
+runs :meth:`Pipeline.run_uploader` as a background task and reads
+:meth:`Pipeline.health`. Blocking work (encoding, SQLite) runs through the
+``run_sync`` callable the host provides (HA's executor).
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+import logging
+from typing import Any
+
+from .clock import Clock
+from .encoder import Encoder, EventRecord, record_debug_payload
+from .health import HealthReport, HealthTolerances
+from .resilience import Resilience
+from .spool import Spool, SpoolStats
+from .uploader import Endpoint, RunSync, Uploader
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Most captured items kept in memory between flushes. A flush runs every
+#: second, so this only bites when the executor is stuck for a long time.
+MAX_BUFFER = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """Sizes and tolerances of one pipeline."""
+
+    batch_points: int = 5000
+    batch_bytes: int = 4 * 1024 * 1024
+    tolerances: HealthTolerances = HealthTolerances()
+    max_buffer: int = MAX_BUFFER
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What one flush did."""
+
+    captured: int
+    stored: int
+    skipped: int
+    rejected: int
+    dropped: int
+
+
+class Pipeline:
+    """Owns the memory batch, the spool, the uploader and the resilience engine."""
+
+    def __init__(
+        self,
+        *,
+        encoder: Encoder,
+        spool: Spool,
+        endpoints: Sequence[Endpoint],
+        resilience: Resilience,
+        clock: Clock,
+        run_sync: RunSync,
+        convert: Callable[[Any], EventRecord | None],
+        config: PipelineConfig | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        """Wire the pipeline; ``convert`` turns a captured item into a record (off-loop)."""
+        self._config = config or PipelineConfig()
+        self._encoder = encoder
+        self._spool = spool
+        self._res = resilience
+        self._clock = clock
+        self._run_sync = run_sync
+        self._convert = convert
+        self._on_change = on_change or (lambda: None)
+        self._buffer: list[Any] = []
+        self._flush_lock = asyncio.Lock()
+        self._stats: SpoolStats | None = None
+        self._buffer_dropped = 0
+        self.uploader = Uploader(
+            endpoints=endpoints,
+            spool=spool,
+            run_sync=self._spool_call,
+            resilience=resilience,
+            clock=clock,
+            max_points=self._config.batch_points,
+            max_bytes=self._config.batch_bytes,
+            on_change=self._changed,
+        )
+
+    # --- host calls ------------------------------------------------------------------
+
+    @property
+    def resilience(self) -> Resilience:
+        """The resilience engine."""
+        return self._res
+
+    @property
+    def spool(self) -> Spool:
+        """The spool (only call it through ``run_sync``)."""
+        return self._spool
+
+    @property
+    def stats(self) -> SpoolStats | None:
+        """Spool statistics as of the last spool operation."""
+        return self._stats
+
+    @property
+    def buffered(self) -> int:
+        """Items captured but not yet flushed to the spool."""
+        return len(self._buffer)
+
+    async def async_open(self) -> None:
+        """Open the spool (off the loop)."""
+        await self._spool_call(self._spool.open)
+
+    def capture(self, item: Any) -> None:
+        """Take one item from the bus listener: an append, nothing more."""
+        buffer = self._buffer
+        if len(buffer) >= self._config.max_buffer:
+            # The executor has been stuck for minutes: shed the oldest, counted.
+            del buffer[0]
+            self._buffer_dropped += 1
+        buffer.append(item)
+
+    def capture_many(self, items: Iterable[Any]) -> None:
+        """Take several items (backfill); same bounds as :meth:`capture`."""
+        for item in items:
+            self.capture(item)
+
+    async def flush(self) -> FlushResult | None:
+        """Encode the memory batch and write it to the spool; wake the uploader."""
+        async with self._flush_lock:
+            batch, self._buffer = self._buffer, []
+            dropped_in_memory, self._buffer_dropped = self._buffer_dropped, 0
+            metrics = self._res.metrics
+            if dropped_in_memory:
+                metrics.add_events_dropped(dropped_in_memory)
+                _LOGGER.warning("Dropped %d events: the spool fell behind", dropped_in_memory)
+            if not batch:
+                return None
+            metrics.add_events_received(len(batch))
+            result: FlushResult = await self._spool_call(self._store, batch)
+        if result.dropped:
+            metrics.add_events_dropped(result.dropped)
+        if result.rejected:
+            metrics.add_points_quarantined(result.rejected)
+        self.uploader.wake()
+        self._changed()
+        return result
+
+    async def run_uploader(self) -> None:
+        """The uploader loop (run as a background task; cancellation-safe)."""
+        await self.uploader.run()
+
+    async def async_close(self) -> None:
+        """Flush what is in memory and close the spool (final write)."""
+        await self.flush()
+        await self._spool_call(self._spool.close)
+
+    def retry_now(self) -> None:
+        """Manual retry."""
+        self.uploader.retry_now()
+
+    def health(self) -> HealthReport:
+        """Assess health from the engine and the latest spool statistics."""
+        stats = self._stats
+        backlog = self.buffered
+        oldest_age: float | None = None
+        storage_failed = False
+        if stats is not None:
+            backlog += stats.pending_count
+            storage_failed = stats.storage_failed
+            if stats.oldest_time_ns is not None:
+                oldest_age = max(0.0, self._clock.time() - stats.oldest_time_ns / 1e9)
+        return self._res.health(
+            self._config.tolerances,
+            backlog_size=backlog,
+            backlog_oldest_age=oldest_age,
+            storage_failure=storage_failed,
+        )
+
+    # --- internals -------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._on_change()
+
+    async def _spool_call[T](self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a spool operation off the loop and refresh the cached statistics."""
+
+        def job() -> T:
+            try:
+                return fn(*args)
+            finally:
+                # Read here, in the worker thread, so the loop never waits on
+                # the spool's lock just to render an entity.
+                self._stats = self._spool.stats()
+
+        result: Awaitable[T] = self._run_sync(job)
+        return await result
+
+    def _store(self, batch: list[Any]) -> FlushResult:
+        """Convert, encode and spool a batch (worker thread)."""
+        records: list[EventRecord] = []
+        rejected: list[tuple[int, bytes]] = []
+        reasons: list[str] = []
+        for item in batch:
+            try:
+                record = self._convert(item)
+            except Exception as err:  # noqa: BLE001 - bad input must never stop the pipeline
+                rejected.append((0, repr(item).encode("utf-8", "replace")[:4096]))
+                reasons.append(f"cannot convert: {err}")
+                continue
+            if record is not None:
+                records.append(record)
+        encoded = self._encoder.encode_many(records)
+        for record, reason in encoded.rejected:
+            rejected.append((record.time_ns, record_debug_payload(record)))
+            reasons.append(reason)
+        if rejected:
+            # One reason per quarantine call keeps each dead letter explainable.
+            for (time_ns, payload), reason in zip(rejected, reasons, strict=True):
+                self._spool.quarantine_payloads([(time_ns, payload)], reason, "bad_data")
+            _LOGGER.warning(
+                "Quarantined %d event(s) that cannot be encoded, first: %s",
+                len(rejected),
+                reasons[0],
+            )
+        appended = self._spool.append(encoded.lines)
+        return FlushResult(
+            captured=len(batch),
+            stored=appended.stored,
+            skipped=encoded.skipped,
+            rejected=len(rejected),
+            dropped=appended.dropped,
+        )

@@ -1,0 +1,255 @@
+"""The uploader: one loop per destination moving spooled points to the sink.
+
+Rows leave the spool only after the destination accepted them, so a crash,
+a cancellation (HA cancels background tasks early in shutdown) or a timeout
+that did in fact write means a resend, never a loss; resends are harmless
+because every point carries its own timestamp / idempotency key.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from dataclasses import dataclass
+import logging
+import math
+from typing import Any, Protocol
+
+from .breaker import CircuitBreaker
+from .clock import Clock
+from .errors import DeliveryError, ErrorCategory, ErrorKind
+from .resilience import Resilience
+from .spool import Spool, SpoolRow
+
+_LOGGER = logging.getLogger(__name__)
+
+type RunSync = Callable[..., Awaitable[Any]]
+
+
+class Sink(Protocol):
+    """What the uploader needs from a destination."""
+
+    endpoint: str
+
+    async def write(self, payloads: Sequence[bytes]) -> None:
+        """Deliver payloads or raise :class:`DeliveryError`."""
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """One URL of the destination; fallbacks each carry their own breaker."""
+
+    sink: Sink
+    breaker: CircuitBreaker | None = None
+
+
+class Uploader:
+    """Reads batches from the spool and delivers them through the resilience engine."""
+
+    def __init__(
+        self,
+        *,
+        endpoints: Sequence[Endpoint],
+        spool: Spool,
+        run_sync: RunSync,
+        resilience: Resilience,
+        clock: Clock,
+        max_points: int,
+        max_bytes: int,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        """Create the uploader; ``run_sync`` runs blocking spool calls off the loop."""
+        if not endpoints:
+            raise ValueError("at least one endpoint is required")
+        self._endpoints = list(endpoints)
+        self._spool = spool
+        self._run_sync = run_sync
+        self._res = resilience
+        self._clock = clock
+        self._max_points = max_points
+        self._max_bytes = max_bytes
+        self._on_change = on_change or (lambda: None)
+        self._wakeup = asyncio.Event()
+        self._active_endpoint: str = self._endpoints[0].sink.endpoint
+        self._logged_outage = False
+
+    @property
+    def active_endpoint(self) -> str:
+        """URL (without credentials) of the endpoint used last."""
+        return self._active_endpoint
+
+    def wake(self) -> None:
+        """New data was spooled, or the user asked to retry: look again now."""
+        self._wakeup.set()
+
+    def retry_now(self) -> None:
+        """Manual retry: leave paused / given-up / backoff and try at once."""
+        self._res.manual_retry()
+        for endpoint in self._endpoints:
+            if endpoint.breaker is not None:
+                endpoint.breaker.reset()
+        self.wake()
+
+    async def run(self) -> None:
+        """Deliver forever; cancellation-safe (nothing is deleted before acceptance)."""
+        while True:
+            await self.run_once()
+
+    async def run_once(self) -> bool:
+        """Do one step: deliver one batch, or wait. Returns True when a batch was sent."""
+        rows: list[SpoolRow] = await self._run_sync(
+            self._spool.peek, self._max_points, self._max_bytes
+        )
+        if not rows:
+            await self._wait(math.inf)
+            return False
+        wait = self._res.before_attempt()
+        if wait == math.inf:
+            self._on_change()
+            await self._wait_resumed()
+            return False
+        if wait > 0:
+            self._on_change()
+            await self._wait(wait)
+            return False
+        try:
+            await self._send(rows)
+        except DeliveryError as err:
+            delay = self._res.on_failure(err)
+            self._log_failure(err, delay)
+            self._on_change()
+            if delay is not None and delay > 0:
+                await self._wait(delay)
+            return False
+        except asyncio.CancelledError:
+            self._res.on_cancel()
+            raise
+        except Exception:
+            # A bug must not kill the only loop that ships data: count it and back off.
+            _LOGGER.exception("Unexpected error while uploading; will retry")
+            delay = self._res.on_failure(DeliveryError(ErrorCategory.SERVER, "unexpected error"))
+            self._on_change()
+            await self._wait(delay or 1.0)
+            return False
+        # Sent points were counted per accepted sub-batch in _send.
+        self._res.on_success()
+        if self._logged_outage:
+            _LOGGER.info("Delivery to %s resumed", self._active_endpoint)
+            self._logged_outage = False
+        self._on_change()
+        return True
+
+    async def _send(self, rows: list[SpoolRow]) -> None:
+        """Deliver ``rows``; split on 413, bisect on bad data, delete what was accepted."""
+        try:
+            await self._write([row.payload for row in rows])
+        except DeliveryError as err:
+            if err.kind not in (ErrorKind.BAD_DATA, ErrorKind.TOO_LARGE):
+                raise
+            if len(rows) == 1:
+                await self._quarantine(rows, err)
+                return
+            # Bisect: good halves get through, the bad point ends up alone.
+            # InfluxDB 1.x already stored the good lines of a partial write;
+            # resending them overwrites the same points (same timestamps).
+            mid = len(rows) // 2
+            await self._send(rows[:mid])
+            await self._send(rows[mid:])
+            return
+        await self._run_sync(self._spool.delete, [row.id for row in rows])
+        self._res.metrics.add_events_sent(len(rows))
+
+    async def _quarantine(self, rows: list[SpoolRow], err: DeliveryError) -> None:
+        """Move poison points to the dead-letter table, counted and logged once."""
+        await self._run_sync(self._spool.quarantine, rows, err.message, err.category.value)
+        self._res.metrics.add_points_quarantined(len(rows))
+        _LOGGER.warning(
+            "Quarantined %d point(s) rejected by %s (%s): %s",
+            len(rows),
+            self._active_endpoint,
+            err.category.value,
+            err.message,
+        )
+
+    async def _write(self, payloads: list[bytes]) -> None:
+        """Write through the first endpoint whose breaker allows it (fallback chain)."""
+        last_error: DeliveryError | None = None
+        for endpoint in self._endpoints:
+            breaker = endpoint.breaker
+            if breaker is not None and not breaker.allow():
+                continue
+            try:
+                await endpoint.sink.write(payloads)
+            except DeliveryError as err:
+                if breaker is not None:
+                    if err.transient:
+                        breaker.record_failure(err)
+                    else:
+                        breaker.release()
+                if not err.transient:
+                    raise
+                last_error = err
+                continue
+            except BaseException:
+                if breaker is not None:
+                    breaker.release()
+                raise
+            if breaker is not None:
+                breaker.record_success()
+            self._active_endpoint = endpoint.sink.endpoint
+            return
+        if last_error is None:
+            # Every fallback's breaker is open: fail like a network error so the
+            # main schedule backs off instead of spinning.
+            last_error = DeliveryError(ErrorCategory.NETWORK, "all endpoints unavailable")
+        raise last_error
+
+    def _log_failure(self, err: DeliveryError, delay: float | None) -> None:
+        """Log the first failure of an outage (not every retry)."""
+        if self._logged_outage:
+            return
+        self._logged_outage = True
+        if err.kind is ErrorKind.CONFIG:
+            _LOGGER.error(
+                "Delivery to %s paused (%s): %s; data stays spooled until fixed",
+                self._active_endpoint,
+                err.category.value,
+                err.message,
+            )
+        else:
+            _LOGGER.warning(
+                "Delivery to %s failed (%s): %s; retrying in %s s, data stays spooled",
+                self._active_endpoint,
+                err.category.value,
+                err.message,
+                "never (manual retry needed)" if delay is None else f"{delay:.1f}",
+            )
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep on the clock, ending early when woken."""
+        if self._wakeup.is_set():
+            self._wakeup.clear()
+            return
+        waiter = asyncio.ensure_future(self._wakeup.wait())
+        sleeper = None if seconds == math.inf else asyncio.ensure_future(self._clock.sleep(seconds))
+        tasks = {waiter} if sleeper is None else {waiter, sleeper}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        self._wakeup.clear()
+
+    async def _wait_resumed(self) -> None:
+        """Wait for a manual retry (paused or given up); new data does not resume."""
+        resumed = asyncio.ensure_future(self._res.wait_until_resumed())
+        try:
+            await resumed
+        finally:
+            if not resumed.done():
+                resumed.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await resumed
+        self._wakeup.clear()

@@ -1,0 +1,96 @@
+"""Turning Home Assistant states and events into core records (runs in a worker thread)."""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from homeassistant.const import EVENT_STATE_CHANGED
+from homeassistant.core import Event, State
+
+from .core.encoder import (
+    EncodeResult,
+    Encoder,
+    EncoderConfig,
+    EventRecord,
+    LineProtocolEncoder,
+)
+
+
+def timestamp_ns(timestamp: float) -> int:
+    """Nanoseconds from a float epoch timestamp, rounded to the microsecond.
+
+    HA keeps microsecond datetimes and the recorder stores float timestamps;
+    rounding to the microsecond makes a live state and the same state read
+    back from the recorder land on the same point (idempotent backfill).
+    """
+    return round(timestamp * 1_000_000) * 1000
+
+
+def record_from_state(state: State) -> EventRecord:
+    """Snapshot a state (states are immutable, so reading them off-loop is safe)."""
+    return EventRecord(
+        entity_id=state.entity_id,
+        state=state.state,
+        attributes=state.attributes,
+        time_ns=timestamp_ns(state.last_updated_timestamp),
+        last_changed_ns=timestamp_ns(state.last_changed_timestamp),
+        context_id=state.context.id,
+    )
+
+
+def record_from_event(event: Event[Mapping[str, Any]]) -> EventRecord:
+    """Snapshot a non-state event (automation_triggered, call_service, ...)."""
+    data = dict(event.data)
+    entity_id = data.get("entity_id")
+    if not isinstance(entity_id, str) or "." not in entity_id:
+        entity_id = f"event.{event.event_type}"
+    time_ns = timestamp_ns(event.time_fired_timestamp)
+    return EventRecord(
+        entity_id=entity_id,
+        state=event.event_type,
+        attributes=data,
+        time_ns=time_ns,
+        last_changed_ns=time_ns,
+        context_id=event.context.id,
+        event_type=event.event_type,
+    )
+
+
+def to_record(item: State | Event[Any]) -> EventRecord:
+    """Convert what the listener captured."""
+    if isinstance(item, State):
+        return record_from_state(item)
+    return record_from_event(item)
+
+
+class RoutingLineEncoder:
+    """Line protocol for states, and one measurement per extra event type."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        """Create the encoder for states; event encoders are made on demand."""
+        self._config = config
+        self._states = LineProtocolEncoder(config)
+        self._events: dict[str, LineProtocolEncoder] = {}
+
+    def encode_many(self, records: Iterable[EventRecord]) -> EncodeResult:
+        """Encode states and events, each with its own measurement rule."""
+        by_type: dict[str, list[EventRecord]] = {}
+        for record in records:
+            by_type.setdefault(record.event_type, []).append(record)
+        total = EncodeResult()
+        for event_type, group in by_type.items():
+            encoder: Encoder
+            if event_type == EVENT_STATE_CHANGED:
+                encoder = self._states
+            else:
+                encoder = self._events.get(event_type) or self._events.setdefault(
+                    event_type,
+                    LineProtocolEncoder(replace(self._config, override_measurement=event_type)),
+                )
+            result = encoder.encode_many(group)
+            total.lines.extend(result.lines)
+            total.skipped += result.skipped
+            total.rejected.extend(result.rejected)
+            total.dropped_values += result.dropped_values
+            total.truncated_values += result.truncated_values
+        return total

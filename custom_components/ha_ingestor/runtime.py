@@ -1,0 +1,322 @@
+"""Wiring one config entry's pipeline into Home Assistant.
+
+Data: bus listener -> :class:`Pipeline` memory batch -> flush timer -> spool ->
+uploader background task. State: pipeline changes -> health assessment ->
+``ha_ingestor_health_changed`` event, repairs, reauth, and (throttled)
+entity updates through a dispatcher signal.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import (
+    EVENT_HOMEASSISTANT_FINAL_WRITE,
+    EVENT_HOMEASSISTANT_STOP,
+    EVENT_STATE_CHANGED,
+)
+from homeassistant.core import CALLBACK_TYPE, Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.event import async_call_later, async_track_time_interval
+
+from .const import (
+    CONF_BACKLOG_TOLERANCE,
+    CONF_BATCH_BYTES,
+    CONF_BATCH_SIZE,
+    CONF_DEFAULT_MEASUREMENT,
+    CONF_EVENT_TYPES,
+    CONF_FALLBACK_URLS,
+    CONF_FLUSH_INTERVAL,
+    CONF_IDLE_TOLERANCE,
+    CONF_IGNORE_ATTRIBUTES,
+    CONF_INCLUDE_UNAVAILABLE,
+    CONF_KIND,
+    CONF_MEASUREMENT_STRATEGY,
+    CONF_OVERFLOW_POLICY,
+    CONF_OVERRIDE_MEASUREMENT,
+    CONF_PRESET,
+    CONF_RETRY_OVERRIDES,
+    CONF_SPOOL_MAX_AGE_DAYS,
+    CONF_SPOOL_MAX_MB,
+    CONF_STATIC_TAGS,
+    CONF_TAGS_ATTRIBUTES,
+    DEFAULT_BACKLOG_TOLERANCE,
+    DEFAULT_BATCH_BYTES,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_IDLE_TOLERANCE,
+    DEFAULT_SPOOL_MAX_MB,
+    DEFAULT_TIMEOUT,
+    DOMAIN,
+    EVENT_HEALTH_CHANGED,
+    LOGGER,
+    SIGNAL_UPDATE,
+    SPOOL_DIR,
+    DestinationKind,
+)
+from .core.breaker import CircuitBreaker
+from .core.clock import SystemClock
+from .core.encoder import Encoder, EncoderConfig, JsonEventEncoder
+from .core.errors import ErrorCategory
+from .core.health import HealthReport, HealthStatus, HealthTolerances
+from .core.metrics import Metrics
+from .core.pipeline import Pipeline, PipelineConfig
+from .core.resilience import Resilience
+from .core.retry import DEFAULT_PRESET, build_policy
+from .core.sinks import create_sink
+from .core.spool import OverflowPolicy, Spool
+from .core.uploader import Endpoint
+from .destination import async_ssl_context, target_from_data
+from .filters import EntityMatcher
+from .records import RoutingLineEncoder, to_record
+
+#: Entities are refreshed at most this often, so an event storm cannot flood the recorder.
+ENTITY_UPDATE_INTERVAL = 1.0
+#: Ages (backlog age, idle time) move with the clock: re-assess this often.
+PERIODIC_REFRESH = timedelta(seconds=30)
+
+type HealthListener = Callable[[HealthReport | None, HealthReport], None]
+
+
+def encoder_config(options: Mapping[str, Any]) -> EncoderConfig:
+    """Encoder settings from entry options (defaults match the built-in influxdb)."""
+    kwargs: dict[str, Any] = {}
+    if strategy := options.get(CONF_MEASUREMENT_STRATEGY):
+        kwargs["measurement_attr"] = strategy
+    if default := options.get(CONF_DEFAULT_MEASUREMENT):
+        kwargs["default_measurement"] = default
+    if override := options.get(CONF_OVERRIDE_MEASUREMENT):
+        kwargs["override_measurement"] = override
+    return EncoderConfig(
+        tags=dict(options.get(CONF_STATIC_TAGS) or {}),
+        tags_attributes=frozenset(options.get(CONF_TAGS_ATTRIBUTES) or ()),
+        ignore_attributes=frozenset(options.get(CONF_IGNORE_ATTRIBUTES) or ()),
+        include_unknown=bool(options.get(CONF_INCLUDE_UNAVAILABLE, False)),
+        **kwargs,
+    )
+
+
+def spool_path(hass: HomeAssistant, entry_id: str) -> Path:
+    """Where an entry's spool lives (config dir, survives HACS upgrades)."""
+    return Path(hass.config.path(SPOOL_DIR, f"{entry_id}.sqlite"))
+
+
+@dataclass(kw_only=True)
+class IngestorRuntime:
+    """Everything one entry owns while loaded (``entry.runtime_data``)."""
+
+    hass: HomeAssistant
+    entry: ConfigEntry[Any]
+    pipeline: Pipeline
+    matcher: EntityMatcher
+    flush_interval: float
+    event_types: list[str]
+    health: HealthReport | None = None
+    health_listeners: list[HealthListener] = field(default_factory=list)
+    _unsubs: list[CALLBACK_TYPE] = field(default_factory=list)
+    _entity_update_pending: CALLBACK_TYPE | None = None
+    _closed: bool = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def async_start(self) -> None:
+        """Open the spool, start capturing and start the uploader."""
+        hass, entry = self.hass, self.entry
+        await self.pipeline.async_open()
+        # Capture from the first second, whether or not the destination answers.
+        self._unsubs.append(hass.bus.async_listen(EVENT_STATE_CHANGED, self._on_state_changed))
+        for event_type in self.event_types:
+            self._unsubs.append(hass.bus.async_listen(event_type, self._on_event))
+        self._unsubs.append(self.matcher.async_track_registries())
+        self._unsubs.append(
+            async_track_time_interval(
+                hass,
+                self._async_flush_tick,
+                timedelta(seconds=self.flush_interval),
+                name=f"{DOMAIN} flush",
+            )
+        )
+        self._unsubs.append(
+            async_track_time_interval(
+                hass, self._async_periodic, PERIODIC_REFRESH, name=f"{DOMAIN} health"
+            )
+        )
+        # HA cancels background tasks before EVENT_HOMEASSISTANT_STOP and never
+        # unloads entries at shutdown: write the memory batch to disk on STOP,
+        # and flush + close the spool at FINAL_WRITE.
+        self._unsubs.append(hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, self._async_on_stop))
+        self._unsubs.append(
+            hass.bus.async_listen(EVENT_HOMEASSISTANT_FINAL_WRITE, self._async_on_final_write)
+        )
+        entry.async_create_background_task(
+            hass, self.pipeline.run_uploader(), name=f"{DOMAIN} uploader {entry.title}"
+        )
+        self.async_refresh()
+
+    async def async_shutdown(self) -> None:
+        """Unload: stop listening, flush memory to the spool and close it."""
+        for unsub in self._unsubs:
+            unsub()
+        self._unsubs.clear()
+        if self._entity_update_pending is not None:
+            self._entity_update_pending()
+            self._entity_update_pending = None
+        await self._async_close()
+
+    async def _async_close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.pipeline.async_close()
+
+    async def _async_on_stop(self, _event: Event) -> None:
+        await self.pipeline.flush()
+
+    async def _async_on_final_write(self, _event: Event) -> None:
+        await self._async_close()
+
+    # --- capture -----------------------------------------------------------------------
+
+    @callback
+    def _on_state_changed(self, event: Event[EventStateChangedData]) -> None:
+        """Bus listener: filter lookup and an append; everything else is off-loop."""
+        data = event.data
+        new_state = data["new_state"]
+        if new_state is not None and self.matcher(data["entity_id"]):
+            self.pipeline.capture(new_state)
+
+    @callback
+    def _on_event(self, event: Event[Any]) -> None:
+        self.pipeline.capture(event)
+
+    async def _async_flush_tick(self, _now: Any) -> None:
+        await self.pipeline.flush()
+
+    async def _async_periodic(self, _now: Any) -> None:
+        self.async_refresh()
+
+    # --- state -------------------------------------------------------------------------
+
+    async def async_flush(self) -> None:
+        """Flush now (action / button) and try to deliver at once."""
+        await self.pipeline.flush()
+        self.pipeline.uploader.wake()
+
+    @callback
+    def async_retry_now(self) -> None:
+        """Manual retry (action / button / after a repair)."""
+        self.pipeline.retry_now()
+        self.async_refresh()
+
+    @callback
+    def async_on_pipeline_change(self) -> None:
+        """The pipeline did something: re-assess health now, refresh entities soon."""
+        self.async_refresh()
+
+    @callback
+    def async_refresh(self) -> None:
+        """Assess health; fire the transition event; schedule a throttled entity update."""
+        report = self.pipeline.health()
+        old = self.health
+        self.health = report
+        if old is None or old.status is not report.status:
+            self._on_health_transition(old, report)
+        for listener in self.health_listeners:
+            listener(old, report)
+        if self._entity_update_pending is None and not self._closed:
+            self._entity_update_pending = async_call_later(
+                self.hass, ENTITY_UPDATE_INTERVAL, self._async_push_entities
+            )
+
+    @callback
+    def _async_push_entities(self, _now: Any) -> None:
+        self._entity_update_pending = None
+        async_dispatcher_send(self.hass, SIGNAL_UPDATE.format(self.entry.entry_id))
+
+    @callback
+    def _on_health_transition(self, old: HealthReport | None, new: HealthReport) -> None:
+        old_status = old.status if old is not None else HealthStatus.UNKNOWN
+        if old is not None or new.status is not HealthStatus.UNKNOWN:
+            self.hass.bus.async_fire(
+                EVENT_HEALTH_CHANGED,
+                {
+                    "entry_id": self.entry.entry_id,
+                    "old_status": old_status.value,
+                    "new_status": new.status.value,
+                    "reason": new.reason,
+                },
+            )
+        LOGGER.debug("%s health %s -> %s: %s", self.entry.title, old_status, new.status, new.reason)
+        if self.pipeline.resilience.paused_reason is ErrorCategory.AUTH:
+            self.entry.async_start_reauth(self.hass)
+
+
+async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> IngestorRuntime:
+    """Build the pipeline for ``entry`` (nothing touches the network here)."""
+    data, options = entry.data, entry.options
+    clock = SystemClock()
+    session = async_get_clientsession(hass)
+    ssl_context = await async_ssl_context(hass, data)
+    target = target_from_data(data)
+    policy = build_policy(
+        options.get(CONF_PRESET, DEFAULT_PRESET), options.get(CONF_RETRY_OVERRIDES) or {}
+    )
+    urls: list[str | None] = [None, *(options.get(CONF_FALLBACK_URLS) or data.get(CONF_FALLBACK_URLS) or [])]
+    endpoints = [
+        Endpoint(
+            sink=create_sink(target, session, url=url, timeout=DEFAULT_TIMEOUT, ssl=ssl_context),
+            # Per-URL breakers only matter when there is something to fall back to.
+            breaker=CircuitBreaker(policy.breaker, clock, name=url or "primary")
+            if len(urls) > 1
+            else None,
+        )
+        for url in urls
+    ]
+    encoder: Encoder
+    if data[CONF_KIND] == DestinationKind.DATA_API:
+        encoder = JsonEventEncoder()
+    else:
+        encoder = RoutingLineEncoder(encoder_config(options))
+    max_age_days = options.get(CONF_SPOOL_MAX_AGE_DAYS)
+    spool = Spool(
+        spool_path(hass, entry.entry_id),
+        max_bytes=int(options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB) * 1024 * 1024),
+        max_age_seconds=float(max_age_days) * 86400 if max_age_days else None,
+        overflow=OverflowPolicy(options.get(CONF_OVERFLOW_POLICY, OverflowPolicy.DROP_OLDEST)),
+    )
+    tolerances = HealthTolerances(
+        backlog_age=float(options.get(CONF_BACKLOG_TOLERANCE, DEFAULT_BACKLOG_TOLERANCE)),
+        idle_events=float(options.get(CONF_IDLE_TOLERANCE, DEFAULT_IDLE_TOLERANCE)),
+    )
+    metrics = Metrics(clock)
+    resilience = Resilience(policy, clock, metrics, name=entry.title)
+    runtime_ref: list[IngestorRuntime] = []
+    pipeline = Pipeline(
+        encoder=encoder,
+        spool=spool,
+        endpoints=endpoints,
+        resilience=resilience,
+        clock=clock,
+        run_sync=hass.async_add_executor_job,
+        convert=to_record,
+        config=PipelineConfig(
+            batch_points=int(options.get(CONF_BATCH_SIZE, DEFAULT_BATCH_SIZE)),
+            batch_bytes=int(options.get(CONF_BATCH_BYTES, DEFAULT_BATCH_BYTES)),
+            tolerances=tolerances,
+        ),
+        on_change=lambda: runtime_ref[0].async_on_pipeline_change() if runtime_ref else None,
+    )
+    runtime = IngestorRuntime(
+        hass=hass,
+        entry=entry,
+        pipeline=pipeline,
+        matcher=EntityMatcher(hass, options),
+        flush_interval=float(options.get(CONF_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL)),
+        event_types=list(options.get(CONF_EVENT_TYPES) or []),
+    )
+    runtime_ref.append(runtime)
+    return runtime

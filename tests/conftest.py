@@ -1,0 +1,8 @@
+"""Shared fixtures for ha_ingestor tests."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let Home Assistant load integrations from custom_components/."""
