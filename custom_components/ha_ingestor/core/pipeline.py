@@ -156,7 +156,7 @@ class Pipeline:
     async def async_close(self) -> None:
         """Flush what is in memory and close the spool (final write)."""
         await self.flush()
-        await self._spool_call(self._spool.close)
+        await self._run_sync(self._spool.close)
 
     def retry_now(self) -> None:
         """Manual retry."""

@@ -1,0 +1,358 @@
+"""The core pipeline (memory batch -> encoder -> spool -> uploader) against real InfluxDB.
+
+Retry delays run on a FakeClock; the network and the SQLite spool are real.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from custom_components.ha_ingestor.core.breaker import CircuitBreaker
+from custom_components.ha_ingestor.core.clock import FakeClock
+from custom_components.ha_ingestor.core.encoder import (
+    EncoderConfig,
+    EventRecord,
+    LineProtocolEncoder,
+)
+from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
+from custom_components.ha_ingestor.core.pipeline import Pipeline, PipelineConfig
+from custom_components.ha_ingestor.core.resilience import Resilience
+from custom_components.ha_ingestor.core.retry import build_policy
+from custom_components.ha_ingestor.core.sinks import InfluxV1Target, create_sink
+from custom_components.ha_ingestor.core.spool import Spool
+from custom_components.ha_ingestor.core.state import ConnectionState
+from custom_components.ha_ingestor.core.uploader import Endpoint, Uploader
+from tests.servers import InfluxV1Server, free_port
+
+BASE_NS = 1_700_000_000_000_000_000
+
+
+def record(i: int, *, entity: str = "sensor.temp", value: str | None = None) -> EventRecord:
+    """A numeric state change one second after the previous one."""
+    return EventRecord(
+        entity_id=entity,
+        state=value if value is not None else str(20 + i / 10),
+        attributes={"unit_of_measurement": "°C", "friendly_name": "Temp"},
+        time_ns=BASE_NS + i * 1_000_000_000,
+        last_changed_ns=BASE_NS + i * 1_000_000_000,
+    )
+
+
+async def run_sync(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking spool work in a thread, as HA's executor does."""
+    return await asyncio.to_thread(fn, *args)
+
+
+class Harness:
+    """A pipeline on a fake clock, plus helpers to drive it."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        spool_path: Path,
+        urls: Sequence[str],
+        database: str,
+        *,
+        preset: str = "infinite",
+        batch_points: int = 5000,
+        timeout: float = 5.0,
+    ) -> None:
+        self.clock = FakeClock()
+        target = InfluxV1Target(url=urls[0], database=database)
+        policy = build_policy(preset, {})
+        self.resilience = Resilience(policy, self.clock)
+        endpoints = [
+            Endpoint(
+                sink=create_sink(target, session, url=url, timeout=timeout),
+                breaker=CircuitBreaker(policy.breaker, self.clock) if len(urls) > 1 else None,
+            )
+            for url in urls
+        ]
+        self.spool = Spool(spool_path)
+        self.pipeline = Pipeline(
+            encoder=LineProtocolEncoder(EncoderConfig()),
+            spool=self.spool,
+            endpoints=endpoints,
+            resilience=self.resilience,
+            clock=self.clock,
+            run_sync=run_sync,
+            convert=lambda item: item,
+            config=PipelineConfig(batch_points=batch_points),
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.pipeline.async_open()
+        self.task = asyncio.create_task(self.pipeline.run_uploader())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        await self.pipeline.async_close()
+
+    async def until(self, condition: Callable[[], bool], *, limit: int = 2000) -> None:
+        """Let real I/O happen and move the fake clock to the next timer until ``condition``."""
+        for _ in range(limit):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+            deadline = self.clock.next_deadline()
+            if deadline is not None:
+                self.clock.advance(max(0.0, deadline - self.clock.monotonic()))
+        raise AssertionError("condition not reached")
+
+    def pending(self) -> int:
+        stats = self.pipeline.stats
+        return -1 if stats is None else stats.pending_count
+
+
+@pytest.fixture
+async def session(socket_enabled: None) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+async def count_points(server: InfluxV1Server, db: str, measurement: str = "°C") -> int:
+    rows = await server.aquery(f'SELECT count("value") FROM "{measurement}"', db)
+    return int(rows[0]["count"]) if rows else 0
+
+
+async def test_delivers_every_point_once(
+    session: aiohttp.ClientSession, influxdb_v1: InfluxV1Server, influx_db: str, tmp_path: Path
+) -> None:
+    """Captured records land in InfluxDB with their own timestamps and values."""
+    h = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db, batch_points=7)
+    await h.start()
+    for i in range(50):
+        h.pipeline.capture(record(i))
+    await h.pipeline.flush()
+    await h.until(lambda: h.pending() == 0)
+    await h.stop()
+    rows = await influxdb_v1.aquery('SELECT "value", entity_id FROM "°C"', influx_db)
+    assert [r["time"] for r in rows] == [BASE_NS + i * 1_000_000_000 for i in range(50)]
+    assert [r["value"] for r in rows] == [20 + i / 10 for i in range(50)]
+    assert {r["entity_id"] for r in rows} == {"temp"}
+    assert h.resilience.metrics.events_sent == 50
+    assert h.resilience.state is ConnectionState.ACTIVE
+
+
+async def test_outage_keeps_everything_and_drains_after(
+    session: aiohttp.ClientSession, influxdb_v1: InfluxV1Server, influx_db: str, tmp_path: Path
+) -> None:
+    """With the server down, points stay spooled through the retry stages; none lost after."""
+    h = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db, timeout=2)
+    await h.start()
+    influxdb_v1.stop()
+    try:
+        for i in range(30):
+            h.pipeline.capture(record(i))
+        await h.pipeline.flush()
+        await h.until(lambda: h.resilience.state is ConnectionState.RETRYING_MODERATE)
+        assert h.pending() == 30
+        assert h.resilience.last_error_category is ErrorCategory.NETWORK
+        for i in range(30, 40):
+            h.pipeline.capture(record(i))
+        await h.pipeline.flush()
+        assert h.pending() == 40
+    finally:
+        influxdb_v1.start()
+    await h.until(lambda: h.pending() == 0)
+    await h.stop()
+    assert await count_points(influxdb_v1, influx_db) == 40
+    assert h.resilience.state is ConnectionState.ACTIVE
+
+
+async def test_backlog_survives_restart(
+    session: aiohttp.ClientSession, influxdb_v1: InfluxV1Server, influx_db: str, tmp_path: Path
+) -> None:
+    """Points spooled during an outage are delivered by the next process (HA restart)."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    first = Harness(session, tmp_path / "spool.sqlite", [closed], influx_db, timeout=1)
+    await first.start()
+    for i in range(25):
+        first.pipeline.capture(record(i))
+    await first.pipeline.flush()
+    await first.until(lambda: first.resilience.consecutive_failures >= 2)
+    await first.stop()
+
+    second = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db)
+    await second.start()
+    await second.until(lambda: second.pending() == 0)
+    await second.stop()
+    assert await count_points(influxdb_v1, influx_db) == 25
+
+
+async def test_bad_point_is_quarantined_rest_delivered(
+    session: aiohttp.ClientSession, influxdb_v1: InfluxV1Server, influx_db: str, tmp_path: Path
+) -> None:
+    """A real field-type conflict (400) is bisected: only the conflicting point is quarantined."""
+    # Make "value" a string field in measurement "°C" for entity "conflict".
+    status, _ = await influxdb_v1.awrite(
+        influx_db, f'°C,domain=sensor,entity_id=conflict value="text" {BASE_NS - 1}'.encode()
+    )
+    assert status == 204
+    h = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db)
+    await h.start()
+    for i in range(16):
+        h.pipeline.capture(record(i, entity="sensor.conflict" if i == 11 else "sensor.temp"))
+    await h.pipeline.flush()
+    await h.until(lambda: h.pending() == 0)
+    dead = await asyncio.to_thread(h.spool.dead_letters)
+    await h.stop()
+    # Within one shard InfluxDB 1.x rejects a float after a string field: the whole
+    # measurement conflicts, so assert on what is knowable: nothing lost silently.
+    delivered = await influxdb_v1.aquery('SELECT "value" FROM "°C" WHERE "value" > 0', influx_db)
+    assert len(delivered) + len(dead) == 16
+    assert dead
+    assert all(d.category == ErrorCategory.BAD_DATA for d in dead)
+    assert h.resilience.metrics.points_quarantined == len(dead)
+    assert h.resilience.state is ConnectionState.ACTIVE
+
+
+async def test_too_large_batches_are_split(
+    session: aiohttp.ClientSession,
+    influxdb_v1_small_body: InfluxV1Server,
+    tmp_path: Path,
+) -> None:
+    """A real 413 (max-body-size 256 B) splits batches until each fits."""
+    db = "split"
+    await influxdb_v1_small_body.acreate_database(db)
+    h = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1_small_body.url], db)
+    await h.start()
+    for i in range(20):
+        h.pipeline.capture(record(i))
+    await h.pipeline.flush()
+    await h.until(lambda: h.pending() == 0)
+    await h.stop()
+    assert await count_points(influxdb_v1_small_body, db) == 20
+    assert h.resilience.metrics.points_quarantined == 0
+
+
+async def test_missing_database_pauses_until_manual_retry(
+    session: aiohttp.ClientSession, influxdb_v1: InfluxV1Server, tmp_path: Path
+) -> None:
+    """404 database not found pauses delivery, keeps the data, resumes after a fix."""
+    db = "created_later"
+    await influxdb_v1.adrop_database(db)
+    h = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], db)
+    await h.start()
+    for i in range(5):
+        h.pipeline.capture(record(i))
+    await h.pipeline.flush()
+    await h.until(lambda: h.resilience.state is ConnectionState.PAUSED)
+    assert h.resilience.paused_reason is ErrorCategory.NOT_FOUND
+    assert h.pending() == 5
+    await influxdb_v1.acreate_database(db)
+    h.pipeline.retry_now()
+    await h.until(lambda: h.pending() == 0)
+    await h.stop()
+    assert await count_points(influxdb_v1, db) == 5
+    await influxdb_v1.adrop_database(db)
+
+
+async def test_fallback_endpoint_takes_over(
+    session: aiohttp.ClientSession, influxdb_v1: InfluxV1Server, influx_db: str, tmp_path: Path
+) -> None:
+    """With the primary URL refusing connections, the fallback URL delivers."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    h = Harness(session, tmp_path / "spool.sqlite", [closed, influxdb_v1.url], influx_db)
+    await h.start()
+    for i in range(10):
+        h.pipeline.capture(record(i))
+    await h.pipeline.flush()
+    await h.until(lambda: h.pending() == 0)
+    await h.stop()
+    assert h.pipeline.uploader.active_endpoint.startswith(influxdb_v1.url)
+    assert await count_points(influxdb_v1, influx_db) == 10
+
+
+async def test_cancel_mid_write_loses_nothing(
+    session: aiohttp.ClientSession, influxdb_v1: InfluxV1Server, influx_db: str, tmp_path: Path
+) -> None:
+    """Cancelling the uploader while a write hangs (SIGSTOPped server) keeps the rows.
+
+    The paused server may still store the write after SIGCONT; the resend then
+    overwrites the same points, so the count stays exact.
+    """
+    h = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db, timeout=30)
+    await h.start()
+    influxdb_v1.pause()
+    try:
+        for i in range(12):
+            h.pipeline.capture(record(i))
+        await h.pipeline.flush()
+        await asyncio.sleep(0.3)
+        await h.stop()
+    finally:
+        influxdb_v1.resume()
+    again = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db)
+    await again.start()
+    assert again.pending() == 12
+    await again.until(lambda: again.pending() == 0)
+    await again.stop()
+    assert await count_points(influxdb_v1, influx_db) == 12
+
+
+class _ExplodingSink:
+    """A sink raising a non-DeliveryError: a bug a real server cannot provoke."""
+
+    endpoint = "http://bug.invalid"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def write(self, payloads: Sequence[bytes]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("boom")
+
+
+async def test_unexpected_error_does_not_kill_the_loop(tmp_path: Path) -> None:
+    """An unexpected exception is logged and retried; the loop survives (fake sink, see class)."""
+    clock = FakeClock()
+    res = Resilience(build_policy("infinite", {}), clock)
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.open()
+    spool.append([(1, b"m v=1 1")])
+    sink = _ExplodingSink()
+    up = Uploader(
+        endpoints=[Endpoint(sink=sink)],
+        spool=spool,
+        run_sync=run_sync,
+        resilience=res,
+        clock=clock,
+        max_points=10,
+        max_bytes=1000,
+    )
+    task = asyncio.create_task(up.run_once())
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        if task.done():
+            break
+        deadline = clock.next_deadline()
+        if deadline is not None:
+            clock.advance(deadline - clock.monotonic())
+    assert await task is False
+    assert res.last_error_category is ErrorCategory.SERVER
+    assert await up.run_once() is True
+    assert spool.stats().pending_count == 0
+    spool.close()
+    with pytest.raises(ValueError, match="endpoint"):
+        Uploader(
+            endpoints=[],
+            spool=spool,
+            run_sync=run_sync,
+            resilience=res,
+            clock=clock,
+            max_points=1,
+            max_bytes=1,
+        )
+
