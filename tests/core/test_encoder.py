@@ -749,3 +749,16 @@ def test_encoder_matches_client_fed_with_builtin_fields(
         time_ns,
     )
     assert line(record) == expected
+
+
+def test_name_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from custom_components.ha_ingestor.core import encoder as encoder_mod  # noqa: PLC0415
+
+    monkeypatch.setattr(encoder_mod, "_NAME_CACHE_SIZE", 3)
+    encoder = LineProtocolEncoder()
+    records = [rec("1", {"_a": 1, f"k{i}": 2}) for i in range(5)]
+    result = encoder.encode_many(records + records)
+    assert len(result.lines) == 10
+    assert len(encoder._names) <= 3
+    assert result.lines[0][1] == result.lines[5][1]
+    assert b" a=1,k0=2,value=1 " in result.lines[0][1]
