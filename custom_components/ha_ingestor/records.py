@@ -47,12 +47,12 @@ def record_from_event(event: Event[Mapping[str, Any]]) -> EventRecord:
     time_ns = timestamp_ns(event.time_fired_timestamp)
     return EventRecord(
         entity_id=entity_id,
-        state=event.event_type,
+        state=str(event.event_type),
         attributes=data,
         time_ns=time_ns,
         last_changed_ns=time_ns,
         context_id=event.context.id,
-        event_type=event.event_type,
+        event_type=str(event.event_type),
     )
 
 
