@@ -1,0 +1,579 @@
+"""HTTP sinks: deliver encoded payloads to InfluxDB (v1 / v2 API) or the data-api.
+
+A sink sends one batch per :meth:`Sink.write` call and either returns (the
+destination accepted every point: 2xx) or raises :class:`DeliveryError`, whose
+category tells the uploader what to do. Classification
+(:func:`classify_response`, :func:`classify_exception`):
+
+==========================================  ==============  ===========================
+answer                                      category        why
+==========================================  ==============  ===========================
+2xx                                         (success)
+408                                         TIMEOUT         transient
+429; 503 "request throttled" (InfluxDB 1)   RATE_LIMITED    transient, ``Retry-After``
+500 / 502 / 503 / 504 / other 5xx           SERVER          transient, ``Retry-After``
+500 "retention policy not found" (v1)       NOT_FOUND       a config fault, not an outage
+413                                         TOO_LARGE       split the batch
+400 / 422 (incl. v1 "partial write")        BAD_DATA        bisect, quarantine bad lines
+401 / 403 / 407                             AUTH            pause, ask for credentials
+404 JSON "database/bucket ... not found"    NOT_FOUND       pause, tell the user
+404 anything else (route not found)         NOT_FOUND       wrong API version / path
+3xx (redirects are not followed)            NOT_FOUND       URL must be updated
+any other 4xx (405, 409, 410, 415, ...)     NOT_FOUND       see below
+TLS / certificate failure                   TLS             configuration
+DNS failure                                 DNS             transient
+refused, reset, disconnected, other OSError NETWORK         transient
+timeout (connect or read)                   TIMEOUT         transient
+==========================================  ==============  ===========================
+
+Unknown 4xx answers are treated as a configuration fault (NOT_FOUND: "check the
+URL"), never as BAD_DATA: they usually come from a reverse proxy or a wrong
+endpoint, and bisecting would quarantine (lose) perfectly good points, while a
+config fault pauses delivery and keeps everything spooled until the user acts.
+
+Secrets (passwords, tokens, credentials embedded in the URL) never appear in
+reprs, :attr:`Sink.endpoint` or error messages. ``asyncio.CancelledError`` is
+never caught. Nothing here imports ``homeassistant``.
+"""
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+import email.utils
+import gzip
+import hashlib
+import json
+import math
+import socket
+import ssl as ssl_module
+from typing import Final, Protocol
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from .errors import DeliveryError, ErrorCategory
+
+MAX_ERROR_TEXT: Final = 300
+DEFAULT_TIMEOUT: Final = 30.0
+_PRECISIONS: Final = frozenset({"ns", "u", "ms", "s", "m", "h"})
+_TRANSIENT_STATUS: Final = {
+    408: ErrorCategory.TIMEOUT,
+    429: ErrorCategory.RATE_LIMITED,
+}
+# aiohttp >= 3.11 has a dedicated DNS error; older ones wrap socket.gaierror.
+_DNS_ERROR: Final[type[Exception] | None] = getattr(aiohttp, "ClientConnectorDNSError", None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InfluxV1Target:
+    """InfluxDB 1.x ``/write`` API (also InfluxDB 1.8+ and VictoriaMetrics)."""
+
+    url: str
+    database: str
+    retention_policy: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    precision: str = "ns"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InfluxV2Target:
+    """InfluxDB 2.x / 3.x / Cloud ``/api/v2/write`` API with a token."""
+
+    url: str
+    org: str
+    bucket: str
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataApiTarget:
+    """The HTTP data-api: ``POST <url>/events`` with a gzip JSON array."""
+
+    url: str
+    token: str = field(repr=False)
+
+
+type Target = InfluxV1Target | InfluxV2Target | DataApiTarget
+
+
+class Sink(Protocol):
+    """What the uploader and the config flow need from a destination."""
+
+    endpoint: str
+    """Base URL without credentials, query or trailing slash (safe to show and log)."""
+
+    async def write(self, payloads: Sequence[bytes]) -> None:
+        """Deliver one batch; return only when the destination accepted all of it.
+
+        Raises :class:`DeliveryError` on any failure.
+        """
+
+    async def check(self) -> None:
+        """Verify reachability, credentials and that the database/bucket is writable.
+
+        Writes no data. Raises :class:`DeliveryError` describing the first problem.
+        """
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Parse a ``Retry-After`` header: delta seconds or an HTTP date.
+
+    Returns seconds to wait (>= 0), or ``None`` when absent or unparsable. Capping
+    is the retry schedule's job (``retry_after_cap``).
+    """
+    if value is None or not (value := value.strip()):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        # Only the non-negative finite number form is valid; "nan" / "-5" are garbage.
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive result means "-0000"
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _server_text(body: bytes, headers: Mapping[str, str]) -> str:
+    """Extract the server's error message (InfluxDB JSON, header, or raw text)."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("error", "message"):
+            if isinstance(data.get(key), str) and data[key]:
+                text = data[key]
+                break
+    if not text:
+        text = headers.get("X-Influxdb-Error", "")
+    text = " ".join(text.split())  # one line, whatever the server sent
+    if len(text) > MAX_ERROR_TEXT:
+        text = text[:MAX_ERROR_TEXT] + "…"
+    return text
+
+
+def classify_response(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    where: str,
+    now: datetime | None = None,
+) -> DeliveryError | None:
+    """Map an HTTP answer to ``None`` (accepted) or the :class:`DeliveryError` to raise.
+
+    ``where`` names the request (endpoint + path, no secrets) for the message.
+    """
+    if 200 <= status < 300:
+        return None
+    text = _server_text(body, headers)
+    detail = f": {text}" if text else ""
+    retry_after = parse_retry_after(headers.get("Retry-After"), now=now)
+    lowered = text.lower()
+
+    def err(category: ErrorCategory, message: str) -> DeliveryError:
+        return DeliveryError(
+            category, f"{message} ({where})", status=status, retry_after=retry_after
+        )
+
+    if status in _TRANSIENT_STATUS:
+        return err(_TRANSIENT_STATUS[status], f"HTTP {status}{detail}")
+    if status == 503 and "throttled" in lowered:
+        return err(ErrorCategory.RATE_LIMITED, f"HTTP 503 throttled{detail}")
+    if status >= 500:
+        if "retention policy not found" in lowered:
+            # InfluxDB 1.x answers 500 for a missing retention policy: retrying never helps.
+            return err(ErrorCategory.NOT_FOUND, f"retention policy not found{detail}")
+        return err(ErrorCategory.SERVER, f"server error HTTP {status}{detail}")
+    if status == 413:
+        return err(ErrorCategory.TOO_LARGE, f"batch too large (HTTP 413){detail}")
+    if status in (400, 422):
+        return err(ErrorCategory.BAD_DATA, f"rejected data (HTTP {status}){detail}")
+    if status in (401, 403, 407):
+        return err(ErrorCategory.AUTH, f"not authorized (HTTP {status}){detail}")
+    if status == 404:
+        if "json" in headers.get("Content-Type", "") and "not found" in lowered:
+            return err(ErrorCategory.NOT_FOUND, text)
+        return err(
+            ErrorCategory.NOT_FOUND,
+            "API endpoint not found (HTTP 404): wrong API version or URL path? "
+            "InfluxDB before 1.8 has no /api/v2/write: use the v1 API",
+        )
+    if 300 <= status < 400:
+        location = headers.get("Location", "")
+        target = f" to {_safe_url(location)}" if location else ""
+        return err(ErrorCategory.NOT_FOUND, f"redirected (HTTP {status}){target}: update the URL")
+    return err(ErrorCategory.NOT_FOUND, f"unexpected HTTP {status}{detail}: check the URL")
+
+
+def _safe_url(raw: str) -> str:
+    """Render a URL without userinfo and query (which may hold credentials)."""
+    try:
+        url = URL(raw)
+        if url.absolute:
+            url = url.with_user(None)
+        return str(url.with_query(None).with_fragment(None))
+    except (TypeError, ValueError):
+        return "<invalid URL>"
+
+
+def classify_exception(exc: BaseException, *, where: str) -> DeliveryError:
+    """Map a client-side failure (aiohttp / OS / TLS / timeout) to a :class:`DeliveryError`.
+
+    Never pass ``asyncio.CancelledError`` here: callers let it propagate.
+    """
+    if isinstance(exc, DeliveryError):
+        return exc
+    reason = _reason(exc)
+    # TLS first: aiohttp's certificate errors are also ClientConnectorErrors.
+    if isinstance(
+        exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl_module.SSLError
+    ):
+        return DeliveryError(ErrorCategory.TLS, f"TLS failure: {reason} ({where})")
+    if (_DNS_ERROR is not None and isinstance(exc, _DNS_ERROR)) or _is_gaierror(exc):
+        return DeliveryError(ErrorCategory.DNS, f"cannot resolve host: {reason} ({where})")
+    # ServerTimeoutError is both a ClientConnectionError and a TimeoutError.
+    if isinstance(exc, TimeoutError):
+        return DeliveryError(ErrorCategory.TIMEOUT, f"timed out ({where})")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return DeliveryError(ErrorCategory.NOT_FOUND, f"invalid URL ({where})")
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | OSError):
+        return DeliveryError(ErrorCategory.NETWORK, f"connection failed: {reason} ({where})")
+    return DeliveryError(ErrorCategory.SERVER, f"unexpected client error: {reason} ({where})")
+
+
+def _is_gaierror(exc: BaseException) -> bool:
+    """Whether a resolver failure is somewhere in the exception's chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return True
+        if isinstance(current, aiohttp.ClientConnectorError) and isinstance(
+            current.os_error, socket.gaierror
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """Describe an exception briefly, without its URL."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        inner: BaseException = exc.os_error
+        detail = getattr(inner, "strerror", None) or getattr(inner, "reason", None) or str(inner)
+        return f"{type(exc).__name__}: {detail}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
+
+
+def _basic_auth(username: str, password: str | None) -> str:
+    """Build the ``Authorization`` value for HTTP basic auth (UTF-8, as InfluxDB expects)."""
+    raw = f"{username}:{password or ''}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def _base_url(raw: str) -> URL:
+    """Parse and validate a destination URL; raise NOT_FOUND when it is unusable."""
+    try:
+        url = URL(raw.strip())
+    except (TypeError, ValueError):
+        raise DeliveryError(ErrorCategory.NOT_FOUND, "invalid URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise DeliveryError(
+            ErrorCategory.NOT_FOUND, f"invalid URL {_safe_url(raw)}: need http(s)://host[:port]"
+        )
+    return url
+
+
+def _join(base: URL, path: str) -> URL:
+    """Append ``path`` to the base URL's path, keeping a reverse-proxy prefix."""
+    prefix = base.raw_path.rstrip("/")
+    return (
+        base.with_user(None)
+        .with_query(None)
+        .with_fragment(None)
+        .with_path(f"{prefix}/{path}", encoded=True)
+    )
+
+
+class _HttpSink:
+    """Shared request / classification plumbing for the concrete sinks."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        *,
+        timeout: float,
+        ssl: ssl_module.SSLContext | bool,
+        secrets: Sequence[str | None],
+    ) -> None:
+        self._session = session
+        self._base = _base_url(url)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ssl = ssl
+        # Very short secrets are not redacted: replacing every "t" would garble messages.
+        self._secrets = tuple(s for s in (*secrets, self._base.password) if s and len(s) >= 4)
+        self.endpoint: str = str(_join(self._base, "")).rstrip("/")
+
+    def __repr__(self) -> str:
+        """Representation without secrets."""
+        return f"{type(self).__name__}({self.endpoint})"
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, bytes, CIMultiDict[str]]:
+        """Send one request; return (status, body, headers) or raise a classified error."""
+        url = _join(self._base, path)
+        where = f"{self.endpoint}/{path}"
+        try:
+            async with self._session.request(
+                method,
+                url,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                ssl=self._ssl,
+                # A redirected POST would turn into a GET and silently lose the body.
+                allow_redirects=False,
+            ) as resp:
+                body = await resp.read()
+                return resp.status, body, CIMultiDict(resp.headers)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a DeliveryError
+            err = classify_exception(exc, where=where)
+            raise DeliveryError(
+                err.category,
+                self._redact(err.message),
+                status=err.status,
+                retry_after=err.retry_after,
+            ) from None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Send one request and raise the classified error unless it was accepted."""
+        status, body, resp_headers = await self._request(
+            method, path, params=params, data=data, headers=headers
+        )
+        err = classify_response(status, body, resp_headers, where=f"{self.endpoint}/{path}")
+        if err is not None:
+            err.message = self._redact(err.message)
+            err.args = (err.message,)
+            raise err
+
+
+class InfluxV1Sink(_HttpSink):
+    """InfluxDB 1.x ``POST /write?db=&rp=&precision=`` with HTTP basic auth."""
+
+    def __init__(
+        self,
+        target: InfluxV1Target,
+        session: aiohttp.ClientSession,
+        *,
+        url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        ssl: ssl_module.SSLContext | bool = True,
+    ) -> None:
+        """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints)."""
+        if target.precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}")
+        super().__init__(
+            session, url or target.url, timeout=timeout, ssl=ssl, secrets=(target.password,)
+        )
+        self._target = target
+        username = target.username or self._base.user
+        password = target.password if target.username else self._base.password
+        # Basic auth keeps the password out of the query string (and so out of any log).
+        self._headers = {"Authorization": _basic_auth(username, password)} if username else {}
+        self._params = {"db": target.database, "precision": target.precision}
+        if target.retention_policy:
+            self._params["rp"] = target.retention_policy
+
+    async def write(self, payloads: Sequence[bytes]) -> None:
+        """POST the lines joined by newlines; see the module doc for the errors."""
+        await self._call(
+            "POST", "write", params=self._params, data=b"\n".join(payloads), headers=self._headers
+        )
+
+    async def check(self) -> None:
+        """Write an empty body, then verify the retention policy when one is set.
+
+        InfluxDB 1.x checks credentials, the database's existence and the user's
+        write privilege before it parses the body, and answers 204 for an empty
+        one: so this proves writability without storing anything. An empty body
+        does not reach the retention policy, hence the extra
+        ``SHOW RETENTION POLICIES`` (skipped when the user may not read it).
+        """
+        await self._call("POST", "write", params=self._params, data=b"", headers=self._headers)
+        rp = self._target.retention_policy
+        if not rp:
+            return
+        database = self._target.database.replace('"', '\\"')
+        query = f'SHOW RETENTION POLICIES ON "{database}"'
+        status, body, _ = await self._request(
+            "GET", "query", params={"q": query}, headers=self._headers
+        )
+        if status != 200:
+            return  # not allowed to read: the first write will tell
+        try:
+            results = json.loads(body)["results"][0]
+            names = {row[0] for row in results["series"][0]["values"]}
+        except (ValueError, KeyError, IndexError, TypeError):
+            return
+        if rp not in names:
+            raise DeliveryError(
+                ErrorCategory.NOT_FOUND,
+                f"retention policy not found: {rp} ({self.endpoint}/query)",
+            )
+
+
+class InfluxV2Sink(_HttpSink):
+    """``POST /api/v2/write?org=&bucket=&precision=ns`` with ``Authorization: Token``.
+
+    Spoken by InfluxDB 2.x, 3.x, Cloud, 1.8+ (token ``user:password``) and
+    VictoriaMetrics.
+    """
+
+    def __init__(
+        self,
+        target: InfluxV2Target,
+        session: aiohttp.ClientSession,
+        *,
+        url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        ssl: ssl_module.SSLContext | bool = True,
+    ) -> None:
+        """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints)."""
+        super().__init__(
+            session, url or target.url, timeout=timeout, ssl=ssl, secrets=(target.token,)
+        )
+        self._params = {"org": target.org, "bucket": target.bucket, "precision": "ns"}
+        self._headers = {
+            "Authorization": f"Token {target.token}",
+            "Content-Type": "text/plain; charset=utf-8",
+        }
+
+    async def write(self, payloads: Sequence[bytes]) -> None:
+        """POST the lines joined by newlines; see the module doc for the errors."""
+        await self._call(
+            "POST",
+            "api/v2/write",
+            params=self._params,
+            data=b"\n".join(payloads),
+            headers=self._headers,
+        )
+
+    async def check(self) -> None:
+        """Write an empty body: the server checks token, org and bucket first.
+
+        ``/api/v2/buckets`` exists only on InfluxDB 2.x / Cloud (VictoriaMetrics and
+        InfluxDB 1.8 / 3 lack it), so the universal probe is an empty write, which
+        stores nothing. Servers that reject an empty body do so with 400 / 422
+        *after* authorizing and resolving the bucket, so that also counts as success.
+        """
+        try:
+            await self._call(
+                "POST", "api/v2/write", params=self._params, data=b"", headers=self._headers
+            )
+        except DeliveryError as err:
+            if err.category is not ErrorCategory.BAD_DATA:
+                raise
+
+
+class DataApiSink(_HttpSink):
+    """``POST <url>/events``: gzip JSON array, ``Authorization: Bearer``.
+
+    ``Idempotency-Key`` is the SHA-256 of the uncompressed body, so a replayed
+    batch carries the same key (each event also carries its own key).
+    """
+
+    def __init__(
+        self,
+        target: DataApiTarget,
+        session: aiohttp.ClientSession,
+        *,
+        url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        ssl: ssl_module.SSLContext | bool = True,
+    ) -> None:
+        """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints)."""
+        super().__init__(
+            session, url or target.url, timeout=timeout, ssl=ssl, secrets=(target.token,)
+        )
+        self._auth_header = {"Authorization": f"Bearer {target.token}"}
+
+    @staticmethod
+    def encode(payloads: Sequence[bytes]) -> tuple[bytes, str]:
+        """Return the gzip body and its idempotency key for a batch of JSON objects."""
+        raw = b"[" + b",".join(payloads) + b"]"
+        # mtime=0 keeps the bytes deterministic for identical batches.
+        return gzip.compress(raw, compresslevel=6, mtime=0), hashlib.sha256(raw).hexdigest()
+
+    async def write(self, payloads: Sequence[bytes]) -> None:
+        """POST the batch; see the module doc for the errors."""
+        body, key = self.encode(payloads)
+        headers = {
+            **self._auth_header,
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Idempotency-Key": key,
+        }
+        await self._call("POST", "events", data=body, headers=headers)
+
+    async def check(self) -> None:
+        """``GET /health`` (reachability, right service), then POST an empty array (auth)."""
+        await self._call("GET", "health")
+        await self.write([])
+
+
+def create_sink(
+    target: Target,
+    session: aiohttp.ClientSession,
+    *,
+    url: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    ssl: ssl_module.SSLContext | bool = True,
+) -> Sink:
+    """Build the sink for ``target`` on the caller's session.
+
+    ``url`` replaces ``target.url`` (fallback endpoints share credentials);
+    ``timeout`` is the total per-request budget in seconds; ``ssl`` is passed to
+    aiohttp (``False`` disables verification, a context pins a CA). An unusable
+    URL raises ``DeliveryError(NOT_FOUND)``.
+    """
+    if isinstance(target, InfluxV1Target):
+        return InfluxV1Sink(target, session, url=url, timeout=timeout, ssl=ssl)
+    if isinstance(target, InfluxV2Target):
+        return InfluxV2Sink(target, session, url=url, timeout=timeout, ssl=ssl)
+    return DataApiSink(target, session, url=url, timeout=timeout, ssl=ssl)
