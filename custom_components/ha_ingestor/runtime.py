@@ -6,9 +6,11 @@ uploader background task. State: pipeline changes -> health assessment ->
 entity updates through a dispatcher signal.
 """
 
+import asyncio
 from collections.abc import Callable, Mapping
+import contextlib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
 
+from .backfill import BackfillProgress, async_run_backfill, candidate_entities
 from .const import (
     CONF_BACKLOG_TOLERANCE,
     CONF_BATCH_BYTES,
@@ -79,6 +82,10 @@ ENTITY_UPDATE_INTERVAL = 1.0
 #: Ages (backlog age, idle time) move with the clock: re-assess this often.
 PERIODIC_REFRESH = timedelta(seconds=30)
 
+class BackfillRunningError(Exception):
+    """A backfill is already running for this entry."""
+
+
 type HealthListener = Callable[[HealthReport | None, HealthReport], None]
 
 
@@ -116,6 +123,8 @@ class IngestorRuntime:
     flush_interval: float
     event_types: list[str]
     health: HealthReport | None = None
+    backfill: BackfillProgress | None = None
+    _backfill_task: asyncio.Task[None] | None = None
     health_listeners: list[HealthListener] = field(default_factory=list)
     _unsubs: list[CALLBACK_TYPE] = field(default_factory=list)
     _entity_update_pending: CALLBACK_TYPE | None = None
@@ -159,6 +168,7 @@ class IngestorRuntime:
 
     async def async_shutdown(self) -> None:
         """Unload: stop listening, flush memory to the spool and close it."""
+        await self.async_cancel_backfill()
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()
@@ -205,6 +215,36 @@ class IngestorRuntime:
         """Flush now (action / button) and try to deliver at once."""
         await self.pipeline.flush()
         self.pipeline.uploader.wake()
+
+    @callback
+    def async_start_backfill(
+        self, start: datetime, end: datetime, entity_ids: list[str] | None
+    ) -> BackfillProgress:
+        """Replay recorded history in [start, end) in the background."""
+        if self._backfill_task is not None and not self._backfill_task.done():
+            raise BackfillRunningError
+        ids = sorted(e for e in entity_ids if self.matcher(e)) if entity_ids else None
+        progress = BackfillProgress(start=start, end=end)
+        self.backfill = progress
+        self._backfill_task = self.entry.async_create_background_task(
+            self.hass,
+            async_run_backfill(
+                self, progress, ids if ids is not None else candidate_entities(self.hass, self.matcher)
+            ),
+            name=f"{DOMAIN} backfill {self.entry.title}",
+        )
+        return progress
+
+    async def async_cancel_backfill(self) -> bool:
+        """Cancel a running backfill; True when one was running."""
+        task = self._backfill_task
+        self._backfill_task = None
+        if task is None or task.done():
+            return False
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return True
 
     @callback
     def async_retry_now(self) -> None:
