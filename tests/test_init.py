@@ -1,19 +1,225 @@
-"""Loading and unloading the integration."""
+"""Setup, capture, lifecycle and durability of the integration against real InfluxDB."""
 
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import (
+    EVENT_HOMEASSISTANT_FINAL_WRITE,
+    EVENT_HOMEASSISTANT_STOP,
+)
 from homeassistant.core import HomeAssistant
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from custom_components.ha_ingestor.const import DOMAIN
+from custom_components.ha_ingestor.const import (
+    CONF_DATABASE,
+    CONF_EVENT_TYPES,
+    CONF_EXCLUDE_ENTITIES,
+    CONF_INCLUDE_DOMAINS,
+    CONF_KIND,
+    CONF_URL,
+    CONF_VERIFY_SSL,
+    DOMAIN,
+    DestinationKind,
+)
+from custom_components.ha_ingestor.core.state import ConnectionState
+from custom_components.ha_ingestor.runtime import spool_path
+from tests.servers import InfluxV1Server, free_port
 
 
-async def test_load_unload(hass: HomeAssistant) -> None:
-    """The entry loads and unloads cleanly."""
-    entry = MockConfigEntry(domain=DOMAIN, data={})
+def v1_entry(url: str, database: str, **options: Any) -> MockConfigEntry:
+    """An entry shipping to an InfluxDB 1.x database."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=f"InfluxDB v1 {database}",
+        unique_id=f"influxdb_v1:{url}/|{database}",
+        data={
+            CONF_KIND: DestinationKind.INFLUXDB_V1,
+            CONF_URL: url,
+            CONF_DATABASE: database,
+            CONF_VERIFY_SSL: True,
+        },
+        options=options,
+    )
+
+
+async def settle(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    condition: Callable[[], bool],
+    *,
+    step: float = 1.0,
+    limit: int = 600,
+) -> None:
+    """Advance HA time step by step (flush timer, retries) letting real I/O finish."""
+    for _ in range(limit):
+        if condition():
+            return
+        freezer.tick(timedelta(seconds=step))
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done()
+        # Real sockets and executor threads need real time to answer.
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def count(server: InfluxV1Server, db: str, measurement: str) -> int:
+    """Points stored in ``measurement``."""
+    rows = await server.aquery(f'SELECT count(*) FROM "{measurement}"', db)
+    return max((int(v) for k, v in rows[0].items() if k.startswith("count")), default=0) if rows else 0
+
+
+async def test_ships_state_changes(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """State changes land in InfluxDB with the built-in integration's schema."""
+    entry = v1_entry(influxdb_v1.url, influx_db)
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
+
+    for i in range(10):
+        hass.states.async_set("sensor.outside", str(10 + i), {"unit_of_measurement": "°C"})
+        freezer.tick(timedelta(milliseconds=10))
+    hass.states.async_set("switch.pump", "on")
+    runtime = entry.runtime_data
+    await settle(
+        hass,
+        freezer,
+        lambda: runtime.pipeline.stats is not None
+        and runtime.pipeline.stats.pending_count == 0
+        and runtime.pipeline.resilience.metrics.events_sent >= 11,
+    )
+    rows = await influxdb_v1.aquery('SELECT "value", entity_id, domain FROM "°C"', influx_db)
+    assert [r["value"] for r in rows] == [float(10 + i) for i in range(10)]
+    assert {r["entity_id"] for r in rows} == {"outside"}
+    switch = await influxdb_v1.aquery('SELECT "value" FROM "switch.pump"', influx_db)
+    assert [r["value"] for r in switch] == [1.0]
+    assert runtime.pipeline.resilience.state is ConnectionState.ACTIVE
+
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.NOT_LOADED
+
+
+async def test_unreachable_at_setup_captures_and_delivers_later(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """Setup never waits for the database; events from the first second are kept."""
+    influxdb_v1.stop()
+    entry = v1_entry(influxdb_v1.url, influx_db)
+    entry.add_to_hass(hass)
+    try:
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.LOADED
+        for i in range(20):
+            hass.states.async_set("sensor.early", str(i), {"unit_of_measurement": "W"})
+            freezer.tick(timedelta(milliseconds=5))
+        runtime = entry.runtime_data
+        await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 3)
+        assert runtime.pipeline.stats is not None
+        assert runtime.pipeline.stats.pending_count == 20
+    finally:
+        influxdb_v1.start()
+    await settle(
+        hass,
+        freezer,
+        lambda: runtime.pipeline.stats is not None and runtime.pipeline.stats.pending_count == 0,
+        step=5.0,
+    )
+    assert await count(influxdb_v1, influx_db, "W") == 20
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_restart_mid_outage_loses_nothing(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """A graceful HA stop during an outage: memory batch written on STOP, spool closed at
+    FINAL_WRITE; the next start (a reload here, same spool file) drains it by itself.
+    """
+    closed = f"http://127.0.0.1:{free_port()}"
+    entry = v1_entry(closed, influx_db)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    for i in range(15):
+        hass.states.async_set("sensor.restart", str(i), {"unit_of_measurement": "kWh"})
+        freezer.tick(timedelta(milliseconds=5))
+    # No flush tick has run: these events are only in memory when HA stops.
+    runtime = entry.runtime_data
+    assert runtime.pipeline.buffered == 15
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert spool_path(hass, entry.entry_id).exists()
+
+    # "Next start": the database is reachable again.
+    hass.config_entries.async_update_entry(
+        entry, data={**entry.data, CONF_URL: influxdb_v1.url}
+    )
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    runtime = entry.runtime_data
+    await settle(
+        hass,
+        freezer,
+        lambda: runtime.pipeline.stats is not None and runtime.pipeline.stats.pending_count == 0,
+    )
+    assert await count(influxdb_v1, influx_db, "kWh") == 15
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_filters_and_extra_events(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """Only included domains are shipped, exclusions win, our own entities never ship,
+    and extra event types become their own measurement.
+    """
+    entry = v1_entry(
+        influxdb_v1.url,
+        influx_db,
+        **{
+            CONF_INCLUDE_DOMAINS: ["sensor"],
+            CONF_EXCLUDE_ENTITIES: ["sensor.secret"],
+            CONF_EVENT_TYPES: ["my_custom_event"],
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    hass.states.async_set("sensor.kept", "1", {"unit_of_measurement": "lx"})
+    hass.states.async_set("sensor.secret", "2", {"unit_of_measurement": "lx"})
+    hass.states.async_set("light.kitchen", "on")
+    hass.bus.async_fire("my_custom_event", {"value": 3.5, "who": "test"})
+    runtime = entry.runtime_data
+    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 2)
+    lux = await influxdb_v1.aquery('SELECT "value", entity_id FROM "lx"', influx_db)
+    assert [(r["entity_id"], r["value"]) for r in lux] == [("kept", 1.0)]
+    events = await influxdb_v1.aquery('SELECT * FROM "my_custom_event"', influx_db)
+    assert len(events) == 1
+    assert events[0]["value"] == 3.5
+    assert not await influxdb_v1.aquery('SELECT * FROM "light.kitchen"', influx_db)
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()

@@ -42,6 +42,7 @@ from .const import (
     CONF_OVERFLOW_POLICY,
     CONF_OVERRIDE_MEASUREMENT,
     CONF_PRESET,
+    CONF_REGISTRY_SYNC,
     CONF_RETRY_OVERRIDES,
     CONF_SPOOL_MAX_AGE_DAYS,
     CONF_SPOOL_MAX_MB,
@@ -70,12 +71,14 @@ from .core.metrics import Metrics
 from .core.pipeline import Pipeline, PipelineConfig
 from .core.resilience import Resilience
 from .core.retry import DEFAULT_PRESET, build_policy
-from .core.sinks import create_sink
+from .core.sinks import DataApiSink, create_sink
+from .core.state import ConnectionState
 from .core.spool import OverflowPolicy, Spool
 from .core.uploader import Endpoint
 from .destination import async_ssl_context, target_from_data
 from .filters import EntityMatcher
 from .records import RoutingLineEncoder, to_record
+from .registry_sync import RegistrySync
 
 #: Entities are refreshed at most this often, so an event storm cannot flood the recorder.
 ENTITY_UPDATE_INTERVAL = 1.0
@@ -124,6 +127,9 @@ class IngestorRuntime:
     event_types: list[str]
     health: HealthReport | None = None
     backfill: BackfillProgress | None = None
+    registry_sync: RegistrySync | None = None
+    _was_active: bool = False
+    _ever_active: bool = False
     _backfill_task: asyncio.Task[None] | None = None
     health_listeners: list[HealthListener] = field(default_factory=list)
     _unsubs: list[CALLBACK_TYPE] = field(default_factory=list)
@@ -164,6 +170,12 @@ class IngestorRuntime:
         entry.async_create_background_task(
             hass, self.pipeline.run_uploader(), name=f"{DOMAIN} uploader {entry.title}"
         )
+        if self.registry_sync is not None:
+            self.registry_sync.async_start()
+            self._unsubs.append(self.registry_sync.async_stop)
+            entry.async_create_background_task(
+                hass, self.registry_sync.run(), name=f"{DOMAIN} registry sync {entry.title}"
+            )
         self.async_refresh()
 
     async def async_shutdown(self) -> None:
@@ -261,6 +273,13 @@ class IngestorRuntime:
     def async_refresh(self) -> None:
         """Assess health; fire the transition event; schedule a throttled entity update."""
         report = self.pipeline.health()
+        active = self.pipeline.resilience.state is ConnectionState.ACTIVE
+        if active and not self._was_active:
+            if self._ever_active and self.registry_sync is not None:
+                # Reconnected: the data-api may have missed registry changes.
+                self.registry_sync.async_queue_full_sync()
+            self._ever_active = True
+        self._was_active = active
         old = self.health
         self.health = report
         if old is None or old.status is not report.status:
@@ -358,5 +377,8 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
         flush_interval=float(options.get(CONF_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL)),
         event_types=list(options.get(CONF_EVENT_TYPES) or []),
     )
+    primary = endpoints[0].sink
+    if options.get(CONF_REGISTRY_SYNC) and isinstance(primary, DataApiSink):
+        runtime.registry_sync = RegistrySync(hass, sink=primary, policy=policy, clock=clock)
     runtime_ref.append(runtime)
     return runtime

@@ -551,6 +551,18 @@ class DataApiSink(_HttpSink):
         }
         await self._call("POST", "events", data=body, headers=headers)
 
+    async def upsert(self, path: str, items: Sequence[Mapping[str, object]]) -> None:
+        """POST registry items (``internal/devices/bulk_upsert`` ...) as a gzip JSON array."""
+        raw = json.dumps(list(items), separators=(",", ":"), default=str).encode()
+        headers = {
+            **self._auth_header,
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        }
+        await self._call(
+            "POST", path.lstrip("/"), data=gzip.compress(raw, mtime=0), headers=headers
+        )
+
     async def check(self) -> None:
         """``GET /health`` (reachability, right service), then POST an empty array (auth)."""
         await self._call("GET", "health")

@@ -1,0 +1,211 @@
+"""Device and entity registry sync to the data-api.
+
+On first connect and after every reconnect, full device and entity registry
+snapshots are pushed; in between, registry update events (create, update,
+remove, rename) are coalesced per id and pushed in batches. Upserts are
+idempotent, so a retried or repeated batch is harmless. Failures keep the
+pending changes and retry with the entry's staged backoff; a reconnect
+schedules a full snapshot anyway.
+"""
+
+import asyncio
+from collections.abc import Mapping, Sequence
+import contextlib
+from typing import Any
+
+from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+
+from .const import LOGGER
+from .core.clock import Clock
+from .core.errors import DeliveryError
+from .core.retry import RetryPolicy, RetrySchedule
+from .core.sinks import DataApiSink
+
+DEVICES_PATH = "/internal/devices/bulk_upsert"
+ENTITIES_PATH = "/internal/entities/bulk_upsert"
+#: Items per request.
+BATCH = 500
+#: Coalesce bursts of registry events (HA start-up renames many at once).
+DEBOUNCE = 2.0
+
+
+def device_payload(device: dr.DeviceEntry) -> dict[str, Any]:
+    """JSON view of a device registry entry."""
+    return {
+        "id": device.id,
+        "name": device.name,
+        "name_by_user": device.name_by_user,
+        "manufacturer": device.manufacturer,
+        "model": device.model,
+        "model_id": device.model_id,
+        "sw_version": device.sw_version,
+        "hw_version": device.hw_version,
+        "serial_number": device.serial_number,
+        "area_id": device.area_id,
+        "labels": sorted(device.labels),
+        "config_entries": sorted(device.config_entries),
+        "identifiers": sorted([list(i) for i in device.identifiers]),
+        "connections": sorted([list(c) for c in device.connections]),
+        "via_device_id": device.via_device_id,
+        "entry_type": device.entry_type.value if device.entry_type else None,
+        "disabled_by": device.disabled_by.value if device.disabled_by else None,
+        "deleted": False,
+    }
+
+
+def entity_payload(entry: er.RegistryEntry) -> dict[str, Any]:
+    """JSON view of an entity registry entry."""
+    return {
+        "entity_id": entry.entity_id,
+        "unique_id": entry.unique_id,
+        "platform": entry.platform,
+        "device_id": entry.device_id,
+        "area_id": entry.area_id,
+        "labels": sorted(entry.labels),
+        "name": entry.name,
+        "original_name": entry.original_name,
+        "device_class": entry.device_class,
+        "original_device_class": entry.original_device_class,
+        "unit_of_measurement": entry.unit_of_measurement,
+        "entity_category": entry.entity_category.value if entry.entity_category else None,
+        "disabled_by": entry.disabled_by.value if entry.disabled_by else None,
+        "hidden_by": entry.hidden_by.value if entry.hidden_by else None,
+        "config_entry_id": entry.config_entry_id,
+        "deleted": False,
+    }
+
+
+class RegistrySync:
+    """Pushes registry snapshots and changes to a data-api."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        *,
+        sink: DataApiSink,
+        policy: RetryPolicy,
+        clock: Clock,
+    ) -> None:
+        """Create the sync; nothing happens before :meth:`async_start`."""
+        self._hass = hass
+        self._sink = sink
+        self._schedule = RetrySchedule(policy)
+        self._clock = clock
+        self._devices: dict[str, dict[str, Any]] = {}
+        self._entities: dict[str, dict[str, Any]] = {}
+        self._wakeup = asyncio.Event()
+        self._unsubs: list[Any] = []
+        self.synced_devices = 0
+        self.synced_entities = 0
+        self.full_syncs = 0
+        self.last_error: str | None = None
+
+    @property
+    def pending(self) -> int:
+        """Changes not yet accepted by the data-api."""
+        return len(self._devices) + len(self._entities)
+
+    @callback
+    def async_start(self) -> None:
+        """Listen to registry changes and queue a full snapshot."""
+        self._unsubs = [
+            self._hass.bus.async_listen(dr.EVENT_DEVICE_REGISTRY_UPDATED, self._on_device),
+            self._hass.bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, self._on_entity),
+        ]
+        self.async_queue_full_sync()
+
+    @callback
+    def async_stop(self) -> None:
+        """Stop listening."""
+        for unsub in self._unsubs:
+            unsub()
+        self._unsubs = []
+
+    @callback
+    def async_queue_full_sync(self) -> None:
+        """Queue every device and entity (first connect, reconnect)."""
+        self._devices.update(
+            {d.id: device_payload(d) for d in dr.async_get(self._hass).devices.values()}
+        )
+        self._entities.update(
+            {e.entity_id: entity_payload(e) for e in er.async_get(self._hass).entities.values()}
+        )
+        self.full_syncs += 1
+        self._wakeup.set()
+
+    @callback
+    def _on_device(self, event: Event[dr.EventDeviceRegistryUpdatedData]) -> None:
+        device_id = event.data["device_id"]
+        if event.data["action"] == "remove":
+            self._devices[device_id] = {"id": device_id, "deleted": True}
+        elif device := dr.async_get(self._hass).async_get(device_id):
+            self._devices[device_id] = device_payload(device)
+        self._wakeup.set()
+
+    @callback
+    def _on_entity(self, event: Event[er.EventEntityRegistryUpdatedData]) -> None:
+        data: Mapping[str, Any] = event.data
+        entity_id: str = data["entity_id"]
+        if data["action"] == "remove":
+            self._entities[entity_id] = {"entity_id": entity_id, "deleted": True}
+        else:
+            if old := data.get("old_entity_id"):
+                # A rename: the old id disappears, the new one appears.
+                self._entities[old] = {"entity_id": old, "deleted": True}
+            if entry := er.async_get(self._hass).async_get(entity_id):
+                self._entities[entity_id] = entity_payload(entry)
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Push pending changes forever (background task)."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self._clock.sleep(DEBOUNCE)
+            try:
+                await self._push(DEVICES_PATH, self._devices)
+                await self._push(ENTITIES_PATH, self._entities)
+            except DeliveryError as err:
+                self.last_error = f"{err.category.value}: {err.message}"
+                delay = self._schedule.delay_for(err) or 300.0
+                LOGGER.debug("Registry sync failed (%s); retrying in %.0f s", err, delay)
+                await self._clock.sleep(delay)
+                self._wakeup.set()
+            else:
+                self._schedule.reset()
+                self.last_error = None
+
+    async def _push(self, path: str, pending: dict[str, dict[str, Any]]) -> None:
+        """Send ``pending`` in batches, removing what the data-api accepted."""
+        while pending:
+            keys = list(pending)[:BATCH]
+            items: Sequence[dict[str, Any]] = [pending[k] for k in keys]
+            await self._sink.upsert(path, items)
+            for key, item in zip(keys, items, strict=True):
+                # Keep a newer change that arrived while this batch was in flight.
+                if pending.get(key) is item:
+                    del pending[key]
+            if path == DEVICES_PATH:
+                self.synced_devices += len(items)
+            else:
+                self.synced_entities += len(items)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Diagnostics view."""
+        return {
+            "pending": self.pending,
+            "synced_devices": self.synced_devices,
+            "synced_entities": self.synced_entities,
+            "full_syncs": self.full_syncs,
+            "last_error": self.last_error,
+        }
+
+
+async def async_cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task and wait for it."""
+    if task is None or task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
