@@ -5,11 +5,14 @@ Run with the fixture plugin: ``pytest -p tests.data_api tests/test_data_api_rece
 
 from collections.abc import AsyncIterator, Sequence
 import gzip
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from custom_components.ha_ingestor.core.encoder import (
     _MAX_TIME_NS,
@@ -19,7 +22,9 @@ from custom_components.ha_ingestor.core.encoder import (
 )
 from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
 from custom_components.ha_ingestor.core.sinks import DataApiSink, DataApiTarget, create_sink
-from tests.data_api import DataApiReceiver, ReceiverFactory
+from tests.data_api import SCRIPT, DataApiReceiver, ReceiverFactory
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 BASE_NS = 1_760_000_000_000_000_000
 ENCODER = JsonEventEncoder(include_unknown=True)
@@ -395,11 +400,10 @@ async def test_device_and_entity_upsert_and_delete(
     ("path", "bad"),
     [
         ("/internal/devices/bulk_upsert", {"name": "no id"}),
-        ("/internal/devices/bulk_upsert", device("d3", labels="l1")),
-        ("/internal/devices/bulk_upsert", device("d3", identifiers=[["only-one"]])),
+        ("/internal/devices/bulk_upsert", device("")),
         ("/internal/devices/bulk_upsert", device("d3", deleted="yes")),
         ("/internal/entities/bulk_upsert", entity("nodot")),
-        ("/internal/entities/bulk_upsert", entity("sensor.c", device_id=5)),
+        ("/internal/entities/bulk_upsert", {"entity_id": "sensor.c", "deleted": 1}),
         ("/internal/entities/bulk_upsert", ["not", "an", "object"]),
     ],
 )
@@ -412,6 +416,16 @@ async def test_invalid_registry_items(
     assert body["rejected"] == [1]
     assert data_api_receiver.devices() == {}
     assert data_api_receiver.entities() == {}
+
+
+async def test_odd_descriptive_fields_are_stored_as_sent(
+    data_api_receiver: DataApiReceiver, session: aiohttp.ClientSession
+) -> None:
+    """Integrations put numbers where HA types strings: never a reason to reject."""
+    odd = device("d1", identifiers=[["acme", 123]], sw_version=2, labels=None, new_field={"a": 1})
+    status, body, _ = await post(session, data_api_receiver, "/internal/devices/bulk_upsert", [odd])
+    assert (status, body) == (200, {"upserted": 1, "deleted": 0})
+    assert data_api_receiver.devices() == {"d1": odd}
 
 
 async def test_get_events_for_inspection(
@@ -654,3 +668,37 @@ async def test_sink_check_against_unhealthy_receiver(
     assert exc.value.retry_after == 2.0
     await sink_for(r, session).check()
     assert r.events() == []  # check() stores nothing
+
+
+# --------------------------------------------------------------------------
+# the written contract matches the code
+
+
+def _receiver_module() -> Any:
+    spec = importlib.util.spec_from_file_location("data_api_receiver", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_openapi_matches_encoder_and_receiver() -> None:
+    spec = yaml.safe_load((DOCS / "data-api.openapi.yaml").read_text())
+    assert spec["openapi"].startswith("3.1")
+    schemas = spec["components"]["schemas"]
+    receiver = _receiver_module()
+    encoded = event(n=1, extra={"area": "kitchen"})
+    event_schema = schemas["Event"]
+    assert set(event_schema["required"]) == set(receiver._EVENT_REQUIRED)
+    assert set(encoded) == set(event_schema["properties"])
+    assert set(event_schema["required"]) <= set(encoded)
+    assert set(schemas["Device"]["properties"]) == {"id", *receiver._DEVICE_FIELDS}
+    assert set(schemas["Entity"]["properties"]) == {"entity_id", *receiver._ENTITY_FIELDS}
+    assert set(device("d")) == set(schemas["Device"]["properties"])
+    assert set(entity("a.b")) == set(schemas["Entity"]["properties"])
+    for path in ("/events", "/internal/devices/bulk_upsert", "/internal/entities/bulk_upsert"):
+        assert {"200", "400", "401", "413", "422", "429", "503"} <= set(
+            spec["paths"][path]["post"]["responses"]
+        )
+    assert spec["paths"]["/health"]["get"]["security"] == []
