@@ -107,27 +107,22 @@ async def test_health_needs_no_auth(
         {"Authorization": "Bearer"},
     ],
 )
-@pytest.mark.parametrize(
-    "path", ["/events", "/internal/devices/bulk_upsert", "/internal/entities/bulk_upsert"]
-)
 async def test_auth_rejected(
-    data_api_receiver: DataApiReceiver,
-    session: aiohttp.ClientSession,
-    headers: dict[str, str],
-    path: str,
+    data_api_receiver: DataApiReceiver, session: aiohttp.ClientSession, headers: dict[str, str]
 ) -> None:
-    item = {"id": "d1", "entity_id": "light.x"} if "internal" in path else event()
-    status, body, resp_headers = await post(
-        session, data_api_receiver, path, [item], headers=headers
-    )
-    assert status == 401
-    assert "error" in body
-    assert resp_headers["WWW-Authenticate"].startswith("Bearer")
-    assert data_api_receiver.events() == []
-    assert data_api_receiver.devices() == {}
-    assert data_api_receiver.entities() == {}
-    async with session.get(f"{data_api_receiver.url}/events", headers=headers) as resp:
-        assert resp.status == 401
+    r = data_api_receiver
+    for path in ("/events", "/internal/devices/bulk_upsert", "/internal/entities/bulk_upsert"):
+        item = {"id": "d1", "entity_id": "light.x"} if "internal" in path else event()
+        status, body, resp_headers = await post(session, r, path, [item], headers=headers)
+        assert status == 401, path
+        assert "error" in body
+        assert resp_headers["WWW-Authenticate"].startswith("Bearer")
+    for path in ("/events", "/internal/devices", "/internal/entities"):
+        async with session.get(f"{r.url}{path}", headers=headers) as resp:
+            assert resp.status == 401, path
+    assert r.events() == []
+    assert r.devices() == {}
+    assert r.entities() == {}
 
 
 async def test_dedup_across_redelivery(
