@@ -1,0 +1,1154 @@
+"""Benchmark ha_ingestor against Home Assistant's built-in ``influxdb`` integration.
+
+Started by ``scripts/bench`` inside the provisioned environment (or directly with
+the test venv's python once ``scripts/bench`` has installed the built-in's client).
+
+One run starts a throwaway InfluxDB 1.6.7 on 127.0.0.1 and one in-process Home
+Assistant (temp config dir, ``custom_components`` symlinked to this repository)
+running both integrations side by side, each writing to its own database:
+
+* the built-in ``influxdb`` from YAML (``api_version: 1``, defaults: ``max_retries: 0``);
+* ha_ingestor from a config entry (``kind: influxdb_v1``, default options).
+
+Then it measures, with the same generated load for both:
+
+1. sustained events/s landed (and the rate at which HA produced them);
+2. event-loop time per event spent in each listener callback;
+3. drain rate of a spooled backlog vs raw batched writes of the same lines;
+4. RSS growth while that backlog is spooled through capture + flush;
+5. seconds from the server's return to the first new point being queryable;
+6. events lost during an outage.
+
+It prints a table (ratios are ha_ingestor / built-in; no pass/fail) and, with
+``--json PATH``, writes the figures as JSON. Everything it starts (InfluxDB, Home
+Assistant, temp dirs) is stopped / removed at the end, also on Ctrl-C.
+"""
+
+# The benchmark times the integrations' listener callbacks and looks at the
+# pipeline's memory batch directly: private access is the point here.
+# ruff: noqa: SLF001
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+import contextlib
+import ctypes
+from dataclasses import dataclass, field
+import gc
+import json
+import logging
+import os
+from pathlib import Path
+import platform
+import queue
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from types import MethodType, SimpleNamespace
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parent.parent
+# tests.servers holds the throwaway InfluxDB 1.x server used by the test-suite.
+sys.path.append(str(REPO))
+
+_LOGGER = logging.getLogger("bench")
+
+DB_BUILTIN = "bench_builtin"
+DB_INGESTOR = "bench_ingestor"
+DB_RAW = "bench_raw"
+DB_BACKLOG = "bench_backlog"
+RAW_BATCH = 5000
+DEFAULT_EXTRAS = "/opt/venvs/bench-extras"
+
+
+def _ensure_builtin_client() -> None:
+    """Make the built-in integration's InfluxDB 1.x client importable (installed by scripts/bench)."""
+    try:
+        import influxdb  # noqa: F401, PLC0415
+    except ImportError:
+        for extra in (
+            os.environ.get("HA_INGESTOR_BENCH_EXTRAS"),
+            str(Path(os.environ.get("HA_INGESTOR_VENVS", "/nonexistent"), "bench-extras")),
+            DEFAULT_EXTRAS,
+        ):
+            if extra and Path(extra, "influxdb").is_dir():
+                sys.path.append(extra)
+                return
+        sys.exit(
+            "the built-in influxdb integration needs the 'influxdb' client package: "
+            "run scripts/bench once (it installs it beside the test venv)"
+        )
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """What to run and how big."""
+
+    events: int
+    listener_events: int
+    backlog: int
+    outage: float
+    return_outage: float
+    rate: float
+    flush_chunk: int
+    json_path: Path | None
+    workdir: Path
+    keep: bool
+    quick: bool
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    """Command line -> :class:`Options` (``--quick`` changes only the defaults)."""
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench",
+        description="ha_ingestor vs the built-in influxdb integration in one Home Assistant.",
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller figures (~2-3 min)")
+    parser.add_argument("--events", type=int, help="state changes for the throughput run")
+    parser.add_argument(
+        "--listener-events", type=int, help="synthetic events timed per listener (200000)"
+    )
+    parser.add_argument(
+        "--backlog", type=int, help="points spooled, then drained (1000000; quick 100000)"
+    )
+    parser.add_argument(
+        "--outage", type=float, help="seconds of the outage for the loss test (60; quick 15)"
+    )
+    parser.add_argument(
+        "--return-outage",
+        type=float,
+        help="seconds of the short outage for the time-to-flow test (10; quick 5)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="events/s of the steady stream (100)"
+    )
+    parser.add_argument(
+        "--flush-chunk",
+        type=int,
+        default=5000,
+        help="events captured per flush while filling the backlog (5000)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here as JSON")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(os.environ.get("HA_INGESTOR_BENCH_DIR", "/var/tmp")),
+        help="where the temp config dir, spool and InfluxDB data go (a real disk: /var/tmp)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir for inspection")
+    args = parser.parse_args(argv)
+    quick = bool(args.quick)
+
+    def pick(value: Any, default: Any, quick_default: Any) -> Any:
+        return value if value is not None else (quick_default if quick else default)
+
+    opts = Options(
+        events=int(pick(args.events, 200_000, 50_000)),
+        listener_events=int(pick(args.listener_events, 200_000, 200_000)),
+        backlog=int(pick(args.backlog, 1_000_000, 100_000)),
+        outage=float(pick(args.outage, 60.0, 15.0)),
+        return_outage=float(pick(args.return_outage, 10.0, 5.0)),
+        rate=float(args.rate),
+        flush_chunk=max(1, int(args.flush_chunk)),
+        json_path=args.json,
+        workdir=args.workdir,
+        keep=bool(args.keep),
+        quick=quick,
+    )
+    for name in ("events", "listener_events", "backlog"):
+        if getattr(opts, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if opts.outage <= 0 or opts.return_outage <= 0 or opts.rate <= 0:
+        parser.error("--outage, --return-outage and --rate must be > 0")
+    return opts
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def settled_rss() -> int:
+    """RSS after a full collection and returning free C-heap pages to the OS."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return rss_bytes()
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process."""
+    return int(Path("/proc/self/statm").read_text(encoding="ascii").split()[1]) * os.sysconf(
+        "SC_PAGE_SIZE"
+    )
+
+
+def _pair(clock: Callable[[], int]) -> int:
+    """Cost of one timer call (subtracted from per-call samples)."""
+    start = clock()
+    return clock() - start
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    """Human formatting for the table."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return f"{value:,}"
+    if digits == 0 and abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.{max(digits, 1)}f}"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b when both are known and b is not 0."""
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+class Influx:
+    """Queries and raw writes against the benchmark's InfluxDB (async, loopback)."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
+        self.url = url
+        self.session = session
+
+    async def query(self, q: str, db: str | None = None) -> dict[str, Any]:
+        params = {"q": q, "epoch": "ns"}
+        if db:
+            params["db"] = db
+        async with self.session.post(
+            f"{self.url}/query", params=params, timeout=aiohttp.ClientTimeout(total=60)
+        ) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"query {q!r}: HTTP {resp.status} {body[:200]!r}")
+            result: dict[str, Any] = json.loads(body)
+            return result
+
+    async def count(self, db: str, measurement: str) -> int:
+        """Points in ``measurement`` (0 when it does not exist or the server is down)."""
+        try:
+            data = await self.query(f'SELECT count("value") FROM "{measurement}"', db)
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return 0
+        for result in data.get("results", []):
+            for series in result.get("series", []):
+                return int(series["values"][0][1])
+        return 0
+
+    async def write(self, db: str, body: bytes) -> None:
+        async with self.session.post(
+            f"{self.url}/write",
+            params={"db": db, "precision": "ns"},
+            data=body,
+            timeout=aiohttp.ClientTimeout(total=120),
+        ) as resp:
+            if resp.status != 204:
+                raise RuntimeError(f"raw write: HTTP {resp.status} {(await resp.read())[:200]!r}")
+
+
+@dataclass
+class Entities:
+    """A group of sensor entities whose states land in one measurement (= its unit)."""
+
+    prefix: str
+    size: int
+    unit: str = ""
+    ids: list[str] = field(default_factory=list)
+    attrs: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.unit = self.unit or self.prefix
+        self.ids = [f"sensor.{self.prefix}_{i}" for i in range(self.size)]
+        self.attrs = [
+            {
+                "unit_of_measurement": self.unit,
+                "device_class": "power",
+                "state_class": "measurement",
+                "friendly_name": f"Bench {self.prefix} {i}",
+            }
+            for i in range(self.size)
+        ]
+
+
+async def produce(hass: Any, group: Entities, n: int, *, start: int = 0, every: int = 500) -> int:
+    """Set ``n`` states as fast as HA takes them, yielding to the loop every ``every``."""
+    async_set = hass.states.async_set
+    ids, attrs, size = group.ids, group.attrs, group.size
+    for i in range(start, start + n):
+        k = i % size
+        async_set(ids[k], str(i), attrs[k])
+        if i % every == every - 1:
+            await asyncio.sleep(0)
+    return n
+
+
+async def stream(hass: Any, group: Entities, rate: float, stop: asyncio.Event, start: int) -> int:
+    """Steady stream of ``rate`` state changes/s until ``stop`` is set; returns how many."""
+    async_set = hass.states.async_set
+    t0 = time.monotonic()
+    sent = 0
+    while not stop.is_set():
+        due = int((time.monotonic() - t0) * rate)
+        while sent < due:
+            i = start + sent
+            k = i % group.size
+            async_set(group.ids[k], str(i), group.attrs[k])
+            sent += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.01)
+    return sent
+
+
+# --------------------------------------------------------------------------- harness
+
+
+@dataclass
+class Harness:
+    """The servers, the Home Assistant instance and the two integrations."""
+
+    opts: Options
+    root: Path
+    server: Any = None
+    hass: Any = None
+    session: aiohttp.ClientSession | None = None
+    influx: Influx | None = None
+    ingestor_entry: Any = None
+    builtin_entry: Any = None
+    results: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    # ---- servers
+
+    def start_influx(self) -> None:
+        from tests.servers import InfluxV1Server, free_port  # noqa: PLC0415
+
+        workdir = self.root / "influxdb"
+        workdir.mkdir()
+        self.server = InfluxV1Server(
+            name="influxd", port=free_port(), rpc_port=free_port(), workdir=workdir
+        )
+        self.server.start()
+        for db in (DB_BUILTIN, DB_INGESTOR, DB_RAW, DB_BACKLOG):
+            self.server.create_database(db)
+
+    async def server_stop(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.server.stop)
+
+    async def server_start(self) -> float:
+        """Start influxd again (same port and data); returns when it answers /ping."""
+        await asyncio.get_running_loop().run_in_executor(None, self.server.start)
+        return time.monotonic()
+
+    # ---- Home Assistant
+
+    def write_config(self) -> Path:
+        from tests.servers import free_port  # noqa: PLC0415
+
+        config_dir = self.root / "config"
+        config_dir.mkdir()
+        (config_dir / "custom_components").symlink_to(REPO / "custom_components")
+        (config_dir / "configuration.yaml").write_text(
+            f"""\
+homeassistant:
+  name: ha_ingestor bench
+  time_zone: UTC
+  unit_system: metric
+  latitude: 52.37
+  longitude: 4.89
+  elevation: 0
+# influxdb depends on file_upload, which needs http: keep it on loopback.
+http:
+  server_host: 127.0.0.1
+  server_port: {free_port()}
+influxdb:
+  api_version: 1
+  host: 127.0.0.1
+  port: {self.server.port}
+  database: {DB_BUILTIN}
+""",
+            encoding="utf-8",
+        )
+        return config_dir
+
+    async def start_hass(self) -> None:
+        from homeassistant import bootstrap, config as conf_util, loader  # noqa: PLC0415
+        from homeassistant.config_entries import (  # noqa: PLC0415
+            ConfigEntries,
+            ConfigEntry,
+            ConfigEntryState,
+        )
+        from homeassistant.core import HomeAssistant  # noqa: PLC0415
+        from homeassistant.core_config import async_process_ha_core_config  # noqa: PLC0415
+        from homeassistant.setup import async_setup_component  # noqa: PLC0415
+
+        config_dir = self.write_config()
+        # What bootstrap.async_from_config_dict does, minus the default integrations
+        # (frontend, analytics, ...) that have nothing to do with this benchmark.
+        hass = self.hass = HomeAssistant(str(config_dir))
+        loader.async_setup(hass)
+        hass.config.skip_pip = True
+        config = await conf_util.async_hass_config_yaml(hass)
+        hass.config_entries = ConfigEntries(hass, config)
+        await loader.async_get_custom_components(hass)
+        if not await bootstrap.async_load_base_functionality(hass):
+            raise RuntimeError("Home Assistant base functionality did not load")
+        for domain in ("homeassistant", "persistent_notification"):
+            if not await async_setup_component(hass, domain, config):
+                raise RuntimeError(f"{domain} did not set up")
+        await async_process_ha_core_config(hass, config.get("homeassistant", {}))
+        await hass.async_start()
+
+        # Built-in: YAML is imported into its config entry by a background flow.
+        if not await async_setup_component(hass, "influxdb", config):
+            raise RuntimeError("the built-in influxdb integration did not set up")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            entries = hass.config_entries.async_entries("influxdb")
+            if entries and entries[0].state is ConfigEntryState.LOADED:
+                self.builtin_entry = entries[0]
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("the built-in influxdb entry did not load within 60 s")
+
+        # ha_ingestor: a config entry like the config flow creates, default options.
+        url = self.server.url
+        entry = ConfigEntry(
+            data={"kind": "influxdb_v1", "url": url, "database": DB_INGESTOR, "verify_ssl": True},
+            discovery_keys={},  # type: ignore[arg-type]
+            domain="ha_ingestor",
+            minor_version=1,
+            options={},
+            source="user",
+            subentries_data=(),
+            title=f"InfluxDB v1 {DB_INGESTOR}",
+            unique_id=f"influxdb_v1:{url}/|{DB_INGESTOR}",
+            version=1,
+        )
+        await hass.config_entries.async_add(entry)
+        await hass.async_block_till_done()
+        if entry.state is not ConfigEntryState.LOADED:
+            raise RuntimeError(
+                f"ha_ingestor entry did not load: {entry.state} {entry.reason or ''} "
+                "(see the log above; platforms may still be missing in this checkout)"
+            )
+        self.ingestor_entry = entry
+
+    async def stop_hass(self) -> None:
+        hass = self.hass
+        if hass is None:
+            return
+        self.hass = None
+        for entry in list(hass.config_entries.async_entries()):
+            if entry.domain in ("influxdb", "ha_ingestor"):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(hass.config_entries.async_unload(entry.entry_id), 60)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(hass.async_stop(force=True), 120)
+
+    # ---- state of the integrations
+
+    @property
+    def runtime(self) -> Any:
+        return self.ingestor_entry.runtime_data
+
+    def ingestor_pending(self) -> int:
+        pipeline = self.runtime.pipeline
+        stats = pipeline.stats
+        return pipeline.buffered + (stats.pending_count if stats is not None else 0)
+
+    async def wait_ingestor_idle(self, limit: float) -> bool:
+        """Until ha_ingestor's memory batch and spool are empty (flushes every second)."""
+        deadline = time.monotonic() + limit
+        await asyncio.sleep(1.2)  # let a flush tick pick up what was just captured
+        while time.monotonic() < deadline:
+            if self.ingestor_pending() == 0:
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    async def wait_builtin_idle(self, limit: float) -> bool:
+        """Until the built-in's queue is empty (it writes 100-event batches)."""
+        thread = self.builtin_entry.runtime_data
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if thread.queue.empty():
+                await asyncio.sleep(1.5)  # the batch in hand (BATCH_TIMEOUT = 1 s)
+                if thread.queue.empty():
+                    return True
+            await asyncio.sleep(0.1)
+        return False
+
+
+# --------------------------------------------------------------------------- phases
+
+
+async def wait_landed(
+    influx: Influx,
+    targets: dict[str, tuple[str, str, int, Callable[[], bool]]],
+    t0: float,
+    *,
+    stall: float,
+    limit: float,
+) -> dict[str, dict[str, Any]]:
+    """Poll counts until each target has its expected points or is idle and stuck.
+
+    ``targets``: name -> (database, measurement, expected, busy). A target is given
+    up on only when ``busy()`` is false (nothing left in memory / queue / spool) and
+    its count has not moved for ``stall`` seconds (the built-in drops events).
+    Returns per name the final count and the time (since ``t0``) it was first seen.
+    """
+    state = {name: {"count": 0, "at": None, "changed": time.monotonic()} for name in targets}
+    done: set[str] = set()
+    deadline = time.monotonic() + limit
+    while len(done) < len(targets) and time.monotonic() < deadline:
+        for name, (db, measurement, expected, busy) in targets.items():
+            if name in done:
+                continue
+            count = await influx.count(db, measurement)
+            now = time.monotonic()
+            st = state[name]
+            if count != st["count"]:
+                st.update(count=count, at=now - t0, changed=now)
+            if busy():
+                st["changed"] = max(st["changed"], now - stall / 2)
+            if count >= expected or now - st["changed"] > stall:
+                done.add(name)
+        # Counting a large measurement costs InfluxDB CPU: do not poll too often.
+        await asyncio.sleep(0.5)
+    return {n: {"count": s["count"], "seconds": s["at"]} for n, s in state.items()}
+
+
+async def phase_listener(h: Harness) -> None:
+    """2. Event-loop time per event in each listener callback, timed directly."""
+    from homeassistant.const import EVENT_STATE_CHANGED  # noqa: PLC0415
+    from homeassistant.core import Event, State  # noqa: PLC0415
+
+    n = h.opts.listener_events
+    group = Entities("bench_listener", 100)
+    pool = min(n, 20_000)
+    rounds = max(1, n // pool)
+    events = []
+    old: dict[str, Any] = {}
+    for i in range(pool):
+        k = i % group.size
+        new = State(group.ids[k], str(i), group.attrs[k])
+        events.append(
+            Event(
+                EVENT_STATE_CHANGED,
+                {"entity_id": group.ids[k], "old_state": old.get(group.ids[k]), "new_state": new},
+            )
+        )
+        old[group.ids[k]] = new
+
+    # ha_ingestor: the real bus listener of the loaded entry; the items it appends
+    # to the memory batch are taken out again before any flush could run.
+    runtime = h.runtime
+    pipeline = runtime.pipeline
+    base = len(pipeline._buffer)
+
+    def reset_ingestor() -> None:
+        del pipeline._buffer[base:]
+
+    # Built-in: its listener (InfluxThread._event_listener) bound to a stand-in with its
+    # own queue, so the writer thread does not ship the synthetic events.
+    thread = h.builtin_entry.runtime_data
+    stand_in = SimpleNamespace(queue=queue.SimpleQueue())
+    builtin_cb = MethodType(type(thread)._event_listener, stand_in)
+
+    def reset_builtin() -> None:
+        stand_in.queue = queue.SimpleQueue()
+
+    def time_it(fn: Callable[[Any], None], reset: Callable[[], None]) -> dict[str, float]:
+        clock = time.perf_counter_ns
+        for ev in events:  # warm-up (filter cache, allocator)
+            fn(ev)
+        reset()
+        gc.collect()
+        means = []
+        for _ in range(rounds):
+            start = clock()
+            for ev in events:
+                fn(ev)
+            means.append((clock() - start) / len(events))
+            reset()
+        # Per-call distribution (minus the cost of one perf_counter_ns call).
+        samples = []
+        for ev in events:
+            a = clock()
+            fn(ev)
+            samples.append(clock() - a)
+        reset()
+        overhead = min(_pair(clock) for _ in range(1000))
+        samples.sort()
+        return {
+            "mean_ns": statistics.median(means),
+            "p50_ns": max(0.0, samples[len(samples) // 2] - overhead),
+            "p99_ns": max(0.0, samples[int(len(samples) * 0.99)] - overhead),
+            "events": float(rounds * len(events)),
+        }
+
+    # Interleave the two so that a noisy neighbour hurts both alike; keep the best.
+    ing, bui = [], []
+    for _ in range(3):
+        ing.append(time_it(runtime._on_state_changed, reset_ingestor))
+        bui.append(time_it(builtin_cb, reset_builtin))
+
+    def best(runs: list[dict[str, float]]) -> dict[str, float]:
+        return min(runs, key=lambda r: r["mean_ns"])
+
+    ingestor, builtin = best(ing), best(bui)
+
+    # ha_ingestor with a full memory batch (the flush / executor fell behind): the
+    # listener then sheds the oldest item for every new one.
+    full_ns: float | None = None
+    max_buffer = pipeline._config.max_buffer
+    dropped_before = pipeline._buffer_dropped
+    filler = events[0].data["new_state"]
+    pipeline._buffer.extend([filler] * (max_buffer - len(pipeline._buffer)))
+    try:
+        sample = events[:2000]
+        start = time.perf_counter_ns()
+        for ev in sample:
+            runtime._on_state_changed(ev)
+        full_ns = (time.perf_counter_ns() - start) / len(sample)
+    finally:
+        reset_ingestor()
+        pipeline._buffer_dropped = dropped_before
+    ingestor["full_buffer_mean_ns"] = full_ns
+    ingestor["max_buffer"] = max_buffer
+
+    h.results["listener"] = {
+        "events_timed": int(ingestor["events"]),
+        "ha_ingestor": ingestor,
+        "builtin": builtin,
+        "ratio_mean": ratio(ingestor["mean_ns"], builtin["mean_ns"]),
+    }
+    await asyncio.sleep(0)
+
+
+async def phase_throughput(h: Harness) -> None:
+    """1. Sustained events/s landed, and the rate HA produced them at."""
+    assert h.influx is not None
+    n = h.opts.events
+    group = Entities("bench_tp", 100)
+    queue_ = h.builtin_entry.runtime_data.queue
+    flush_lock = h.runtime.pipeline._flush_lock
+    t0 = time.monotonic()
+    await produce(h.hass, group, n)
+    produced_s = time.monotonic() - t0
+    landed = await wait_landed(
+        h.influx,
+        {
+            "ha_ingestor": (
+                DB_INGESTOR,
+                group.unit,
+                n,
+                lambda: h.ingestor_pending() > 0 or flush_lock.locked(),
+            ),
+            "builtin": (DB_BUILTIN, group.unit, n, lambda: not queue_.empty()),
+        },
+        t0,
+        stall=10.0,
+        limit=max(180.0, n / 500),
+    )
+    out: dict[str, Any] = {
+        "events": n,
+        "production_seconds": produced_s,
+        "production_rate": n / produced_s,
+    }
+    for name, got in landed.items():
+        seconds = got["seconds"]
+        out[name] = {
+            "landed": got["count"],
+            "seconds": seconds,
+            "rate": got["count"] / seconds if seconds else None,
+        }
+    out["ratio"] = ratio(out["ha_ingestor"]["rate"], out["builtin"]["rate"])
+    h.results["throughput"] = out
+    await h.wait_builtin_idle(60)
+    await h.wait_ingestor_idle(60)
+
+
+async def phase_return(h: Harness) -> None:
+    """5. Seconds from the server's return to the first new point being queryable."""
+    assert h.influx is not None
+    group = Entities("bench_return", 10)
+    outage = h.opts.return_outage
+    await h.server_stop()
+    stop = asyncio.Event()
+    gen = asyncio.create_task(stream(h.hass, group, h.opts.rate, stop, 0))
+    try:
+        await asyncio.sleep(outage)
+        t_up = await h.server_start()
+        seen: dict[str, float | None] = {"ha_ingestor": None, "builtin": None}
+        deadline = t_up + max(120.0, 4 * outage)
+        while None in seen.values() and time.monotonic() < deadline:
+            for name, db in (("ha_ingestor", DB_INGESTOR), ("builtin", DB_BUILTIN)):
+                if seen[name] is None and await h.influx.count(db, group.unit) > 0:
+                    seen[name] = time.monotonic() - t_up
+            await asyncio.sleep(0.05)  # tiny measurement: cheap to poll
+    finally:
+        stop.set()
+        generated = await gen
+    h.results["return"] = {
+        "outage_seconds": outage,
+        "generated": generated,
+        "ha_ingestor_seconds": seen["ha_ingestor"],
+        "builtin_seconds": seen["builtin"],
+        "ratio": ratio(seen["ha_ingestor"], seen["builtin"]),
+    }
+    await h.wait_ingestor_idle(120)
+    await h.wait_builtin_idle(30)
+
+
+async def phase_outage(h: Harness) -> None:
+    """6. Events lost during an outage with a steady event stream."""
+    assert h.influx is not None
+    group = Entities("bench_outage", 10)
+    outage = h.opts.outage
+    await h.server_stop()
+    stop = asyncio.Event()
+    gen = asyncio.create_task(stream(h.hass, group, h.opts.rate, stop, 0))
+    try:
+        await asyncio.sleep(outage)
+    finally:
+        stop.set()
+        generated = await gen
+    t_up = await h.server_start()
+    first: float | None = None
+    deadline = t_up + max(180.0, 2 * outage)
+    count = 0
+    while time.monotonic() < deadline:
+        count = await h.influx.count(DB_INGESTOR, group.unit)
+        if count and first is None:
+            first = time.monotonic() - t_up
+        if count >= generated:
+            break
+        await asyncio.sleep(0.1)
+    drained = time.monotonic() - t_up
+    await h.wait_builtin_idle(30)
+    builtin = await h.influx.count(DB_BUILTIN, group.unit)
+    h.results["outage"] = {
+        "outage_seconds": outage,
+        "rate": h.opts.rate,
+        "generated": generated,
+        "ha_ingestor_landed": count,
+        "builtin_landed": builtin,
+        "ha_ingestor_lost": generated - count,
+        "builtin_lost": generated - builtin,
+        "ha_ingestor_first_point_seconds": first,
+        "ha_ingestor_drained_seconds": drained if count >= generated else None,
+    }
+    await h.wait_ingestor_idle(60)
+
+
+def _export_lines(spool_file: Path, out: Path, batch: int) -> list[tuple[int, int, int]]:
+    """Copy the spooled lines into ``out`` as ready POST bodies of ``batch`` lines.
+
+    Returns (offset, length, points) per body. Runs in a worker thread.
+    """
+    import sqlite3  # noqa: PLC0415
+
+    bodies: list[tuple[int, int, int]] = []
+    conn = sqlite3.connect(f"file:{spool_file}?mode=ro", uri=True)
+    try:
+        last = -1
+        with out.open("wb") as fh:
+            while True:
+                rows = conn.execute(
+                    "SELECT id, payload FROM pending WHERE id > ? ORDER BY id LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+                if not rows:
+                    break
+                last = rows[-1][0]
+                body = b"\n".join(bytes(p) for _, p in rows)
+                bodies.append((fh.tell(), len(body), len(rows)))
+                fh.write(body)
+    finally:
+        conn.close()
+    return bodies
+
+
+async def phase_backlog(h: Harness) -> None:
+    """3 + 4. Spool a backlog through capture + flush (RSS), then drain it vs raw writes."""
+    assert h.influx is not None
+    from homeassistant.config_entries import ConfigEntry  # noqa: PLC0415
+    from homeassistant.const import EVENT_STATE_CHANGED  # noqa: PLC0415
+    from homeassistant.core import Event, State  # noqa: PLC0415
+
+    from custom_components.ha_ingestor.runtime import (  # noqa: PLC0415
+        async_create_runtime,
+        spool_path,
+    )
+
+    hass = h.hass
+    n = h.opts.backlog
+    chunk = h.opts.flush_chunk
+    group = Entities("bench_backlog", 100)
+    url = h.server.url
+    # A second entry built exactly like a loaded one (default options, spool in the
+    # config dir), but with its uploader held back: "the database is down".
+    entry = ConfigEntry(
+        data={"kind": "influxdb_v1", "url": url, "database": DB_BACKLOG, "verify_ssl": True},
+        discovery_keys={},  # type: ignore[arg-type]
+        domain="ha_ingestor",
+        minor_version=1,
+        options={},
+        source="user",
+        subentries_data=(),
+        title=f"InfluxDB v1 {DB_BACKLOG}",
+        unique_id=None,
+        version=1,
+    )
+    rss0 = settled_rss()
+    runtime = await async_create_runtime(hass, entry)
+    entry.runtime_data = runtime  # as async_setup_entry does (repairs read it)
+    pipeline = runtime.pipeline
+    await pipeline.async_open()
+    peak = rss0
+    base_ts = time.time() - 3600  # distinct, past timestamps: one point per event
+    t0 = time.monotonic()
+    made = 0
+    while made < n:
+        size = min(chunk, n - made)
+        old: dict[str, Any] = {}
+        for i in range(made, made + size):
+            k = i % group.size
+            eid = group.ids[k]
+            ts = base_ts + i * 1e-6
+            new = State(
+                eid,
+                str(i),
+                group.attrs[k],
+                last_updated_timestamp=ts,
+                last_updated=_utc(ts),
+            )
+            runtime._on_state_changed(
+                Event(
+                    EVENT_STATE_CHANGED,
+                    {"entity_id": eid, "old_state": old.get(eid), "new_state": new},
+                )
+            )
+            old[eid] = new
+        made += size
+        del old
+        await pipeline.flush()
+        peak = max(peak, rss_bytes())
+    spool_seconds = time.monotonic() - t0
+    rss1 = settled_rss()
+    stats = pipeline.stats
+    spooled = stats.pending_count if stats is not None else 0
+
+    # Raw InfluxDB: the same lines, 5000 per POST, one after the other.
+    loop = asyncio.get_running_loop()
+    lines_file = h.root / "backlog.lines"
+    bodies = await loop.run_in_executor(
+        None, _export_lines, spool_path(hass, entry.entry_id), lines_file, RAW_BATCH
+    )
+    raw_points = sum(p for _, _, p in bodies)
+    with lines_file.open("rb") as fh:
+        t0 = time.monotonic()
+        for offset, length, _ in bodies:
+            fh.seek(offset)
+            await h.influx.write(DB_RAW, fh.read(length))
+        raw_seconds = time.monotonic() - t0
+    lines_file.unlink()
+
+    # Drain: start the uploader, time until the spool is empty.
+    t0 = time.monotonic()
+    task = hass.async_create_background_task(pipeline.run_uploader(), "bench backlog uploader")
+    deadline = t0 + max(300.0, n / 2000)
+    try:
+        while time.monotonic() < deadline:
+            st = pipeline.stats
+            if st is not None and st.pending_count == 0:
+                break
+            if task.done():
+                raise RuntimeError(f"uploader ended: {task.exception()!r}")
+            await asyncio.sleep(0.02)
+        drain_seconds = time.monotonic() - t0
+        st = pipeline.stats
+        left = st.pending_count if st is not None else None
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await runtime.async_shutdown()
+    landed = await h.influx.count(DB_BACKLOG, group.unit)
+    raw_landed = await h.influx.count(DB_RAW, group.unit)
+    drain_rate = (spooled - (left or 0)) / drain_seconds if drain_seconds else None
+    raw_rate = raw_points / raw_seconds if raw_seconds else None
+    h.results["backlog"] = {
+        "events": n,
+        "spooled": spooled,
+        "spool_seconds": spool_seconds,
+        "spool_rate": n / spool_seconds,
+        "drain_seconds": drain_seconds,
+        "drain_rate": drain_rate,
+        "left_in_spool": left,
+        "landed": landed,
+        "raw_points": raw_points,
+        "raw_landed": raw_landed,
+        "raw_seconds": raw_seconds,
+        "raw_rate": raw_rate,
+        "ratio": ratio(drain_rate, raw_rate),
+    }
+    h.results["rss"] = {
+        "events": n,
+        "flush_chunk": chunk,
+        "rss_before_mb": rss0 / 1e6,
+        "rss_after_mb": rss1 / 1e6,
+        "growth_mb": (rss1 - rss0) / 1e6,
+        "peak_growth_mb": (peak - rss0) / 1e6,
+    }
+
+
+def _utc(ts: float) -> Any:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    return datetime.fromtimestamp(ts, UTC)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def environment(h: Harness) -> dict[str, Any]:
+    from homeassistant.const import __version__ as ha_version  # noqa: PLC0415
+
+    try:
+        influxd = subprocess.run(
+            ["influxd", "version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+    except OSError:
+        influxd = "?"
+    return {
+        "python": platform.python_version(),
+        "home_assistant": ha_version,
+        "influxd": influxd,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "quick": h.opts.quick,
+    }
+
+
+def report(h: Harness) -> str:
+    r = h.results
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(
+        label: str, ing: Any, bui: Any, rat: float | None, target: str = "", *, d: int = 0
+    ) -> None:
+        rows.append(
+            (
+                label,
+                fmt(ing, d),
+                fmt(bui, d),
+                "-" if rat is None else f"{rat:.2f}x",
+                target,
+            )
+        )
+
+    if tp := r.get("throughput"):
+        ing, bui = tp["ha_ingestor"], tp["builtin"]
+        row(
+            f"1 events/s landed ({tp['events']:,} state changes)",
+            ing["rate"],
+            bui["rate"],
+            tp["ratio"],
+            ">= 2x, >= HA rate",
+        )
+        row("  HA produced state changes at (events/s)", tp["production_rate"], None, None, "")
+        row(
+            "  landed / generated",
+            f"{ing['landed']:,}/{tp['events']:,}",
+            f"{bui['landed']:,}/{tp['events']:,}",
+            None,
+            "",
+        )
+    if ls := r.get("listener"):
+        ing, bui = ls["ha_ingestor"], ls["builtin"]
+        row(
+            f"2 listener time per event, mean ns ({ls['events_timed']:,})",
+            ing["mean_ns"],
+            bui["mean_ns"],
+            ls["ratio_mean"],
+            "<= 1.2x",
+            d=1,
+        )
+        row(
+            f"  ha_ingestor with a full memory batch ({ing['max_buffer']:,} items), ns",
+            ing["full_buffer_mean_ns"],
+            None,
+            None,
+            "",
+            d=1,
+        )
+        row(
+            "  per call p50 / p99 ns",
+            f"{ing['p50_ns']:.0f} / {ing['p99_ns']:.0f}",
+            f"{bui['p50_ns']:.0f} / {bui['p99_ns']:.0f}",
+            None,
+            "",
+        )
+    if bl := r.get("backlog"):
+        row(
+            f"3 backlog drain, points/s ({bl['spooled']:,}) vs raw InfluxDB",
+            bl["drain_rate"],
+            bl["raw_rate"],
+            bl["ratio"],
+            ">= 0.50x of raw",
+        )
+        row("  spool fill (capture+encode+SQLite) events/s", bl["spool_rate"], None, None, "")
+        row(
+            "  landed drained / raw",
+            f"{bl['landed']:,}/{bl['spooled']:,}",
+            f"{bl['raw_landed']:,}/{bl['raw_points']:,}",
+            None,
+            "",
+        )
+    if rs := r.get("rss"):
+        row(
+            f"4 RSS growth, MB, {rs['events']:,} spooled (peak)",
+            f"{rs['growth_mb']:.1f} ({rs['peak_growth_mb']:.1f})",
+            None,
+            None,
+            "<= 30 MB",
+        )
+    if rt := r.get("return"):
+        row(
+            f"5 server back -> first new point, s ({rt['outage_seconds']:g} s outage)",
+            rt["ha_ingestor_seconds"],
+            rt["builtin_seconds"],
+            rt["ratio"],
+            "",
+            d=2,
+        )
+    if ou := r.get("outage"):
+        row(
+            f"6 events lost, {ou['outage_seconds']:g} s outage at {ou['rate']:g}/s",
+            f"{ou['ha_ingestor_lost']:,}/{ou['generated']:,}",
+            f"{ou['builtin_lost']:,}/{ou['generated']:,}",
+            None,
+            "0 lost",
+        )
+        row(
+            "  after the outage: first point / drained, s",
+            f"{fmt(ou['ha_ingestor_first_point_seconds'], 2)} / "
+            f"{fmt(ou['ha_ingestor_drained_seconds'], 2)}",
+            None,
+            None,
+            "",
+        )
+    headers = ("metric", "ha_ingestor", "built-in", "ratio", "target")
+    widths = [max(len(x[i]) for x in (headers, *rows)) for i in range(5)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            c.ljust(widths[i]) if i in (0, 4) else c.rjust(widths[i]) for i, c in enumerate(cells)
+        ).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    out = [line(headers), sep, *(line(x) for x in rows)]
+    env = r.get("environment", {})
+    out.append(sep)
+    out.append(
+        f"HA {env.get('home_assistant')}, Python {env.get('python')}, "
+        f"InfluxDB {env.get('influxd')}, {env.get('cpus')} CPUs; "
+        "ratio = ha_ingestor / built-in (row 3: drain / raw InfluxDB)"
+    )
+    out.extend(f"note: {n}" for n in h.notes)
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- main
+
+
+PHASES: list[tuple[str, Callable[[Harness], Awaitable[None]]]] = [
+    ("2 listener time", phase_listener),
+    ("1 throughput", phase_throughput),
+    ("5 time to data flowing", phase_return),
+    ("6 loss during an outage", phase_outage),
+    ("3+4 backlog drain and RSS", phase_backlog),
+]
+
+
+async def run(h: Harness) -> None:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    loop.add_signal_handler(signal.SIGTERM, main.cancel)
+    await loop.run_in_executor(None, h.start_influx)
+    async with aiohttp.ClientSession() as session:
+        h.session = session
+        h.influx = Influx(h.server.url, session)
+        try:
+            _LOGGER.warning("starting Home Assistant with both integrations")
+            await h.start_hass()
+            h.results["environment"] = environment(h)
+            for name, phase in PHASES:
+                start = time.monotonic()
+                _LOGGER.warning("phase %s ...", name)
+                try:
+                    await phase(h)
+                except Exception as err:
+                    h.notes.append(f"phase {name} failed: {err}")
+                    _LOGGER.exception("phase %s failed", name)
+                    if not h.server.running:
+                        await h.server_start()
+                _LOGGER.warning("phase %s done in %.1f s", name, time.monotonic() - start)
+        finally:
+            await h.stop_hass()
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Expected noise: the built-in's YAML deprecation, "custom integration not tested".
+    for name in ("homeassistant.loader", "homeassistant.components.http"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    _ensure_builtin_client()
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="ha_ingestor_bench_", dir=opts.workdir))
+    h = Harness(opts=opts, root=root)
+    started = time.monotonic()
+    try:
+        asyncio.run(run(h))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted", file=sys.stderr)
+    finally:
+        if h.server is not None:
+            h.server.stop()
+        if opts.keep:
+            print(f"kept {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    h.results["total_seconds"] = time.monotonic() - started
+    h.results["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
+    h.results["notes"] = h.notes
+    print()
+    print(report(h))
+    print(f"total {h.results['total_seconds']:.0f} s")
+    if opts.json_path is not None:
+        opts.json_path.write_text(json.dumps(h.results, indent=2, default=str) + "\n")
+        print(f"wrote {opts.json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
