@@ -2,7 +2,7 @@
 
 import pytest
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.data_api"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """Setup, capture, lifecycle and durability of the integration against real InfluxDB."""
 
-import asyncio
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -61,8 +61,9 @@ async def settle(
         freezer.tick(timedelta(seconds=step))
         async_fire_time_changed(hass)
         await hass.async_block_till_done()
-        # Real sockets and executor threads need real time to answer.
-        await asyncio.sleep(0.01)
+        # Real sockets need real time to answer; the loop's clock is frozen, so
+        # wait in the executor rather than with asyncio.sleep.
+        await hass.async_add_executor_job(time.sleep, 0.01)
     raise AssertionError("condition not reached")
 
 

@@ -12,6 +12,7 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+import time
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
@@ -72,18 +73,20 @@ from .core.pipeline import Pipeline, PipelineConfig
 from .core.resilience import Resilience
 from .core.retry import DEFAULT_PRESET, build_policy
 from .core.sinks import DataApiSink, create_sink
-from .core.state import ConnectionState
 from .core.spool import OverflowPolicy, Spool
+from .core.state import ConnectionState
 from .core.uploader import Endpoint
 from .destination import async_ssl_context, target_from_data
 from .filters import EntityMatcher
 from .records import RoutingLineEncoder, to_record
 from .registry_sync import RegistrySync
+from .repairs import async_clear_issues, async_sync_issues
 
 #: Entities are refreshed at most this often, so an event storm cannot flood the recorder.
 ENTITY_UPDATE_INTERVAL = 1.0
 #: Ages (backlog age, idle time) move with the clock: re-assess this often.
 PERIODIC_REFRESH = timedelta(seconds=30)
+
 
 class BackfillRunningError(Exception):
     """A backfill is already running for this entry."""
@@ -133,8 +136,13 @@ class IngestorRuntime:
     _backfill_task: asyncio.Task[None] | None = None
     health_listeners: list[HealthListener] = field(default_factory=list)
     _unsubs: list[CALLBACK_TYPE] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _entity_update_pending: CALLBACK_TYPE | None = None
     _closed: bool = False
+    #: Wall time the runtime was created (outage length before any success).
+    started_at: float = field(default_factory=time.time)
+    #: Repair issues currently raised for this entry (owned by repairs.py).
+    issues: dict[str, Any] = field(default_factory=dict)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -167,32 +175,46 @@ class IngestorRuntime:
         self._unsubs.append(
             hass.bus.async_listen(EVENT_HOMEASSISTANT_FINAL_WRITE, self._async_on_final_write)
         )
-        entry.async_create_background_task(
-            hass, self.pipeline.run_uploader(), name=f"{DOMAIN} uploader {entry.title}"
+        self._tasks.append(
+            entry.async_create_background_task(
+                hass, self.pipeline.run_uploader(), name=f"{DOMAIN} uploader {entry.title}"
+            )
         )
         if self.registry_sync is not None:
             self.registry_sync.async_start()
             self._unsubs.append(self.registry_sync.async_stop)
-            entry.async_create_background_task(
-                hass, self.registry_sync.run(), name=f"{DOMAIN} registry sync {entry.title}"
+            self._tasks.append(
+                entry.async_create_background_task(
+                    hass, self.registry_sync.run(), name=f"{DOMAIN} registry sync {entry.title}"
+                )
             )
         self.async_refresh()
 
     async def async_shutdown(self) -> None:
         """Unload: stop listening, flush memory to the spool and close it."""
-        await self.async_cancel_backfill()
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()
         if self._entity_update_pending is not None:
             self._entity_update_pending()
             self._entity_update_pending = None
+        # Issues describe a running pipeline; an unloaded entry has none.
+        async_clear_issues(self.hass, self.entry)
         await self._async_close()
 
     async def _async_close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        # The uploader must be gone before the spool closes under it. Rows it
+        # was sending stay spooled: a cancelled write is simply sent again.
+        await self.async_cancel_backfill()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
         await self.pipeline.async_close()
 
     async def _async_on_stop(self, _event: Event) -> None:
@@ -241,7 +263,9 @@ class IngestorRuntime:
         self._backfill_task = self.entry.async_create_background_task(
             self.hass,
             async_run_backfill(
-                self, progress, ids if ids is not None else candidate_entities(self.hass, self.matcher)
+                self,
+                progress,
+                ids if ids is not None else candidate_entities(self.hass, self.matcher),
             ),
             name=f"{DOMAIN} backfill {self.entry.title}",
         )
@@ -257,6 +281,21 @@ class IngestorRuntime:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         return True
+
+    @property
+    def backlog(self) -> int:
+        """Points waiting for delivery: in memory plus in the spool."""
+        stats = self.pipeline.stats
+        return self.pipeline.buffered + (stats.pending_count if stats is not None else 0)
+
+    async def async_requeue_dead_letters(self) -> int:
+        """Move quarantined points back to the queue and try to deliver them."""
+        moved: int = await self.hass.async_add_executor_job(
+            self.pipeline.spool.requeue_dead_letters
+        )
+        self.pipeline.uploader.wake()
+        self.async_refresh()
+        return moved
 
     @callback
     def async_retry_now(self) -> None:
@@ -286,6 +325,8 @@ class IngestorRuntime:
             self._on_health_transition(old, report)
         for listener in self.health_listeners:
             listener(old, report)
+        if not self._closed:
+            async_sync_issues(self.hass, self.entry)
         if self._entity_update_pending is None and not self._closed:
             self._entity_update_pending = async_call_later(
                 self.hass, ENTITY_UPDATE_INTERVAL, self._async_push_entities
@@ -314,6 +355,9 @@ class IngestorRuntime:
             self.entry.async_start_reauth(self.hass)
 
 
+type IngestorConfigEntry = ConfigEntry[IngestorRuntime]
+
+
 async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> IngestorRuntime:
     """Build the pipeline for ``entry`` (nothing touches the network here)."""
     data, options = entry.data, entry.options
@@ -324,7 +368,10 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
     policy = build_policy(
         options.get(CONF_PRESET, DEFAULT_PRESET), options.get(CONF_RETRY_OVERRIDES) or {}
     )
-    urls: list[str | None] = [None, *(options.get(CONF_FALLBACK_URLS) or data.get(CONF_FALLBACK_URLS) or [])]
+    urls: list[str | None] = [
+        None,
+        *(options.get(CONF_FALLBACK_URLS) or data.get(CONF_FALLBACK_URLS) or []),
+    ]
     endpoints = [
         Endpoint(
             sink=create_sink(target, session, url=url, timeout=DEFAULT_TIMEOUT, ssl=ssl_context),
