@@ -15,6 +15,7 @@ from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.ha_ingestor.const import (
+    CONF_CONTEXT_ENTITIES,
     CONF_DATABASE,
     CONF_EVENT_TYPES,
     CONF_EXCLUDE_ENTITIES,
@@ -222,5 +223,34 @@ async def test_filters_and_extra_events(
     assert len(events) == 1
     assert events[0]["value"] == 3.5
     assert not await influxdb_v1.aquery('SELECT * FROM "light.kitchen"', influx_db)
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_context_enrichment(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """Chosen context entities' state and key attributes ride along on every point."""
+    hass.states.async_set("weather.home", "sunny", {"temperature": 21.5, "humidity": 40})
+    entry = v1_entry(influxdb_v1.url, influx_db, **{CONF_CONTEXT_ENTITIES: ["weather.home"]})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    hass.states.async_set("sensor.power", "100", {"unit_of_measurement": "W"})
+    freezer.tick(timedelta(seconds=1))
+    hass.states.async_set("weather.home", "rainy", {"temperature": 18.0, "humidity": 90})
+    hass.states.async_set("sensor.power", "200", {"unit_of_measurement": "W"})
+    runtime = entry.runtime_data
+    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 3)
+    rows = await influxdb_v1.aquery(
+        'SELECT "value", ctx_home, ctx_home_temperature, ctx_home_humidity FROM "W"', influx_db
+    )
+    assert [(r["value"], r["ctx_home"], r["ctx_home_temperature"]) for r in rows] == [
+        (100.0, "sunny", 21.5),
+        (200.0, "rainy", 18.0),
+    ]
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

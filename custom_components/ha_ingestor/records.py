@@ -26,7 +26,26 @@ def timestamp_ns(timestamp: float) -> int:
     return round(timestamp * 1_000_000) * 1000
 
 
-def record_from_state(state: State) -> EventRecord:
+#: Attributes of a context entity attached next to its state (weather and climate-like).
+CONTEXT_ATTRIBUTES = ("temperature", "humidity", "pressure", "wind_speed")
+
+
+def context_fields(states: Iterable[State]) -> dict[str, Any]:
+    """Enrichment fields from context entities: ``ctx_<object_id>`` and a few attributes."""
+    fields: dict[str, Any] = {}
+    for state in states:
+        if state.state in ("unknown", "unavailable", ""):
+            continue
+        prefix = f"ctx_{state.object_id}"
+        fields[prefix] = state.state
+        for attr in CONTEXT_ATTRIBUTES:
+            value = state.attributes.get(attr)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                fields[f"{prefix}_{attr}"] = value
+    return fields
+
+
+def record_from_state(state: State, extra: Mapping[str, Any] | None = None) -> EventRecord:
     """Snapshot a state (states are immutable, so reading them off-loop is safe)."""
     return EventRecord(
         entity_id=state.entity_id,
@@ -35,6 +54,7 @@ def record_from_state(state: State) -> EventRecord:
         time_ns=timestamp_ns(state.last_updated_timestamp),
         last_changed_ns=timestamp_ns(state.last_changed_timestamp),
         context_id=state.context.id,
+        extra=extra or None,
     )
 
 
@@ -56,10 +76,15 @@ def record_from_event(event: Event[Mapping[str, Any]]) -> EventRecord:
     )
 
 
-def to_record(item: State | Event[Any]) -> EventRecord:
-    """Convert what the listener captured."""
+type Captured = State | Event[Any] | tuple[State, Mapping[str, Any]]
+
+
+def to_record(item: Captured) -> EventRecord:
+    """Convert what the listener captured (a state, an event, or a state + context)."""
     if isinstance(item, State):
         return record_from_state(item)
+    if isinstance(item, tuple):
+        return record_from_state(item[0], item[1])
     return record_from_event(item)
 
 

@@ -31,6 +31,7 @@ from .const import (
     CONF_BACKLOG_TOLERANCE,
     CONF_BATCH_BYTES,
     CONF_BATCH_SIZE,
+    CONF_CONTEXT_ENTITIES,
     CONF_DEFAULT_MEASUREMENT,
     CONF_EVENT_TYPES,
     CONF_FALLBACK_URLS,
@@ -78,7 +79,7 @@ from .core.state import ConnectionState
 from .core.uploader import Endpoint
 from .destination import async_ssl_context, target_from_data
 from .filters import EntityMatcher
-from .records import RoutingLineEncoder, to_record
+from .records import RoutingLineEncoder, context_fields, to_record
 from .registry_sync import RegistrySync
 from .repairs import async_clear_issues, async_sync_issues
 
@@ -128,6 +129,8 @@ class IngestorRuntime:
     matcher: EntityMatcher
     flush_interval: float
     event_types: list[str]
+    context_entities: frozenset[str] = frozenset()
+    _context: dict[str, Any] = field(default_factory=dict)
     health: HealthReport | None = None
     backfill: BackfillProgress | None = None
     registry_sync: RegistrySync | None = None
@@ -150,6 +153,7 @@ class IngestorRuntime:
         """Open the spool, start capturing and start the uploader."""
         hass, entry = self.hass, self.entry
         await self.pipeline.async_open()
+        self._refresh_context()
         # Capture from the first second, whether or not the destination answers.
         self._unsubs.append(hass.bus.async_listen(EVENT_STATE_CHANGED, self._on_state_changed))
         for event_type in self.event_types:
@@ -230,8 +234,20 @@ class IngestorRuntime:
         """Bus listener: filter lookup and an append; everything else is off-loop."""
         data = event.data
         new_state = data["new_state"]
-        if new_state is not None and self.matcher(data["entity_id"]):
-            self.pipeline.capture(new_state)
+        if new_state is None:
+            return
+        entity_id = data["entity_id"]
+        if self.context_entities and entity_id in self.context_entities:
+            self._refresh_context()
+        if self.matcher(entity_id):
+            # The context dict is replaced, never mutated, so sharing it is safe.
+            self.pipeline.capture((new_state, self._context) if self._context else new_state)
+
+    @callback
+    def _refresh_context(self) -> None:
+        """Rebuild the enrichment fields from the context entities' current states."""
+        states = [s for e in self.context_entities if (s := self.hass.states.get(e))]
+        self._context = context_fields(states)
 
     @callback
     def _on_event(self, event: Event[Any]) -> None:
@@ -423,6 +439,7 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
         matcher=EntityMatcher(hass, options),
         flush_interval=float(options.get(CONF_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL)),
         event_types=list(options.get(CONF_EVENT_TYPES) or []),
+        context_entities=frozenset(options.get(CONF_CONTEXT_ENTITIES) or ()),
     )
     primary = endpoints[0].sink
     if options.get(CONF_REGISTRY_SYNC) and isinstance(primary, DataApiSink):
