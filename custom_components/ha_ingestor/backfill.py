@@ -80,19 +80,24 @@ def _read_window(
     hass: HomeAssistant, start: datetime, end: datetime, entity_ids: list[str]
 ) -> list[State]:
     """Every recorded state change of ``entity_ids`` in [start, end) (recorder thread)."""
+    # The recorder's lower bound is exclusive and its upper bound inclusive;
+    # query a microsecond early and keep [start, end) so a state on a window
+    # boundary is read exactly once.
     result = history.get_significant_states(
         hass,
-        start,
+        start - timedelta(microseconds=1),
         end,
         entity_ids,
         include_start_time_state=False,
         significant_changes_only=False,
     )
-    states = [s for rows in result.values() for s in rows if isinstance(s, State)]
-    # The end bound is inclusive in the recorder; keep windows half-open so a
-    # state on a boundary is read exactly once.
-    end_ts = end.timestamp()
-    return [s for s in states if s.last_updated_timestamp < end_ts]
+    start_ts, end_ts = start.timestamp(), end.timestamp()
+    return [
+        s
+        for rows in result.values()
+        for s in rows
+        if isinstance(s, State) and start_ts <= s.last_updated_timestamp < end_ts
+    ]
 
 
 async def async_run_backfill(

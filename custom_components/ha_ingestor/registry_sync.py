@@ -18,7 +18,7 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er
 
 from .const import LOGGER
 from .core.clock import Clock
-from .core.errors import DeliveryError
+from .core.errors import DeliveryError, ErrorKind
 from .core.retry import RetryPolicy, RetrySchedule
 from .core.sinks import DataApiSink
 
@@ -99,6 +99,7 @@ class RegistrySync:
         self.synced_devices = 0
         self.synced_entities = 0
         self.full_syncs = 0
+        self.rejected = 0
         self.last_error: str | None = None
 
     @property
@@ -180,16 +181,34 @@ class RegistrySync:
         """Send ``pending`` in batches, removing what the data-api accepted."""
         while pending:
             keys = list(pending)[:BATCH]
-            items: Sequence[dict[str, Any]] = [pending[k] for k in keys]
+            await self._send(path, pending, keys)
+
+    async def _send(self, path: str, pending: dict[str, dict[str, Any]], keys: list[str]) -> None:
+        """Send one batch; split it on 413 and isolate items the data-api rejects."""
+        items: Sequence[dict[str, Any]] = [pending[k] for k in keys]
+        try:
             await self._sink.upsert(path, items)
-            for key, item in zip(keys, items, strict=True):
-                # Keep a newer change that arrived while this batch was in flight.
-                if pending.get(key) is item:
-                    del pending[key]
-            if path == DEVICES_PATH:
-                self.synced_devices += len(items)
-            else:
-                self.synced_entities += len(items)
+        except DeliveryError as err:
+            if err.kind not in (ErrorKind.BAD_DATA, ErrorKind.TOO_LARGE):
+                raise
+            if len(keys) == 1:
+                # One bad item must not stall the sync forever: drop it, loudly.
+                LOGGER.warning("Registry item %s rejected by the data-api: %s", keys[0], err)
+                self.rejected += 1
+                pending.pop(keys[0], None)
+                return
+            mid = len(keys) // 2
+            await self._send(path, pending, keys[:mid])
+            await self._send(path, pending, keys[mid:])
+            return
+        for key, item in zip(keys, items, strict=True):
+            # Keep a newer change that arrived while this batch was in flight.
+            if pending.get(key) is item:
+                del pending[key]
+        if path == DEVICES_PATH:
+            self.synced_devices += len(items)
+        else:
+            self.synced_entities += len(items)
 
     def as_dict(self) -> dict[str, Any]:
         """Diagnostics view."""
@@ -198,6 +217,7 @@ class RegistrySync:
             "synced_devices": self.synced_devices,
             "synced_entities": self.synced_entities,
             "full_syncs": self.full_syncs,
+            "rejected": self.rejected,
             "last_error": self.last_error,
         }
 
