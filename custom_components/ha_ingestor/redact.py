@@ -1,0 +1,49 @@
+"""Keeping secrets out of everything users see or share (attributes, diagnostics, repairs)."""
+
+from collections.abc import Iterable
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+REDACTED = "**REDACTED**"
+
+# scheme://user:password@host -> scheme://host, wherever a URL appears in free text.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# Secrets shorter than this are not replaced in text: it would garble every message.
+_MIN_SECRET_LEN = 4
+
+
+def strip_url_credentials(url: str) -> str:
+    """Return ``url`` without its userinfo (``user:password@``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _USERINFO.sub(r"\g<scheme>", url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """Remove URL credentials and every known secret value from ``text``."""
+    text = _USERINFO.sub(r"\g<scheme>", text)
+    for secret in secrets:
+        if secret and len(secret) >= _MIN_SECRET_LEN:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def scrub(data: Any, secrets: Iterable[str] = ()) -> Any:
+    """Recursively scrub every string in ``data`` (dicts, lists, tuples)."""
+    found = tuple(secrets)
+    if isinstance(data, str):
+        return scrub_text(data, found)
+    if isinstance(data, dict):
+        return {key: scrub(value, found) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [scrub(value, found) for value in data]
+    return data

@@ -1,0 +1,212 @@
+"""Repair issues of ha_ingestor and their fix flows.
+
+:func:`async_sync_issues` runs on every health refresh (several times a second
+under load), so it only compares a few facts with the issues it already raised
+(``runtime.issues``) and touches the issue registry when something changed.
+Each issue disappears by itself once its cause is gone.
+"""
+
+from dataclasses import dataclass
+import time
+from typing import TYPE_CHECKING, Any, override
+
+from homeassistant.components.repairs import ConfirmRepairFlow, RepairsFlow
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
+import voluptuous as vol
+
+from .const import CONF_OUTAGE_REPAIR_AFTER, DEFAULT_OUTAGE_REPAIR_AFTER, DOMAIN
+from .core.errors import ErrorCategory
+from .core.health import format_duration
+from .redact import scrub_text
+
+if TYPE_CHECKING:
+    # Only in newer Home Assistant releases; annotations are never evaluated.
+    from homeassistant.components.repairs import RepairsFlowResult
+
+    from .runtime import IngestorRuntime
+
+ISSUE_AUTH_FAILED = "auth_failed"
+ISSUE_SPOOL_OVERFLOW = "spool_overflow"
+ISSUE_POINTS_QUARANTINED = "points_quarantined"
+ISSUE_EXTENDED_OUTAGE = "extended_outage"
+ISSUE_STORAGE_FAILURE = "storage_failure"
+ISSUES = (
+    ISSUE_AUTH_FAILED,
+    ISSUE_SPOOL_OVERFLOW,
+    ISSUE_POINTS_QUARANTINED,
+    ISSUE_EXTENDED_OUTAGE,
+    ISSUE_STORAGE_FAILURE,
+)
+
+# probatio at runtime on newer Home Assistant (see services.py), hence Any.
+_CONFIRM_SCHEMA: Any = vol.Schema({})
+#: Placeholders that keep changing (counts, durations) refresh at most this often.
+PLACEHOLDER_REFRESH = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Issue:
+    """An issue as it should currently be raised."""
+
+    severity: ir.IssueSeverity
+    placeholders: dict[str, str]
+    fixable: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class _Raised:
+    """An issue raised earlier: what it said and when."""
+
+    placeholders: dict[str, str]
+    at: float
+
+
+def issue_id(key: str, entry_id: str) -> str:
+    """Issue id of ``key`` for one entry."""
+    return f"{key}_{entry_id}"
+
+
+def _wanted(runtime: "IngestorRuntime", entry: ConfigEntry[Any]) -> dict[str, _Issue]:
+    """Return the issues the current facts call for."""
+    title = {"entry_title": entry.title}
+    resilience = runtime.pipeline.resilience
+    stats = runtime.pipeline.stats
+    report = runtime.health
+    wanted: dict[str, _Issue] = {}
+    if resilience.paused_reason is ErrorCategory.AUTH:
+        wanted[ISSUE_AUTH_FAILED] = _Issue(
+            severity=ir.IssueSeverity.ERROR, placeholders=title, fixable=True
+        )
+    if report is not None and report.inputs.recent_dropped > 0:
+        wanted[ISSUE_SPOOL_OVERFLOW] = _Issue(
+            severity=ir.IssueSeverity.WARNING,
+            placeholders={**title, "count": str(report.inputs.recent_dropped)},
+        )
+    if stats is not None and stats.dead_letter_count > 0:
+        wanted[ISSUE_POINTS_QUARANTINED] = _Issue(
+            severity=ir.IssueSeverity.WARNING,
+            placeholders={**title, "count": str(stats.dead_letter_count)},
+            fixable=True,
+        )
+    if stats is not None and stats.storage_failed:
+        wanted[ISSUE_STORAGE_FAILURE] = _Issue(
+            severity=ir.IssueSeverity.ERROR,
+            placeholders={**title, "error": scrub_text(stats.last_storage_error or "unknown")},
+        )
+    threshold = float(entry.options.get(CONF_OUTAGE_REPAIR_AFTER, DEFAULT_OUTAGE_REPAIR_AFTER))
+    backlog = runtime.backlog
+    since = resilience.last_success_wall or runtime.started_at
+    outage = time.time() - since
+    if backlog > 0 and outage > threshold:
+        wanted[ISSUE_EXTENDED_OUTAGE] = _Issue(
+            severity=ir.IssueSeverity.WARNING,
+            placeholders={
+                **title,
+                "duration": format_duration(outage),
+                "backlog": str(backlog),
+            },
+        )
+    return wanted
+
+
+@callback
+def async_sync_issues(hass: HomeAssistant, entry: "ConfigEntry[IngestorRuntime]") -> None:
+    """Raise the issues the entry's state calls for and delete the ones that are gone."""
+    runtime = entry.runtime_data
+    raised: dict[str, _Raised] = runtime.issues
+    wanted = _wanted(runtime, entry)
+    now = time.monotonic()
+    for key, issue in wanted.items():
+        previous = raised.get(key)
+        if previous is not None and (
+            previous.placeholders == issue.placeholders or now - previous.at < PLACEHOLDER_REFRESH
+        ):
+            continue
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            issue_id(key, entry.entry_id),
+            is_fixable=issue.fixable,
+            is_persistent=False,
+            severity=issue.severity,
+            translation_key=key,
+            translation_placeholders=issue.placeholders,
+            data={"entry_id": entry.entry_id},
+        )
+        raised[key] = _Raised(placeholders=issue.placeholders, at=now)
+    for key in [key for key in raised if key not in wanted]:
+        ir.async_delete_issue(hass, DOMAIN, issue_id(key, entry.entry_id))
+        del raised[key]
+
+
+@callback
+def async_clear_issues(hass: HomeAssistant, entry: "ConfigEntry[IngestorRuntime]") -> None:
+    """Delete every issue of the entry (unload)."""
+    for key in ISSUES:
+        ir.async_delete_issue(hass, DOMAIN, issue_id(key, entry.entry_id))
+    entry.runtime_data.issues.clear()
+
+
+class _EntryRepairFlow(RepairsFlow):
+    """A confirm-then-act fix flow for one entry."""
+
+    def __init__(self, entry_id: str) -> None:
+        """Remember the entry the issue is about."""
+        self._entry_id = entry_id
+
+    async def async_step_init(
+        self, user_input: dict[str, str] | None = None
+    ) -> "RepairsFlowResult":
+        """Go straight to the confirmation."""
+        return await self.async_step_confirm()
+
+    async def async_step_confirm(
+        self, user_input: dict[str, str] | None = None
+    ) -> "RepairsFlowResult":
+        """Ask, then fix."""
+        entry = self.hass.config_entries.async_get_entry(self._entry_id)
+        if entry is None:
+            return self.async_abort(reason="entry_removed")
+        if user_input is not None:
+            await self._async_fix(entry)
+            return self.async_create_entry(data={})
+        return self.async_show_form(
+            step_id="confirm",
+            data_schema=_CONFIRM_SCHEMA,
+            description_placeholders={"entry_title": entry.title},
+        )
+
+    async def _async_fix(self, entry: ConfigEntry[Any]) -> None:
+        raise NotImplementedError
+
+
+class AuthFailedRepairFlow(_EntryRepairFlow):
+    """Starts reauthentication of the entry."""
+
+    @override
+    async def _async_fix(self, entry: ConfigEntry[Any]) -> None:
+        entry.async_start_reauth(self.hass)
+
+
+class RequeueRepairFlow(_EntryRepairFlow):
+    """Moves quarantined points back to the queue."""
+
+    @override
+    async def _async_fix(self, entry: ConfigEntry[Any]) -> None:
+        runtime: IngestorRuntime | None = getattr(entry, "runtime_data", None)
+        if runtime is not None:
+            await runtime.async_requeue_dead_letters()
+
+
+async def async_create_fix_flow(
+    hass: HomeAssistant, issue_id: str, data: dict[str, str | int | float | None] | None
+) -> RepairsFlow:
+    """Create the fix flow of a fixable issue."""
+    entry_id = str((data or {}).get("entry_id", ""))
+    if issue_id.startswith(ISSUE_AUTH_FAILED):
+        return AuthFailedRepairFlow(entry_id)
+    if issue_id.startswith(ISSUE_POINTS_QUARANTINED):
+        return RequeueRepairFlow(entry_id)
+    return ConfirmRepairFlow()

@@ -1,0 +1,92 @@
+"""Sensors of ha_ingestor: snapshot of every entity, and their states through an outage."""
+
+from unittest.mock import patch
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import STATE_UNKNOWN, Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+from pytest_homeassistant_custom_component.common import snapshot_platform
+from syrupy.assertion import SnapshotAssertion
+
+from custom_components.ha_ingestor.const import DOMAIN
+from tests.common import (
+    ENTRY_ID,
+    PREFIX,
+    settle,
+    setup_entry,
+    tick,
+    unload_entry,
+    v1_entry,
+    wait_for,
+)
+from tests.servers import InfluxV1Server, free_port
+
+# Later than any real clock running these tests: time only moves forward.
+NOW = "2030-01-01T12:00:00+00:00"
+
+
+async def test_sensors(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    snapshot: SnapshotAssertion,
+    *,
+    entity_registry: er.EntityRegistry,
+    device_registry: dr.DeviceRegistry,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """Every sensor, its registry entry and its state right after setup."""
+    freezer.move_to(NOW)
+    entry = v1_entry(influxdb_v1.url, influx_db)
+    with patch("custom_components.ha_ingestor.PLATFORMS", [Platform.SENSOR]):
+        await setup_entry(hass, entry)
+    # Before any event: every value is deterministic.
+    await tick(hass, freezer)
+    await snapshot_platform(hass, entity_registry, snapshot, entry.entry_id)
+    devices = dr.async_entries_for_config_entry(device_registry, entry.entry_id)
+    assert len(devices) == 1
+    assert (DOMAIN, ENTRY_ID) in devices[0].identifiers
+    assert devices[0] == snapshot(name="device")
+
+    runtime = entry.runtime_data
+    hass.states.async_set("sensor.outside", "21.5", {"unit_of_measurement": "°C"})
+    await runtime.async_flush()
+    await wait_for(hass, lambda: runtime.pipeline.resilience.metrics.events_sent >= 1)
+    await tick(hass, freezer)  # the throttled entity update
+    assert hass.states.get(f"sensor.{PREFIX}_health").state == "healthy"
+    assert hass.states.get(f"sensor.{PREFIX}_connection_state").state == "active"
+    assert hass.states.get(f"sensor.{PREFIX}_backlog").state == "0"
+    assert int(hass.states.get(f"sensor.{PREFIX}_events_sent").state) >= 1
+    assert hass.states.get(f"sensor.{PREFIX}_last_success").state.startswith("2030-01-01T12:00")
+    assert hass.states.get(f"sensor.{PREFIX}_next_retry").state == STATE_UNKNOWN
+    await unload_entry(hass, entry)
+
+
+async def test_sensors_during_outage(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    socket_enabled: None,
+) -> None:
+    """A refused connection shows as waiting with a backlog, a stage and a next retry."""
+    freezer.move_to(NOW)
+    entry = v1_entry(f"http://127.0.0.1:{free_port()}", "nowhere")
+    await setup_entry(hass, entry)
+    # Before the first attempt finishes, health is HA's unknown, not a problem.
+    assert hass.states.get(f"sensor.{PREFIX}_health").state == STATE_UNKNOWN
+    runtime = entry.runtime_data
+    hass.states.async_set("sensor.outside", "1", {"unit_of_measurement": "°C"})
+    await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 1)
+
+    health = hass.states.get(f"sensor.{PREFIX}_health")
+    assert health.state == "waiting"
+    assert "Cannot reach the destination" in health.attributes["reason"]
+    assert health.attributes["recommendations"]
+    assert hass.states.get(f"sensor.{PREFIX}_connection_state").state == "retrying_rapid"
+    assert hass.states.get(f"sensor.{PREFIX}_retry_stage").state == "rapid"
+    assert hass.states.get(f"sensor.{PREFIX}_backlog").state == "1"
+    assert hass.states.get(f"sensor.{PREFIX}_last_error_category").state == "network"
+    assert hass.states.get(f"sensor.{PREFIX}_consecutive_failures").state == "1"
+    assert hass.states.get(f"sensor.{PREFIX}_last_success").state == STATE_UNKNOWN
+    assert hass.states.get(f"sensor.{PREFIX}_next_retry").state != STATE_UNKNOWN
+    await unload_entry(hass, entry)
