@@ -250,6 +250,8 @@ def main() -> int:
     parser.add_argument("--influx-port", type=int, default=8086)
     parser.add_argument("--receiver-port", type=int, default=8099)
     args = parser.parse_args()
+    # Stop everything on SIGTERM too (not only Ctrl-C): SystemExit runs the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     DEV.mkdir(exist_ok=True)
     ha_port = free_port(args.ha_port)

@@ -101,6 +101,7 @@ in_env() {
       --setenv HOME /root --setenv LANG C.UTF-8 --setenv TERM "${TERM:-dumb}" \
       --setenv CI "${CI:-}" --setenv PIP_DISABLE_PIP_VERSION_CHECK 1 \
       --setenv PIP_DEFAULT_TIMEOUT 180 --setenv HA_INGESTOR_VENVS /opt/venvs \
+      --setenv SSL_CERT_FILE /etc/ssl/certs/ca-certificates.crt \
       --setenv PYTEST_ADDOPTS "${PYTEST_ADDOPTS:-}" \
       "${tty_args[@]}" "$@"
   fi
