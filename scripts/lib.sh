@@ -95,7 +95,8 @@ in_env() {
     (cd "$REPO" && env HA_INGESTOR_VENVS="$CACHE/venvs" "$@")
   else
     local tty_args=()
-    bwrap --bind "$SID_ROOT" / --bind "$REPO" /src --proc /proc --dev /dev --tmpfs /tmp \
+    # --unshare-pid: when the command ends (or Ctrl-C), nothing it started survives.
+    bwrap --bind "$SID_ROOT" / --bind "$REPO" /src --unshare-pid --proc /proc --dev /dev --tmpfs /tmp \
       --die-with-parent --chdir /src --clearenv \
       --setenv PATH /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       --setenv HOME /root --setenv LANG C.UTF-8 --setenv TERM "${TERM:-dumb}" \
