@@ -68,3 +68,24 @@ async def test_invalid_targets(hass: HomeAssistant, action: str) -> None:
             DOMAIN, action, {"config_entry_id": entry.entry_id}, blocking=True
         )
     assert err.value.translation_key == "entry_not_loaded"
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_backfill_actions(hass: HomeAssistant) -> None:
+    """An empty range is refused; cancel reports whether a backfill was running."""
+    entry = v1_entry(f"http://127.0.0.1:{free_port()}", "nowhere")
+    await setup_entry(hass, entry)
+    target = {"config_entry_id": entry.entry_id}
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "backfill",
+            {**target, "start": "2030-01-02 00:00:00", "end": "2030-01-01 00:00:00"},
+            blocking=True,
+        )
+    assert err.value.translation_key == "backfill_invalid_range"
+    response = await hass.services.async_call(
+        DOMAIN, "cancel_backfill", target, blocking=True, return_response=True
+    )
+    assert response == {"cancelled": False}
+    await unload_entry(hass, entry)

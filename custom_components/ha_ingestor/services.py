@@ -1,10 +1,11 @@
 """Actions of ha_ingestor, registered once in ``async_setup``; each targets one entry."""
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Final
 
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import ATTR_CONFIG_ENTRY_ID
+from homeassistant.const import ATTR_CONFIG_ENTRY_ID, ATTR_ENTITY_ID
 from homeassistant.core import (
     HomeAssistant,
     ServiceCall,
@@ -13,21 +14,43 @@ from homeassistant.core import (
     callback,
 )
 from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import config_validation as cv
+from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
 from .const import DOMAIN
 from .core.state import ConnectionState
-from .runtime import IngestorConfigEntry, IngestorRuntime
+from .runtime import BackfillRunningError, IngestorConfigEntry, IngestorRuntime
 
 SERVICE_FLUSH = "flush"
 SERVICE_RETRY_NOW = "retry_now"
 SERVICE_RESET_CIRCUIT_BREAKER = "reset_circuit_breaker"
 SERVICE_REQUEUE_DEAD_LETTERS = "requeue_dead_letters"
+SERVICE_BACKFILL = "backfill"
+SERVICE_CANCEL_BACKFILL = "cancel_backfill"
+ATTR_START = "start"
+ATTR_END = "end"
 
 # Home Assistant installs probatio under the voluptuous name (the 2026.3 minimum has
 # voluptuous itself), so this is the right schema type at runtime either way; the
 # static types of the two packages differ, hence Any.
 ENTRY_SCHEMA: Final[Any] = vol.Schema({vol.Required(ATTR_CONFIG_ENTRY_ID): str})
+
+BACKFILL_SCHEMA: Final[Any] = vol.Schema(
+    {
+        vol.Required(ATTR_CONFIG_ENTRY_ID): str,
+        vol.Required(ATTR_START): cv.datetime,
+        vol.Optional(ATTR_END): cv.datetime,
+        vol.Optional(ATTR_ENTITY_ID): cv.entity_ids,
+    }
+)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Naive times from the UI are local time."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt_util.get_default_time_zone())
+    return dt_util.as_utc(value)
 
 
 def async_get_runtime(hass: HomeAssistant, entry_id: str) -> IngestorRuntime:
@@ -91,6 +114,35 @@ def async_setup_services(hass: HomeAssistant) -> None:
         DOMAIN,
         SERVICE_REQUEUE_DEAD_LETTERS,
         requeue_dead_letters,
+        schema=ENTRY_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+
+    async def backfill(call: ServiceCall) -> None:
+        runtime = async_get_runtime(hass, call.data[ATTR_CONFIG_ENTRY_ID])
+        start = _as_utc(call.data[ATTR_START])
+        end = _as_utc(call.data[ATTR_END]) if ATTR_END in call.data else dt_util.utcnow()
+        if start >= end:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN, translation_key="backfill_invalid_range"
+            )
+        try:
+            runtime.async_start_backfill(start, end, call.data.get(ATTR_ENTITY_ID))
+        except BackfillRunningError as err:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN, translation_key="backfill_running"
+            ) from err
+
+    hass.services.async_register(DOMAIN, SERVICE_BACKFILL, backfill, schema=BACKFILL_SCHEMA)
+
+    async def cancel_backfill(call: ServiceCall) -> ServiceResponse:
+        runtime = async_get_runtime(hass, call.data[ATTR_CONFIG_ENTRY_ID])
+        return {"cancelled": await runtime.async_cancel_backfill()}
+
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_CANCEL_BACKFILL,
+        cancel_backfill,
         schema=ENTRY_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
     )
