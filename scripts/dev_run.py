@@ -28,7 +28,7 @@ CONFIG = DEV / "config"
 INFLUX_DIR = DEV / "influxdb"
 DATABASE = "home_assistant"
 DEV_USER = "dev"
-DEV_PASSWORD = "dev"  # noqa: S105 - throwaway local development login
+DEV_PASSWORD = "dev"
 
 CONFIGURATION_YAML = """\
 # Development configuration written by scripts/develop (safe to edit; kept between runs).
@@ -169,7 +169,9 @@ def start_receiver(port: int) -> subprocess.Popen[bytes] | None:
 def write_json(path: Path, key: str, data: object, version: int, minor: int = 1) -> None:
     """Write a Home Assistant storage file."""
     path.write_text(
-        json.dumps({"version": version, "minor_version": minor, "key": key, "data": data}, indent=2),
+        json.dumps(
+            {"version": version, "minor_version": minor, "key": key, "data": data}, indent=2
+        ),
         encoding="utf-8",
     )
 
@@ -187,8 +189,10 @@ def prepare_config(ha_port: int, influx_port: int) -> None:
     )
     if not (storage / "onboarding").exists():
         subprocess.run(
-            [sys.executable, "-m", "homeassistant", "--script", "auth", "-c", str(CONFIG)]
-            + ["add", DEV_USER, DEV_PASSWORD],
+            [
+                *(sys.executable, "-m", "homeassistant", "--script", "auth"),
+                *("-c", str(CONFIG), "add", DEV_USER, DEV_PASSWORD),
+            ],
             check=True,
             capture_output=True,
         )

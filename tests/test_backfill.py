@@ -21,7 +21,9 @@ def auto_enable_custom_integrations(recorder_mock: Any, enable_custom_integratio
 
 async def test_backfill_lands_every_state_once(
     recorder_mock: Any,
-    hass: HomeAssistant, freezer: FrozenDateTimeFactory, data_api_receiver: DataApiReceiver
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    data_api_receiver: DataApiReceiver,
 ) -> None:
     """Backfilling a recorded window delivers each state once with its original time,
     idempotently against what was already sent live, while live events keep flowing.
@@ -44,14 +46,23 @@ async def test_backfill_lands_every_state_once(
     await settle(
         hass,
         freezer,
-        lambda: progress.status == "done"
-        and len(data_api_receiver.events("sensor.history")) == 6
-        and len(data_api_receiver.events("sensor.live")) == 1,
+        lambda: (
+            progress.status == "done"
+            and len(data_api_receiver.events("sensor.history")) == 6
+            and len(data_api_receiver.events("sensor.live")) == 1
+        ),
     )
     # A second run over the same window is deduplicated by the receiver.
     again = runtime.async_start_backfill(start, end, None)
-    await settle(hass, freezer, lambda: again.status == "done" and runtime.pipeline.stats is not None
-                 and runtime.pipeline.stats.pending_count == 0)
+    await settle(
+        hass,
+        freezer,
+        lambda: (
+            again.status == "done"
+            and runtime.pipeline.stats is not None
+            and runtime.pipeline.stats.pending_count == 0
+        ),
+    )
     history = data_api_receiver.events("sensor.history")
     assert [e["state"] for e in history] == [str(i) for i in range(6)]
     assert progress.as_dict()["percent"] == 100.0

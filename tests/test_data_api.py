@@ -11,7 +11,6 @@ from typing import Any
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
-from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.ha_ingestor.const import (
@@ -115,8 +114,10 @@ async def test_registry_sync(
     await settle(
         hass,
         freezer,
-        lambda: device.id in data_api_receiver.devices()
-        and "sensor.boiler_temp" in data_api_receiver.entities(),
+        lambda: (
+            device.id in data_api_receiver.devices()
+            and "sensor.boiler_temp" in data_api_receiver.entities()
+        ),
     )
     stored = data_api_receiver.devices()[device.id]
     assert (stored["manufacturer"], stored["model"], stored["name"]) == ("Acme", "B-1", "Boiler")

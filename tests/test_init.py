@@ -1,8 +1,8 @@
 """Setup, capture, lifecycle and durability of the integration against real InfluxDB."""
 
-import time
 from collections.abc import Callable
 from datetime import timedelta
+import time
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -71,7 +71,9 @@ async def settle(
 async def count(server: InfluxV1Server, db: str, measurement: str) -> int:
     """Points stored in ``measurement``."""
     rows = await server.aquery(f'SELECT count(*) FROM "{measurement}"', db)
-    return max((int(v) for k, v in rows[0].items() if k.startswith("count")), default=0) if rows else 0
+    return (
+        max((int(v) for k, v in rows[0].items() if k.startswith("count")), default=0) if rows else 0
+    )
 
 
 async def test_ships_state_changes(
@@ -95,9 +97,11 @@ async def test_ships_state_changes(
     await settle(
         hass,
         freezer,
-        lambda: runtime.pipeline.stats is not None
-        and runtime.pipeline.stats.pending_count == 0
-        and runtime.pipeline.resilience.metrics.events_sent >= 11,
+        lambda: (
+            runtime.pipeline.stats is not None
+            and runtime.pipeline.stats.pending_count == 0
+            and runtime.pipeline.resilience.metrics.events_sent >= 11
+        ),
     )
     rows = await influxdb_v1.aquery('SELECT "value", entity_id, domain FROM "°C"', influx_db)
     assert [r["value"] for r in rows] == [float(10 + i) for i in range(10)]
@@ -174,9 +178,7 @@ async def test_restart_mid_outage_loses_nothing(
     assert spool_path(hass, entry.entry_id).exists()
 
     # "Next start": the database is reachable again.
-    hass.config_entries.async_update_entry(
-        entry, data={**entry.data, CONF_URL: influxdb_v1.url}
-    )
+    hass.config_entries.async_update_entry(entry, data={**entry.data, CONF_URL: influxdb_v1.url})
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     runtime = entry.runtime_data

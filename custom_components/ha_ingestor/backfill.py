@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from homeassistant.components.recorder import get_instance, history
+from homeassistant.components.recorder import history
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 
 from .const import LOGGER
@@ -132,7 +133,7 @@ async def async_run_backfill(
     except asyncio.CancelledError:
         progress.status = "cancelled"
         raise
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - report any recorder failure as the job's
         progress.status = "failed"
         progress.error = str(err)
         LOGGER.exception("Backfill of %s failed", runtime.entry.title)

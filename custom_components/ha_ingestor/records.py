@@ -8,9 +8,9 @@ from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, State
 
 from .core.encoder import (
-    EncodeResult,
     Encoder,
     EncoderConfig,
+    EncodeResult,
     EventRecord,
     LineProtocolEncoder,
 )

@@ -30,26 +30,42 @@ BATCH = 500
 DEBOUNCE = 2.0
 
 
-def device_payload(device: dr.DeviceEntry) -> dict[str, Any]:
-    """JSON view of a device registry entry."""
+def all_devices(registry: dr.DeviceRegistry) -> list[Any]:
+    """Every device entry, on releases where ``devices`` is a mapping and where it is not."""
+    devices: Any = registry.devices
+    # Up to 2026.x ``devices`` is a dict of id -> entry; later an iterable of entries.
+    return list(devices.values()) if isinstance(devices, Mapping) else list(devices)
+
+
+def device_payload(device: Any) -> dict[str, Any]:
+    """JSON view of a device registry entry.
+
+    Typed loosely on purpose: newer releases add child device entries that
+    lack some DeviceEntry fields, so those are read with a default.
+    """
+
+    def enum_value(name: str) -> Any:
+        value = getattr(device, name, None)
+        return getattr(value, "value", value)
+
     return {
         "id": device.id,
-        "name": device.name,
-        "name_by_user": device.name_by_user,
-        "manufacturer": device.manufacturer,
-        "model": device.model,
-        "model_id": device.model_id,
-        "sw_version": device.sw_version,
-        "hw_version": device.hw_version,
-        "serial_number": device.serial_number,
-        "area_id": device.area_id,
-        "labels": sorted(device.labels),
-        "config_entries": sorted(device.config_entries),
-        "identifiers": sorted([list(i) for i in device.identifiers]),
-        "connections": sorted([list(c) for c in device.connections]),
-        "via_device_id": device.via_device_id,
-        "entry_type": device.entry_type.value if device.entry_type else None,
-        "disabled_by": device.disabled_by.value if device.disabled_by else None,
+        "name": getattr(device, "name", None),
+        "name_by_user": getattr(device, "name_by_user", None),
+        "manufacturer": getattr(device, "manufacturer", None),
+        "model": getattr(device, "model", None),
+        "model_id": getattr(device, "model_id", None),
+        "sw_version": getattr(device, "sw_version", None),
+        "hw_version": getattr(device, "hw_version", None),
+        "serial_number": getattr(device, "serial_number", None),
+        "area_id": getattr(device, "area_id", None),
+        "labels": sorted(getattr(device, "labels", ())),
+        "config_entries": sorted(getattr(device, "config_entries", ())),
+        "identifiers": sorted([list(i) for i in getattr(device, "identifiers", ())]),
+        "connections": sorted([list(c) for c in getattr(device, "connections", ())]),
+        "via_device_id": getattr(device, "via_device_id", None),
+        "entry_type": enum_value("entry_type"),
+        "disabled_by": enum_value("disabled_by"),
         "deleted": False,
     }
 
@@ -127,7 +143,7 @@ class RegistrySync:
     def async_queue_full_sync(self) -> None:
         """Queue every device and entity (first connect, reconnect)."""
         self._devices.update(
-            {d.id: device_payload(d) for d in dr.async_get(self._hass).devices.values()}
+            {d.id: device_payload(d) for d in all_devices(dr.async_get(self._hass))}
         )
         self._entities.update(
             {e.entity_id: entity_payload(e) for e in er.async_get(self._hass).entities.values()}

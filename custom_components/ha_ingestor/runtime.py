@@ -97,7 +97,7 @@ type HealthListener = Callable[[HealthReport | None, HealthReport], None]
 
 
 def encoder_config(options: Mapping[str, Any]) -> EncoderConfig:
-    """Encoder settings from entry options (defaults match the built-in influxdb)."""
+    """Build encoder settings from entry options (defaults match the built-in influxdb)."""
     kwargs: dict[str, Any] = {}
     if strategy := options.get(CONF_MEASUREMENT_STRATEGY):
         kwargs["measurement_attr"] = strategy
@@ -321,7 +321,7 @@ class IngestorRuntime:
 
     @callback
     def async_on_pipeline_change(self) -> None:
-        """The pipeline did something: re-assess health now, refresh entities soon."""
+        """React to pipeline activity: re-assess health now, refresh entities soon."""
         self.async_refresh()
 
     @callback

@@ -19,7 +19,7 @@ from custom_components.ha_ingestor.core.encoder import (
     EventRecord,
     LineProtocolEncoder,
 )
-from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
+from custom_components.ha_ingestor.core.errors import ErrorCategory
 from custom_components.ha_ingestor.core.pipeline import Pipeline, PipelineConfig
 from custom_components.ha_ingestor.core.resilience import Resilience
 from custom_components.ha_ingestor.core.retry import build_policy
@@ -355,4 +355,3 @@ async def test_unexpected_error_does_not_kill_the_loop(tmp_path: Path) -> None:
             max_points=1,
             max_bytes=1,
         )
-

@@ -9,7 +9,7 @@ runs :meth:`Pipeline.run_uploader` as a background task and reads
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import logging
 from typing import Any
 
@@ -33,7 +33,7 @@ class PipelineConfig:
 
     batch_points: int = 5000
     batch_bytes: int = 4 * 1024 * 1024
-    tolerances: HealthTolerances = HealthTolerances()
+    tolerances: HealthTolerances = field(default_factory=HealthTolerances)
     max_buffer: int = MAX_BUFFER
 
 
@@ -150,7 +150,7 @@ class Pipeline:
         return result
 
     async def run_uploader(self) -> None:
-        """The uploader loop (run as a background task; cancellation-safe)."""
+        """Run the uploader loop (a background task; cancellation-safe)."""
         await self.uploader.run()
 
     async def async_close(self) -> None:

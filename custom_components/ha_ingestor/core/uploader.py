@@ -78,7 +78,7 @@ class Uploader:
         return self._active_endpoint
 
     def wake(self) -> None:
-        """New data was spooled, or the user asked to retry: look again now."""
+        """Look at the spool again now (new data was spooled, or a retry was asked)."""
         self._wakeup.set()
 
     def retry_now(self) -> None:
