@@ -188,8 +188,10 @@ async def test_restart_mid_outage_loses_nothing(
         lambda: runtime.pipeline.stats is not None and runtime.pipeline.stats.pending_count == 0,
     )
     assert await count(influxdb_v1, influx_db, "kWh") == 15
-    await hass.config_entries.async_unload(entry.entry_id)
+    # Removing the entry removes its spool too.
+    assert (await hass.config_entries.async_remove(entry.entry_id))["require_restart"] is False
     await hass.async_block_till_done()
+    assert not spool_path(hass, entry.entry_id).exists()
 
 
 async def test_filters_and_extra_events(

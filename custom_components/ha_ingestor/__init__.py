@@ -7,7 +7,7 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN
-from .runtime import IngestorRuntime, async_create_runtime
+from .runtime import IngestorRuntime, async_create_runtime, spool_path
 from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.BUTTON, Platform.SENSOR]
@@ -42,3 +42,15 @@ async def async_unload_entry(hass: HomeAssistant, entry: IngestorConfigEntry) ->
     if unloaded:
         await entry.runtime_data.async_shutdown()
     return unloaded
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> None:
+    """Delete the entry's spool: the user removed the destination, and its backlog with it."""
+    path = spool_path(hass, entry.entry_id)
+
+    def _remove() -> None:
+        # The WAL and shared-memory files belong to the same database.
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+    await hass.async_add_executor_job(_remove)

@@ -306,10 +306,7 @@ class IngestorRuntime:
 
     async def async_requeue_dead_letters(self) -> int:
         """Move quarantined points back to the queue and try to deliver them."""
-        moved: int = await self.hass.async_add_executor_job(
-            self.pipeline.spool.requeue_dead_letters
-        )
-        self.pipeline.uploader.wake()
+        moved = await self.pipeline.requeue_dead_letters()
         self.async_refresh()
         return moved
 

@@ -158,6 +158,13 @@ class Pipeline:
         await self.flush()
         await self._run_sync(self._spool.close)
 
+    async def requeue_dead_letters(self) -> int:
+        """Move quarantined points back to the queue and wake the uploader."""
+        moved: int = await self._spool_call(self._spool.requeue_dead_letters)
+        self.uploader.wake()
+        self._changed()
+        return moved
+
     def retry_now(self) -> None:
         """Manual retry."""
         self.uploader.retry_now()
