@@ -64,7 +64,9 @@ def real_sockets() -> Iterator[None]:
         return
     saved = socket.socket, socket.getaddrinfo
     socket.socket = pytest_socket._true_socket  # type: ignore[misc]
-    if socket.getaddrinfo is pytest_socket._guarded_getaddrinfo:
+    # Older pytest-socket releases (minimum HA run) do not guard getaddrinfo.
+    guarded = getattr(pytest_socket, "_guarded_getaddrinfo", None)
+    if guarded is not None and socket.getaddrinfo is guarded:
         socket.getaddrinfo = pytest_socket._true_getaddrinfo
     try:
         yield

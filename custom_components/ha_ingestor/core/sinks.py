@@ -260,8 +260,9 @@ def _is_gaierror(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, socket.gaierror):
             return True
+        # getattr: older aiohttp certificate errors raise on ``os_error``.
         if isinstance(current, aiohttp.ClientConnectorError) and isinstance(
-            current.os_error, socket.gaierror
+            getattr(current, "os_error", None), socket.gaierror
         ):
             return True
         current = current.__cause__ or current.__context__
@@ -271,9 +272,14 @@ def _is_gaierror(exc: BaseException) -> bool:
 def _reason(exc: BaseException) -> str:
     """Describe an exception briefly, without its URL."""
     if isinstance(exc, aiohttp.ClientConnectorError):
-        inner: BaseException = exc.os_error
-        detail = getattr(inner, "strerror", None) or getattr(inner, "reason", None) or str(inner)
-        return f"{type(exc).__name__}: {detail}"
+        # Older aiohttp certificate errors have no usable ``os_error``.
+        inner = getattr(exc, "os_error", None) or getattr(exc, "certificate_error", None)
+        if inner is not None:
+            detail = (
+                getattr(inner, "strerror", None) or getattr(inner, "reason", None) or str(inner)
+            )
+            return f"{type(exc).__name__}: {detail}"
+        return type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror:
         return f"{type(exc).__name__}: {exc.strerror}"
     return type(exc).__name__
