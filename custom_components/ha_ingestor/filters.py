@@ -67,6 +67,18 @@ def own_entities(hass: HomeAssistant) -> set[str]:
     return {e.entity_id for e in er.async_get(hass).entities.values() if e.platform == DOMAIN}
 
 
+class _Decisions(dict[str, bool]):
+    """Per-entity verdicts; a hit is a plain C dict lookup in the bus listener."""
+
+    def __init__(self, decide: Callable[[str], bool]) -> None:
+        super().__init__()
+        self.decide = decide
+
+    def __missing__(self, entity_id: str) -> bool:
+        result = self[entity_id] = self.decide(entity_id)
+        return result
+
+
 class EntityMatcher:
     """Decides per entity id, caching the answer until the registries change."""
 
@@ -74,9 +86,11 @@ class EntityMatcher:
         """Build the filter from entry options."""
         self._hass = hass
         self._options = options
-        self._cache: dict[str, bool] = {}
         self._nothing = False
         self._filter: EntityFilter = self._build()
+        #: ``decisions[entity_id]`` -> ship it? Cleared in place on registry changes,
+        #: so holders of this dict always see current verdicts.
+        self.decisions = _Decisions(self._decide)
 
     def _build(self) -> EntityFilter:
         opts = self._options
@@ -123,15 +137,14 @@ class EntityMatcher:
     def rebuild(self) -> None:
         """Re-resolve devices/areas/labels (registry changed)."""
         self._filter = self._build()
-        self._cache.clear()
+        self.decisions.clear()
+
+    def _decide(self, entity_id: str) -> bool:
+        return not self._nothing and self._filter(entity_id)
 
     def __call__(self, entity_id: str) -> bool:
         """Whether ``entity_id`` is shipped (cached)."""
-        try:
-            return self._cache[entity_id]
-        except KeyError:
-            result = self._cache[entity_id] = not self._nothing and self._filter(entity_id)
-            return result
+        return self.decisions[entity_id]
 
     @callback
     def async_track_registries(self) -> Callable[[], None]:

@@ -76,15 +76,21 @@ def record_from_event(event: Event[Mapping[str, Any]]) -> EventRecord:
     )
 
 
-type Captured = State | Event[Any] | tuple[State, Mapping[str, Any]]
+type Captured = State | Event[Any] | tuple[State | None, Mapping[str, Any]] | None
 
 
-def to_record(item: Captured) -> EventRecord:
-    """Convert what the listener captured (a state, an event, or a state + context)."""
+def to_record(item: Captured) -> EventRecord | None:
+    """Convert what the listener captured (a state, an event, or a state + context).
+
+    ``None`` states (an entity was removed) are captured unfiltered, because
+    checking in the listener costs more than skipping them here.
+    """
     if isinstance(item, State):
         return record_from_state(item)
+    if item is None:
+        return None
     if isinstance(item, tuple):
-        return record_from_state(item[0], item[1])
+        return None if item[0] is None else record_from_state(item[0], item[1])
     return record_from_event(item)
 
 

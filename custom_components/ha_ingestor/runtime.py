@@ -131,6 +131,14 @@ class IngestorRuntime:
     event_types: list[str]
     context_entities: frozenset[str] = frozenset()
     _context: dict[str, Any] = field(default_factory=dict)
+    _wanted: dict[str, bool] = field(init=False)
+    _capture: Callable[[Any], None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Bind the listener's hot-path lookups once."""
+        self._wanted = self.matcher.decisions
+        self._capture = self.pipeline.capture
+
     health: HealthReport | None = None
     backfill: BackfillProgress | None = None
     registry_sync: RegistrySync | None = None
@@ -232,16 +240,16 @@ class IngestorRuntime:
     @callback
     def _on_state_changed(self, event: Event[EventStateChangedData]) -> None:
         """Bus listener: filter lookup and an append; everything else is off-loop."""
+        # Hot path (every state change in HA): two dict lookups and a C append.
         data = event.data
-        new_state = data["new_state"]
-        if new_state is None:
-            return
         entity_id = data["entity_id"]
         if self.context_entities and entity_id in self.context_entities:
             self._refresh_context()
-        if self.matcher(entity_id):
+        if self._wanted[entity_id]:
             # The context dict is replaced, never mutated, so sharing it is safe.
-            self.pipeline.capture((new_state, self._context) if self._context else new_state)
+            self._capture(
+                (data["new_state"], self._context) if self._context else data["new_state"]
+            )
 
     @callback
     def _refresh_context(self) -> None:

@@ -113,6 +113,10 @@ class Harness:
         stats = self.pipeline.stats
         return -1 if stats is None else stats.pending_count
 
+    def drained(self) -> bool:
+        """Spool empty and the last write's verdict recorded (not just its delete)."""
+        return self.pending() == 0 and self.resilience.state is ConnectionState.ACTIVE
+
 
 @pytest.fixture
 async def session(socket_enabled: None) -> AsyncIterator[aiohttp.ClientSession]:
@@ -134,7 +138,7 @@ async def test_delivers_every_point_once(
     for i in range(50):
         h.pipeline.capture(record(i))
     await h.pipeline.flush()
-    await h.until(lambda: h.pending() == 0)
+    await h.until(h.drained)
     await h.stop()
     rows = await influxdb_v1.aquery('SELECT "value", entity_id FROM "°C"', influx_db)
     assert [r["time"] for r in rows] == [BASE_NS + i * 1_000_000_000 for i in range(50)]
@@ -164,7 +168,7 @@ async def test_outage_keeps_everything_and_drains_after(
         assert h.pending() == 40
     finally:
         influxdb_v1.start()
-    await h.until(lambda: h.pending() == 0)
+    await h.until(h.drained)
     await h.stop()
     assert await count_points(influxdb_v1, influx_db) == 40
     assert h.resilience.state is ConnectionState.ACTIVE
@@ -185,7 +189,7 @@ async def test_backlog_survives_restart(
 
     second = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db)
     await second.start()
-    await second.until(lambda: second.pending() == 0)
+    await second.until(second.drained)
     await second.stop()
     assert await count_points(influxdb_v1, influx_db) == 25
 
@@ -204,7 +208,7 @@ async def test_bad_point_is_quarantined_rest_delivered(
     for i in range(16):
         h.pipeline.capture(record(i, entity="sensor.conflict" if i == 11 else "sensor.temp"))
     await h.pipeline.flush()
-    await h.until(lambda: h.pending() == 0)
+    await h.until(h.drained)
     dead = await asyncio.to_thread(h.spool.dead_letters)
     await h.stop()
     # Within one shard InfluxDB 1.x rejects a float after a string field: the whole
@@ -230,7 +234,7 @@ async def test_too_large_batches_are_split(
     for i in range(20):
         h.pipeline.capture(record(i))
     await h.pipeline.flush()
-    await h.until(lambda: h.pending() == 0)
+    await h.until(h.drained)
     await h.stop()
     assert await count_points(influxdb_v1_small_body, db) == 20
     assert h.resilience.metrics.points_quarantined == 0
@@ -252,7 +256,7 @@ async def test_missing_database_pauses_until_manual_retry(
     assert h.pending() == 5
     await influxdb_v1.acreate_database(db)
     h.pipeline.retry_now()
-    await h.until(lambda: h.pending() == 0)
+    await h.until(h.drained)
     await h.stop()
     assert await count_points(influxdb_v1, db) == 5
     await influxdb_v1.adrop_database(db)
@@ -268,7 +272,7 @@ async def test_fallback_endpoint_takes_over(
     for i in range(10):
         h.pipeline.capture(record(i))
     await h.pipeline.flush()
-    await h.until(lambda: h.pending() == 0)
+    await h.until(h.drained)
     await h.stop()
     assert h.pipeline.uploader.active_endpoint.startswith(influxdb_v1.url)
     assert await count_points(influxdb_v1, influx_db) == 10
@@ -296,7 +300,7 @@ async def test_cancel_mid_write_loses_nothing(
     again = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db)
     await again.start()
     assert again.pending() == 12
-    await again.until(lambda: again.pending() == 0)
+    await again.until(again.drained)
     await again.stop()
     assert await count_points(influxdb_v1, influx_db) == 12
 

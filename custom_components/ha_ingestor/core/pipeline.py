@@ -74,6 +74,9 @@ class Pipeline:
         self._convert = convert
         self._on_change = on_change or (lambda: None)
         self._buffer: list[Any] = []
+        #: The listener's whole job: a bound C ``list.append`` (one stable list;
+        #: flush slices it in place, so this never needs rebinding).
+        self.capture: Callable[[Any], None] = self._buffer.append
         self._flush_lock = asyncio.Lock()
         self._stats: SpoolStats | None = None
         self._buffer_dropped = 0
@@ -114,40 +117,60 @@ class Pipeline:
         """Open the spool (off the loop)."""
         await self._spool_call(self._spool.open)
 
-    def capture(self, item: Any) -> None:
-        """Take one item from the bus listener: an append, nothing more."""
-        buffer = self._buffer
-        if len(buffer) >= self._config.max_buffer:
-            # The executor has been stuck for minutes: shed the oldest, counted.
-            del buffer[0]
-            self._buffer_dropped += 1
-        buffer.append(item)
-
     def capture_many(self, items: Iterable[Any]) -> None:
-        """Take several items (backfill); same bounds as :meth:`capture`."""
-        for item in items:
-            self.capture(item)
+        """Take several items (backfill)."""
+        self._buffer.extend(items)
+        self._shed()
+
+    def _shed(self) -> None:
+        """Bound the memory batch; only bites when the executor is stuck for minutes."""
+        excess = len(self._buffer) - self._config.max_buffer
+        if excess > 0:
+            # Shed the oldest in one slice (counted), not one by one in the listener.
+            del self._buffer[:excess]
+            self._buffer_dropped += excess
 
     async def flush(self) -> FlushResult | None:
-        """Encode the memory batch and write it to the spool; wake the uploader."""
+        """Encode the memory batch and write it to the spool in slices; wake the uploader.
+
+        Slices of one upload batch each let the uploader start on the first
+        slice while the rest of a burst is still being encoded.
+        """
+        self._shed()
+        metrics = self._res.metrics
         async with self._flush_lock:
-            batch, self._buffer = self._buffer, []
             dropped_in_memory, self._buffer_dropped = self._buffer_dropped, 0
-            metrics = self._res.metrics
             if dropped_in_memory:
                 metrics.add_events_dropped(dropped_in_memory)
                 _LOGGER.warning("Dropped %d events: the spool fell behind", dropped_in_memory)
-            if not batch:
+            buffer = self._buffer
+            # Only what was captured before this flush: a sustained storm must
+            # not keep one flush running forever.
+            remaining = len(buffer)
+            if not remaining:
                 return None
-            metrics.add_events_received(len(batch))
-            result: FlushResult = await self._spool_call(self._store, batch)
-        if result.dropped:
-            metrics.add_events_dropped(result.dropped)
-        if result.rejected:
-            metrics.add_points_quarantined(result.rejected)
-        self.uploader.wake()
+            metrics.add_events_received(remaining)
+            total = FlushResult(captured=0, stored=0, skipped=0, rejected=0, dropped=0)
+            while remaining > 0:
+                size = min(remaining, self._config.batch_points)
+                batch = buffer[:size]
+                del buffer[:size]
+                remaining -= size
+                result: FlushResult = await self._spool_call(self._store, batch)
+                if result.dropped:
+                    metrics.add_events_dropped(result.dropped)
+                if result.rejected:
+                    metrics.add_points_quarantined(result.rejected)
+                total = FlushResult(
+                    captured=total.captured + result.captured,
+                    stored=total.stored + result.stored,
+                    skipped=total.skipped + result.skipped,
+                    rejected=total.rejected + result.rejected,
+                    dropped=total.dropped + result.dropped,
+                )
+                self.uploader.wake()
         self._changed()
-        return result
+        return total
 
     async def run_uploader(self) -> None:
         """Run the uploader loop (a background task; cancellation-safe)."""

@@ -187,6 +187,9 @@ class _Store(Protocol):
     def take(self, ids: Sequence[int]) -> list[_Taken]:
         """Delete pending rows by id and return them (oldest first)."""
 
+    def remove(self, ids: Sequence[int]) -> int:
+        """Delete pending rows by id; return how many existed."""
+
     def oldest(self) -> tuple[int, float] | None:
         """``(time_ns, enqueued_at)`` of the oldest pending row."""
 
@@ -311,6 +314,33 @@ class _SqliteStore:
         finally:
             cursor.close()
         return rows
+
+    def remove(self, ids: Sequence[int]) -> int:
+        """Delete pending rows by id without reading their payloads back.
+
+        A delivered batch is almost always a run of consecutive ids: one range
+        delete then replaces hundreds of bound parameters.
+        """
+        ordered = sorted(set(ids))
+        if ordered[-1] - ordered[0] + 1 == len(ordered):
+            sizes = self.conn.execute(
+                "DELETE FROM pending WHERE id BETWEEN ? AND ? RETURNING size",
+                (ordered[0], ordered[-1]),
+            ).fetchall()
+        else:
+            sizes = []
+            for chunk in _chunks(ordered):
+                marks = ",".join("?" * len(chunk))
+                sizes.extend(
+                    self.conn.execute(
+                        f"DELETE FROM pending WHERE id IN ({marks})"  # noqa: S608 - only "?" marks
+                        " RETURNING size",
+                        tuple(chunk),
+                    ).fetchall()
+                )
+        self.count -= len(sizes)
+        self.nbytes -= sum(size for (size,) in sizes)
+        return len(sizes)
 
     def take(self, ids: Sequence[int]) -> list[_Taken]:
         """Delete pending rows by id and return them."""
@@ -437,6 +467,10 @@ class _MemoryStore:
                 break
             rows.append(SpoolRow(row_id, time_ns, payload))
         return rows
+
+    def remove(self, ids: Sequence[int]) -> int:
+        """Delete pending rows by id; return how many existed."""
+        return len(self.take(ids))
 
     def take(self, ids: Sequence[int]) -> list[_Taken]:
         """Delete pending rows by id and return them."""
@@ -859,7 +893,7 @@ class Spool:
         """Delete delivered rows by id; unknown ids are ignored. Returns rows deleted."""
         if not ids:
             return 0
-        return self._run("delete", lambda store: len(store.take(ids)))
+        return self._run("delete", lambda store: store.remove(ids))
 
     def quarantine(self, rows: Sequence[SpoolRow], reason: str, category: str) -> int:
         """Move pending rows to the dead-letter table; return how many moved.
