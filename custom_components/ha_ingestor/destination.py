@@ -7,6 +7,7 @@ from typing import Any
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.util.ssl import client_context
+from yarl import URL
 
 from .const import (
     CONF_BUCKET,
@@ -29,7 +30,7 @@ type Target = InfluxV1Target | InfluxV2Target | DataApiTarget
 
 
 def target_from_data(data: Mapping[str, Any]) -> Target:
-    """The core target described by entry data."""
+    """Return the core target described by entry data."""
     kind = DestinationKind(data[CONF_KIND])
     url: str = data[CONF_URL]
     if kind is DestinationKind.INFLUXDB_V1:
@@ -47,11 +48,105 @@ def target_from_data(data: Mapping[str, Any]) -> Target:
     return DataApiTarget(url=url, token=data[CONF_TOKEN])
 
 
+_TITLE_PREFIX: dict[DestinationKind, str] = {
+    DestinationKind.INFLUXDB_V2: "InfluxDB v2",
+    DestinationKind.INFLUXDB_V1: "InfluxDB v1",
+    DestinationKind.DATA_API: "Data API",
+}
+
+
+class InvalidUrlError(ValueError):
+    """A destination URL is not a plain ``http(s)://host[:port][/path]``."""
+
+
+class CaCertError(Exception):
+    """The custom CA certificate file is missing, unreadable or not a PEM bundle."""
+
+
+def normalize_url(raw: str) -> str:
+    """Validate a destination URL and return it in canonical form.
+
+    Lower-case scheme and host, default port dropped, no trailing slash. Credentials,
+    query strings and fragments are refused: credentials belong in their own fields
+    (the URL ends up in titles, unique ids and logs) and the sinks append their own
+    paths and query parameters.
+    """
+    try:
+        url = URL(raw.strip())
+    except (TypeError, ValueError) as err:
+        raise InvalidUrlError(raw) from err
+    if (
+        url.scheme not in ("http", "https")
+        or not url.host
+        or url.user is not None
+        or url.password is not None
+        or url.query_string
+        or url.fragment
+    ):
+        raise InvalidUrlError(raw)
+    try:
+        port = url.explicit_port
+    except ValueError as err:  # a port outside 0..65535
+        raise InvalidUrlError(raw) from err
+    normalized = URL.build(
+        scheme=url.scheme, host=url.host.lower(), port=port, path=url.path.rstrip("/")
+    )
+    # yarl keeps a default port that was typed explicitly; drop it for a stable identity.
+    if normalized.is_default_port():
+        normalized = normalized.with_port(None)
+    return str(normalized)
+
+
+def unique_id_from_data(data: Mapping[str, Any]) -> str:
+    """Return the identity of a destination: kind, normalized URL and database/bucket.
+
+    Examples: ``influxdb_v2:http://127.0.0.1:8086|org/bucket``,
+    ``influxdb_v1:http://127.0.0.1:8086|home_assistant`` (``|db/rp`` with a
+    retention policy), ``data_api:https://example.org/ingest``.
+    """
+    kind = DestinationKind(data[CONF_KIND])
+    url = normalize_url(data[CONF_URL])
+    if kind is DestinationKind.INFLUXDB_V2:
+        return f"{kind}:{url}|{data[CONF_ORG]}/{data[CONF_BUCKET]}"
+    if kind is DestinationKind.INFLUXDB_V1:
+        rp = data.get(CONF_RETENTION_POLICY)
+        return f"{kind}:{url}|{data[CONF_DATABASE]}" + (f"/{rp}" if rp else "")
+    return f"{kind}:{url}"
+
+
+def title_from_data(data: Mapping[str, Any]) -> str:
+    """Return a title without secrets, e.g. ``InfluxDB v2 bucket@host``."""
+    kind = DestinationKind(data[CONF_KIND])
+    host = URL(data[CONF_URL]).host or data[CONF_URL]
+    if kind is DestinationKind.INFLUXDB_V2:
+        return f"{_TITLE_PREFIX[kind]} {data[CONF_BUCKET]}@{host}"
+    if kind is DestinationKind.INFLUXDB_V1:
+        return f"{_TITLE_PREFIX[kind]} {data[CONF_DATABASE]}@{host}"
+    return f"{_TITLE_PREFIX[kind]} {host}"
+
+
+def resolve_ca_path(hass: HomeAssistant, path: str) -> str:
+    """Return the CA file's absolute path; a relative one is taken from the config dir."""
+    return hass.config.path(path.strip())
+
+
 def _load_ca(path: str) -> ssl.SSLContext:
     """Load a custom CA bundle (blocking: run in the executor)."""
     context = client_context()
-    context.load_verify_locations(cafile=path)
+    try:
+        context.load_verify_locations(cafile=path)
+    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+        raise CaCertError(path) from err
     return context
+
+
+async def async_load_ca(hass: HomeAssistant, path: str) -> ssl.SSLContext:
+    """HA's client TLS context trusting the PEM bundle at ``path`` as well.
+
+    Runs in the executor (file and certificate loading block). Raises
+    :class:`CaCertError` when the file is missing or holds no certificate.
+    """
+    return await hass.async_add_executor_job(_load_ca, resolve_ca_path(hass, path))
 
 
 async def async_ssl_context(hass: HomeAssistant, data: Mapping[str, Any]) -> ssl.SSLContext | bool:
@@ -59,7 +154,7 @@ async def async_ssl_context(hass: HomeAssistant, data: Mapping[str, Any]) -> ssl
     if not data.get(CONF_VERIFY_SSL, True):
         return False
     if ca_path := data.get(CONF_SSL_CA_CERT):
-        return await hass.async_add_executor_job(_load_ca, ca_path)
+        return await async_load_ca(hass, ca_path)
     return True
 
 
