@@ -3,11 +3,26 @@
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
 import pytest
 
 from custom_components.ha_ingestor.const import CONF_OUTAGE_REPAIR_AFTER, CONF_SPOOL_MAX_MB, DOMAIN
+from custom_components.ha_ingestor.repairs import async_create_fix_flow
 from tests.common import ENTRY_ID, settle, setup_entry, unload_entry, v1_entry
 from tests.servers import InfluxV1Server, free_port
+
+
+async def run_fix_flow(hass: HomeAssistant, issue_id: str) -> tuple[str, str]:
+    """Drive an issue's fix flow (confirm form, then submit); return both result types."""
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    flow = await async_create_fix_flow(hass, issue_id, issue.data)
+    flow.hass = hass
+    flow.handler = DOMAIN
+    flow.flow_id = "fix"
+    shown = await flow.async_step_init()
+    done = await flow.async_step_confirm({})
+    return shown["type"], done["type"]
 
 
 async def test_extended_outage(
@@ -61,3 +76,106 @@ async def test_spool_overflow_and_unload(
     assert runtime.pipeline.resilience.metrics.events_dropped > 0
     await unload_entry(hass, entry)
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+
+
+async def test_auth_failure_raises_fixable_issue_and_reauth(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    issue_registry: ir.IssueRegistry,
+    influxdb_v1_auth: InfluxV1Server,
+    socket_enabled: None,
+) -> None:
+    """A real 401 pauses delivery, raises a fixable issue and starts reauth; data is kept."""
+    await influxdb_v1_auth.acreate_database("auth_db")
+    entry = v1_entry(influxdb_v1_auth.url, "auth_db")
+    await setup_entry(hass, entry)
+    runtime = entry.runtime_data
+    hass.states.async_set("sensor.locked", "1", {"unit_of_measurement": "W"})
+    issue_id = f"auth_failed_{ENTRY_ID}"
+    await settle(
+        hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
+    )
+    issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+    assert issue.is_fixable
+    assert issue.severity is ir.IssueSeverity.ERROR
+    assert runtime.backlog == 1
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert any(flow["context"]["source"] == "reauth" for flow in flows)
+
+    # The repair's fix flow leads to reauthentication.
+    assert await run_fix_flow(hass, issue_id) == ("form", "create_entry")
+    await unload_entry(hass, entry)
+
+
+async def test_quarantined_points_issue_and_requeue_fix(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    issue_registry: ir.IssueRegistry,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """A real field-type conflict quarantines the point (issue); after the conflict is gone,
+    the fix flow requeues it, it is delivered and the issue clears.
+    """
+    # Same shard as the point to come (shards are by time): a string "value" there.
+    now_ns = int(dt_util.utcnow().timestamp() * 1e9) - 1
+    status, _ = await influxdb_v1.awrite(
+        influx_db, f'W,domain=sensor,entity_id=other value="text" {now_ns}'.encode()
+    )
+    assert status == 204
+    entry = v1_entry(influxdb_v1.url, influx_db)
+    await setup_entry(hass, entry)
+    runtime = entry.runtime_data
+    hass.states.async_set("sensor.conflict", "5", {"unit_of_measurement": "W"})
+    issue_id = f"points_quarantined_{ENTRY_ID}"
+    await settle(
+        hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
+    )
+    assert issue_registry.async_get_issue(DOMAIN, issue_id).translation_placeholders["count"] == "1"
+    await influxdb_v1.aquery('DROP MEASUREMENT "W"', influx_db)
+
+    assert await run_fix_flow(hass, issue_id) == ("form", "create_entry")
+    await settle(hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is None)
+    rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
+    assert [r["value"] for r in rows] == [5.0]
+    assert runtime.pipeline.stats is not None
+    assert runtime.pipeline.stats.dead_letter_count == 0
+    await unload_entry(hass, entry)
+
+
+async def test_storage_failure_issue(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    issue_registry: ir.IssueRegistry,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failing disk (faked: as root a real one cannot be made to fail) raises an error
+    issue while events keep flowing through the memory fallback.
+    """
+    from custom_components.ha_ingestor.core import spool as spool_module  # noqa: PLC0415
+
+    def broken_connect(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool_module, "_sqlite_connect", broken_connect)
+    entry = v1_entry(influxdb_v1.url, influx_db)
+    await setup_entry(hass, entry)
+    runtime = entry.runtime_data
+    hass.states.async_set("sensor.memory", "7", {"unit_of_measurement": "W"})
+    issue_id = f"storage_failure_{ENTRY_ID}"
+    await settle(
+        hass,
+        freezer,
+        lambda: (
+            issue_registry.async_get_issue(DOMAIN, issue_id) is not None
+            and runtime.pipeline.resilience.metrics.events_sent >= 1
+        ),
+    )
+    issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+    assert issue.severity is ir.IssueSeverity.ERROR
+    assert "No space left" in issue.translation_placeholders["error"]
+    rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
+    assert [r["value"] for r in rows] == [7.0]
+    await unload_entry(hass, entry)
