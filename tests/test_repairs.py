@@ -146,7 +146,6 @@ async def test_quarantined_points_issue_and_requeue_fix(
 async def test_storage_failure_issue(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
-    issue_registry: ir.IssueRegistry,
     influxdb_v1: InfluxV1Server,
     influx_db: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -165,6 +164,7 @@ async def test_storage_failure_issue(
     runtime = entry.runtime_data
     hass.states.async_set("sensor.memory", "7", {"unit_of_measurement": "W"})
     issue_id = f"storage_failure_{ENTRY_ID}"
+    issue_registry = ir.async_get(hass)
     await settle(
         hass,
         freezer,
