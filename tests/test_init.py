@@ -12,6 +12,12 @@ from homeassistant.const import (
     EVENT_HOMEASSISTANT_STOP,
 )
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import (
+    area_registry as ar,
+    device_registry as dr,
+    entity_registry as er,
+    label_registry as lr,
+)
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.ha_ingestor.const import (
@@ -19,7 +25,10 @@ from custom_components.ha_ingestor.const import (
     CONF_DATABASE,
     CONF_EVENT_TYPES,
     CONF_EXCLUDE_ENTITIES,
+    CONF_INCLUDE_AREAS,
+    CONF_INCLUDE_DEVICES,
     CONF_INCLUDE_DOMAINS,
+    CONF_INCLUDE_LABELS,
     CONF_KIND,
     CONF_URL,
     CONF_VERIFY_SSL,
@@ -256,5 +265,81 @@ async def test_context_enrichment(
         (100.0, "sunny", 21.5),
         (200.0, "rainy", 18.0),
     ]
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_device_area_label_filters_follow_the_registries(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """Areas, devices and labels resolve to entities, and stay current as registries change."""
+    area = ar.async_get(hass).async_create("Garage")
+    label = lr.async_get(hass).async_create("Energy")
+    other = MockConfigEntry(domain="demo")
+    other.add_to_hass(hass)
+    device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=other.entry_id, identifiers={("demo", "meter")}, name="Meter"
+    )
+    ent_reg = er.async_get(hass)
+    ent_reg.async_get_or_create("sensor", "demo", "in_area", suggested_object_id="in_area")
+    ent_reg.async_update_entity("sensor.in_area", area_id=area.id)
+    ent_reg.async_get_or_create(
+        "sensor", "demo", "on_device", suggested_object_id="on_device", device_id=device.id
+    )
+    ent_reg.async_get_or_create("sensor", "demo", "labelled", suggested_object_id="labelled")
+    ent_reg.async_update_entity("sensor.labelled", labels={label.label_id})
+    ent_reg.async_get_or_create("sensor", "demo", "later", suggested_object_id="later")
+    entry = v1_entry(
+        influxdb_v1.url,
+        influx_db,
+        **{
+            CONF_INCLUDE_AREAS: [area.id],
+            CONF_INCLUDE_DEVICES: [device.id],
+            CONF_INCLUDE_LABELS: [label.label_id],
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    for entity_id in ("sensor.in_area", "sensor.on_device", "sensor.labelled", "sensor.later"):
+        hass.states.async_set(entity_id, "1", {"unit_of_measurement": "A"})
+    # Moving an entity into the area makes it shipped from then on.
+    ent_reg.async_update_entity("sensor.later", area_id=area.id)
+    await hass.async_block_till_done()
+    freezer.tick(timedelta(seconds=1))
+    hass.states.async_set("sensor.later", "2", {"unit_of_measurement": "A"})
+    runtime = entry.runtime_data
+    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 4)
+    rows = await influxdb_v1.aquery('SELECT "value", entity_id FROM "A"', influx_db)
+    assert sorted((r["entity_id"], r["value"]) for r in rows) == [
+        ("in_area", 1.0),
+        ("labelled", 1.0),
+        ("later", 2.0),
+        ("on_device", 1.0),
+    ]
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_include_resolving_to_nothing_ships_nothing(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """An area include with no entities in it means "nothing", not "everything"."""
+    area = ar.async_get(hass).async_create("Empty")
+    entry = v1_entry(influxdb_v1.url, influx_db, **{CONF_INCLUDE_AREAS: [area.id]})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    hass.states.async_set("sensor.anything", "1")
+    runtime = entry.runtime_data
+    await settle(hass, freezer, lambda: runtime.pipeline.stats is not None)
+    await runtime.async_flush()
+    assert runtime.pipeline.resilience.metrics.events_received == 0
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
