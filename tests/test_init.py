@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ from custom_components.ha_ingestor.const import (
     CONF_INCLUDE_DOMAINS,
     CONF_INCLUDE_LABELS,
     CONF_KIND,
+    CONF_SSL_CA_CERT,
     CONF_URL,
     CONF_VERIFY_SSL,
     DOMAIN,
@@ -343,3 +345,15 @@ async def test_include_resolving_to_nothing_ships_nothing(
     assert runtime.pipeline.resilience.metrics.events_received == 0
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
+
+
+async def test_broken_ca_file_is_a_config_error(hass: HomeAssistant, tmp_path: Path) -> None:
+    """A CA file that cannot be loaded fails setup as a configuration error (no retry loop)."""
+    ca = tmp_path / "ca.pem"
+    await hass.async_add_executor_job(ca.write_text, "not a certificate")
+    entry = v1_entry("https://127.0.0.1:1", "db")
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(entry, data={**entry.data, CONF_SSL_CA_CERT: str(ca)})
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert entry.reason is not None

@@ -3,10 +3,12 @@
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
-from .const import DOMAIN
+from .const import CONF_SSL_CA_CERT, DOMAIN
+from .destination import CaCertError
 from .runtime import IngestorRuntime, async_create_runtime, spool_path
 from .services import async_setup_services
 
@@ -29,7 +31,18 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
     Never raises ConfigEntryNotReady for an unreachable destination: events
     are spooled from the first second and delivered when it comes back.
     """
-    runtime = await async_create_runtime(hass, entry)
+    try:
+        runtime = await async_create_runtime(hass, entry)
+    except CaCertError as err:
+        # A broken CA file is a configuration fault, not an unreachable database.
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_ca_cert",
+            translation_placeholders={
+                "path": str(entry.data.get(CONF_SSL_CA_CERT)),
+                "error": str(err),
+            },
+        ) from err
     entry.runtime_data = runtime
     await runtime.async_start()
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)

@@ -405,7 +405,9 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
     ]
     encoder: Encoder
     if data[CONF_KIND] == DestinationKind.DATA_API:
-        encoder = JsonEventEncoder()
+        encoder = JsonEventEncoder(
+            include_unknown=bool(options.get(CONF_INCLUDE_UNAVAILABLE, False))
+        )
     else:
         encoder = RoutingLineEncoder(encoder_config(options))
     max_age_days = options.get(CONF_SPOOL_MAX_AGE_DAYS)
