@@ -10,8 +10,9 @@ from homeassistant.util import dt as dt_util
 import pytest
 
 from custom_components.ha_ingestor.runtime import BackfillRunningError
+from tests.common import settle
 from tests.data_api import DataApiReceiver
-from tests.test_data_api import data_api_entry, settle
+from tests.test_data_api import data_api_entry
 
 
 @pytest.fixture(autouse=True)

@@ -3,15 +3,13 @@
 The reference receiver (scripts/data_api_receiver.py) runs as a real server.
 """
 
-from collections.abc import Callable
 from datetime import timedelta
-import time
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import (
     CONF_KIND,
@@ -22,6 +20,7 @@ from custom_components.ha_ingestor.const import (
     DOMAIN,
     DestinationKind,
 )
+from tests.common import settle
 from tests.data_api import DataApiReceiver
 
 
@@ -39,25 +38,6 @@ def data_api_entry(receiver: DataApiReceiver, **options: Any) -> MockConfigEntry
         },
         options=options,
     )
-
-
-async def settle(
-    hass: HomeAssistant,
-    freezer: FrozenDateTimeFactory,
-    condition: Callable[[], bool],
-    *,
-    step: float = 1.0,
-    limit: int = 400,
-) -> None:
-    """Advance HA time, letting real I/O finish in between (the loop clock is frozen)."""
-    for _ in range(limit):
-        if await hass.async_add_executor_job(condition):
-            return
-        freezer.tick(timedelta(seconds=step))
-        async_fire_time_changed(hass)
-        await hass.async_block_till_done()
-        await hass.async_add_executor_job(time.sleep, 0.01)
-    raise AssertionError("condition not reached")
 
 
 async def test_events_delivered_once_across_outage(

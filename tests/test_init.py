@@ -1,9 +1,7 @@
 """Setup, capture, lifecycle and durability of the integration against real InfluxDB."""
 
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-import time
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -19,7 +17,7 @@ from homeassistant.helpers import (
     entity_registry as er,
     label_registry as lr,
 )
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import (
     CONF_CONTEXT_ENTITIES,
@@ -39,6 +37,7 @@ from custom_components.ha_ingestor.const import (
 )
 from custom_components.ha_ingestor.core.state import ConnectionState
 from custom_components.ha_ingestor.runtime import spool_path
+from tests.common import settle
 from tests.servers import InfluxV1Server, free_port
 
 
@@ -56,27 +55,6 @@ def v1_entry(url: str, database: str, **options: Any) -> MockConfigEntry:
         },
         options=options,
     )
-
-
-async def settle(
-    hass: HomeAssistant,
-    freezer: FrozenDateTimeFactory,
-    condition: Callable[[], bool],
-    *,
-    step: float = 1.0,
-    limit: int = 600,
-) -> None:
-    """Advance HA time step by step (flush timer, retries) letting real I/O finish."""
-    for _ in range(limit):
-        if condition():
-            return
-        freezer.tick(timedelta(seconds=step))
-        async_fire_time_changed(hass)
-        await hass.async_block_till_done()
-        # Real sockets need real time to answer; the loop's clock is frozen, so
-        # wait in the executor rather than with asyncio.sleep.
-        await hass.async_add_executor_job(time.sleep, 0.01)
-    raise AssertionError("condition not reached")
 
 
 async def count(server: InfluxV1Server, db: str, measurement: str) -> int:
