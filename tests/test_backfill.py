@@ -9,6 +9,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 import pytest
 
+from custom_components.ha_ingestor.const import CONF_AUTO_BACKFILL, CONF_SPOOL_MAX_MB
 from custom_components.ha_ingestor.runtime import BackfillRunningError
 from tests.common import settle
 from tests.data_api import DataApiReceiver
@@ -90,5 +91,44 @@ async def test_backfill_single_job_and_cancel(
     assert progress.status == "cancelled"
     assert progress.finished_at is not None
     assert await runtime.async_cancel_backfill() is False
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_auto_backfill_fills_what_a_full_spool_dropped(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, data_api_receiver: DataApiReceiver
+) -> None:
+    """During an outage a tiny spool drops events; once the destination is back and the
+    backlog drained, the dropped range is replayed from the recorder: every state lands once.
+    """
+    entry = data_api_entry(
+        data_api_receiver, **{CONF_SPOOL_MAX_MB: 0.004, CONF_AUTO_BACKFILL: True}
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    runtime = entry.runtime_data
+    await hass.async_add_executor_job(data_api_receiver.stop)
+    for i in range(40):
+        hass.states.async_set("sensor.gap", str(i), {"unit_of_measurement": "W"})
+        freezer.tick(timedelta(seconds=1))
+        if i % 10 == 9:
+            await runtime.async_flush()
+    await get_instance(hass).async_block_till_done()
+    await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 2)
+    assert runtime.pipeline.resilience.metrics.events_dropped > 0
+    assert runtime.pipeline.gaps
+
+    await hass.async_add_executor_job(data_api_receiver.start)
+    await settle(
+        hass,
+        freezer,
+        lambda: len(data_api_receiver.events("sensor.gap")) == 40,
+        step=5.0,
+    )
+    states = [e["state"] for e in data_api_receiver.events("sensor.gap")]
+    assert sorted(states, key=int) == [str(i) for i in range(40)]
+    assert runtime.backfill is not None
+    assert runtime.backfill.status in ("running", "done")
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

@@ -17,6 +17,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor import destination
 from custom_components.ha_ingestor.const import (
+    CONF_AUTO_BACKFILL,
     CONF_BACKLOG_TOLERANCE,
     CONF_BATCH_BYTES,
     CONF_BATCH_SIZE,
@@ -906,6 +907,7 @@ async def test_options_pipeline(
         CONF_BACKLOG_TOLERANCE: 600,
         CONF_IDLE_TOLERANCE: 900,
         CONF_OUTAGE_REPAIR_AFTER: 7200,
+        CONF_AUTO_BACKFILL: False,
     }
 
 

@@ -119,12 +119,18 @@ async def async_run_backfill(
                 states = await recorder.async_add_executor_job(
                     _read_window, hass, window_start, window_end, batch
                 )
-                for j in range(0, len(states), FEED_CHUNK):
-                    chunk = states[j : j + FEED_CHUNK]
+                j = 0
+                while j < len(states):
+                    # Backpressure: never push the spool past half full, so a
+                    # backfill cannot make the spool drop live (or its own) events.
+                    size = min(FEED_CHUNK, runtime.pipeline.room_for())
+                    if size == 0:
+                        await runtime.pipeline.wait_for_change()
+                        continue
+                    chunk = states[j : j + size]
+                    j += size
                     runtime.pipeline.capture_many(chunk)
                     progress.states += len(chunk)
-                    # Flush each chunk to disk and yield, so live events keep
-                    # flowing and memory stays bounded whatever the range.
                     await runtime.pipeline.flush()
                     await asyncio.sleep(0)
             progress.position = window_end

@@ -35,6 +35,7 @@ import voluptuous as vol
 
 from . import destination
 from .const import (
+    CONF_AUTO_BACKFILL,
     CONF_BACKLOG_TOLERANCE,
     CONF_BATCH_BYTES,
     CONF_BATCH_SIZE,
@@ -155,6 +156,7 @@ PIPELINE_KEYS: Final = (
     CONF_BACKLOG_TOLERANCE,
     CONF_IDLE_TOLERANCE,
     CONF_OUTAGE_REPAIR_AFTER,
+    CONF_AUTO_BACKFILL,
 )
 # (include key, exclude key) pairs of the filters step.
 FILTER_PAIRS: Final = (
@@ -574,6 +576,7 @@ def _pipeline_schema() -> Schema:
             vol.Required(CONF_BACKLOG_TOLERANCE): _number(10, 7 * 86_400, unit="s"),
             vol.Required(CONF_IDLE_TOLERANCE): _number(10, 7 * 86_400, unit="s"),
             vol.Required(CONF_OUTAGE_REPAIR_AFTER): _number(60, 30 * 86_400, unit="s"),
+            vol.Optional(CONF_AUTO_BACKFILL, default=False): BooleanSelector(),
         }
     )
 
@@ -762,6 +765,7 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
                     CONF_BACKLOG_TOLERANCE: int(user_input[CONF_BACKLOG_TOLERANCE]),
                     CONF_IDLE_TOLERANCE: int(user_input[CONF_IDLE_TOLERANCE]),
                     CONF_OUTAGE_REPAIR_AFTER: int(user_input[CONF_OUTAGE_REPAIR_AFTER]),
+                    CONF_AUTO_BACKFILL: bool(user_input.get(CONF_AUTO_BACKFILL)),
                 }
                 if (max_age := user_input.get(CONF_SPOOL_MAX_AGE_DAYS)) is not None:
                     values[CONF_SPOOL_MAX_AGE_DAYS] = int(max_age)
@@ -775,6 +779,7 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
             CONF_BACKLOG_TOLERANCE: DEFAULT_BACKLOG_TOLERANCE,
             CONF_IDLE_TOLERANCE: DEFAULT_IDLE_TOLERANCE,
             CONF_OUTAGE_REPAIR_AFTER: DEFAULT_OUTAGE_REPAIR_AFTER,
+            CONF_AUTO_BACKFILL: False,
         } | {
             key: self.config_entry.options[key]
             for key in PIPELINE_KEYS

@@ -64,6 +64,7 @@ CONF_INCLUDE_UNAVAILABLE: Final = "include_unavailable"
 CONF_EVENT_TYPES: Final = "event_types"
 CONF_CONTEXT_ENTITIES: Final = "context_entities"
 CONF_REGISTRY_SYNC: Final = "registry_sync"
+CONF_AUTO_BACKFILL: Final = "auto_backfill"
 
 DEFAULT_BATCH_SIZE: Final = 5000
 DEFAULT_BATCH_BYTES: Final = 4 * 1024 * 1024

@@ -25,9 +25,11 @@ from homeassistant.core import CALLBACK_TYPE, Event, EventStateChangedData, Home
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
+from homeassistant.util import dt as dt_util
 
 from .backfill import BackfillProgress, async_run_backfill, candidate_entities
 from .const import (
+    CONF_AUTO_BACKFILL,
     CONF_BACKLOG_TOLERANCE,
     CONF_BATCH_BYTES,
     CONF_BATCH_SIZE,
@@ -130,6 +132,7 @@ class IngestorRuntime:
     flush_interval: float
     event_types: list[str]
     context_entities: frozenset[str] = frozenset()
+    auto_backfill: bool = False
     _context: dict[str, Any] = field(default_factory=dict)
     _wanted: dict[str, bool] = field(init=False)
     _capture: Callable[[Any], None] = field(init=False)
@@ -334,6 +337,8 @@ class IngestorRuntime:
         """Assess health; fire the transition event; schedule a throttled entity update."""
         report = self.pipeline.health()
         active = self.pipeline.resilience.state is ConnectionState.ACTIVE
+        if active and self.auto_backfill and self.pipeline.gaps:
+            self._maybe_backfill_gaps()
         if active and not self._was_active:
             if self._ever_active and self.registry_sync is not None:
                 # Reconnected: the data-api may have missed registry changes.
@@ -352,6 +357,24 @@ class IngestorRuntime:
             self._entity_update_pending = async_call_later(
                 self.hass, ENTITY_UPDATE_INTERVAL, self._async_push_entities
             )
+
+    @callback
+    def _maybe_backfill_gaps(self) -> None:
+        """Replay what a full spool dropped, once the backlog has room again."""
+        if (self._backfill_task is not None and not self._backfill_task.done()) or (
+            "recorder" not in self.hass.config.components
+        ):
+            return
+        if self.pipeline.room_for() == 0:
+            return
+        gaps, self.pipeline.gaps = self.pipeline.gaps, []
+        start = dt_util.utc_from_timestamp(min(g[0] for g in gaps) / 1e9)
+        # The end bound is exclusive: one microsecond past the last dropped point.
+        end = dt_util.utc_from_timestamp(max(g[1] for g in gaps) / 1e9 + 1e-6)
+        LOGGER.info(
+            "%s: backfilling %s to %s, dropped by a full spool", self.entry.title, start, end
+        )
+        self.async_start_backfill(start, end, None)
 
     @callback
     def _async_push_entities(self, _now: Any) -> None:
@@ -447,6 +470,7 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
         flush_interval=float(options.get(CONF_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL)),
         event_types=list(options.get(CONF_EVENT_TYPES) or []),
         context_entities=frozenset(options.get(CONF_CONTEXT_ENTITIES) or ()),
+        auto_backfill=bool(options.get(CONF_AUTO_BACKFILL, False)),
     )
     primary = endpoints[0].sink
     if options.get(CONF_REGISTRY_SYNC) and isinstance(primary, DataApiSink):

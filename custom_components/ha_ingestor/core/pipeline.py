@@ -17,7 +17,7 @@ from .clock import Clock
 from .encoder import Encoder, EventRecord, record_debug_payload
 from .health import HealthReport, HealthTolerances
 from .resilience import Resilience
-from .spool import Spool, SpoolStats
+from .spool import OverflowPolicy, Spool, SpoolStats
 from .uploader import Endpoint, RunSync, Uploader
 
 _LOGGER = logging.getLogger(__name__)
@@ -79,6 +79,10 @@ class Pipeline:
         self.capture: Callable[[Any], None] = self._buffer.append
         self._flush_lock = asyncio.Lock()
         self._stats: SpoolStats | None = None
+        #: Time ranges (ns, inclusive) of events the spool had to drop; the host
+        #: may replay them from its own history (idempotent: same timestamps).
+        self.gaps: list[tuple[int, int]] = []
+        self._spool_changed = asyncio.Event()
         self._buffer_dropped = 0
         self.uploader = Uploader(
             endpoints=endpoints,
@@ -210,7 +214,35 @@ class Pipeline:
             storage_failure=storage_failed,
         )
 
+    async def wait_for_change(self) -> None:
+        """Wait until the spool changes (the uploader deleted rows, new rows came in)."""
+        self._spool_changed.clear()
+        await self._spool_changed.wait()
+
+    def room_for(self, default_size: int = 512) -> int:
+        """How many more points fit in half the spool's free space (backfill pacing)."""
+        stats = self._stats
+        if stats is None:
+            return 0
+        free = self._spool.max_bytes // 2 - stats.pending_bytes
+        if free <= 0:
+            return 0
+        average = stats.pending_bytes // stats.pending_count if stats.pending_count else 0
+        return max(1, free // (average or default_size))
+
     # --- internals -------------------------------------------------------------------
+
+    def _record_gap(self, oldest_before: int | None, lines: list[tuple[int, bytes]]) -> None:
+        """Remember which time range the overflow policy dropped (worker thread)."""
+        times = [time_ns for time_ns, _ in lines]
+        if self._spool.overflow is OverflowPolicy.DROP_NEWEST:
+            gap = (min(times), max(times))
+        else:
+            # Dropped rows are the oldest: between the old head and the new one.
+            oldest_after = self._spool.stats().oldest_time_ns
+            start = oldest_before if oldest_before is not None else min(times)
+            gap = (start, oldest_after if oldest_after is not None else max(times))
+        self.gaps.append(gap)
 
     def _changed(self) -> None:
         self._on_change()
@@ -227,7 +259,9 @@ class Pipeline:
                 self._stats = self._spool.stats()
 
         result: Awaitable[T] = self._run_sync(job)
-        return await result
+        value = await result
+        self._spool_changed.set()
+        return value
 
     def _store(self, batch: list[Any]) -> FlushResult:
         """Convert, encode and spool a batch (worker thread)."""
@@ -256,7 +290,10 @@ class Pipeline:
                 len(rejected),
                 reasons[0],
             )
+        oldest_before = self._spool.stats().oldest_time_ns
         appended = self._spool.append(encoded.lines)
+        if appended.dropped and encoded.lines:
+            self._record_gap(oldest_before, encoded.lines)
         return FlushResult(
             captured=len(batch),
             stored=appended.stored,
