@@ -202,6 +202,15 @@ def prepare_config(ha_port: int, influx_port: int) -> None:
             {"done": ["user", "core_config", "analytics", "integration"]},
             version=4,
         )
+    # Since 2026.x HA keeps the http settings in storage after a one-time YAML
+    # migration and then ignores the YAML: keep the stored ones on this run's port.
+    http_file = storage / "http"
+    if http_file.exists():
+        http = json.loads(http_file.read_text(encoding="utf-8"))
+        stable = http.get("data", {}).get("stable") or {}
+        stable["server_port"] = ha_port
+        stable["server_host"] = ["127.0.0.1"]
+        http_file.write_text(json.dumps(http, indent=2), encoding="utf-8")
     entries_file = storage / "core.config_entries"
     entries = (
         json.loads(entries_file.read_text(encoding="utf-8"))["data"]["entries"]

@@ -13,7 +13,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${HA_INGESTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha_ingestor}"
 SID_ROOT="$CACHE/sid-root"
 # gcc and the headers build the few dependencies that ship no wheel for every release.
-SID_PACKAGES="python3.14,python3.14-venv,python3.14-dev,python3.13,python3.13-venv,ca-certificates,influxdb,victoria-metrics,procps,gcc,libc6-dev"
+SID_PACKAGES="python3.14,python3.14-venv,python3.14-dev,python3.13,python3.13-venv,ca-certificates,influxdb,victoria-metrics,procps,gcc,g++,libc6-dev"
 
 log() { printf '\033[1;34m[ha_ingestor]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[ha_ingestor] error:\033[0m %s\n' "$*" >&2; exit 1; }
