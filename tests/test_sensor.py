@@ -10,6 +10,7 @@ from pytest_homeassistant_custom_component.common import snapshot_platform
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.ha_ingestor.const import DOMAIN
+from custom_components.ha_ingestor.runtime import ROUTINE_UPDATE_INTERVAL
 from tests.common import (
     ENTRY_ID,
     PREFIX,
@@ -89,4 +90,33 @@ async def test_sensors_during_outage(
     assert hass.states.get(f"sensor.{PREFIX}_consecutive_failures").state == "1"
     assert hass.states.get(f"sensor.{PREFIX}_last_success").state == STATE_UNKNOWN
     assert hass.states.get(f"sensor.{PREFIX}_next_retry").state != STATE_UNKNOWN
+    await unload_entry(hass, entry)
+
+
+async def test_routine_updates_are_throttled(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """Counters change on every write but reach the state machine at most every 30 s,
+    so the recorder does not store a row per sensor per second; status changes are immediate.
+    """
+    entry = v1_entry(influxdb_v1.url, influx_db)
+    await setup_entry(hass, entry)
+    runtime = entry.runtime_data
+    hass.states.async_set("sensor.busy", "1", {"unit_of_measurement": "W"})
+    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 1)
+    sent = f"sensor.{PREFIX}_events_sent"
+    # Let the first (status change) push land, then write more while already healthy.
+    await tick(hass, freezer, ROUTINE_UPDATE_INTERVAL)
+    assert hass.states.get(sent).state == "1"
+    hass.states.async_set("sensor.busy", "2", {"unit_of_measurement": "W"})
+    for _ in range(5):
+        await tick(hass, freezer, 1.0)
+    await wait_for(hass, lambda: runtime.pipeline.resilience.metrics.events_sent >= 2)
+    await tick(hass, freezer, 1.0)
+    assert hass.states.get(sent).state == "1"  # not yet: routine update pending
+    await tick(hass, freezer, ROUTINE_UPDATE_INTERVAL)
+    assert hass.states.get(sent).state == "2"
     await unload_entry(hass, entry)

@@ -87,6 +87,9 @@ from .repairs import async_clear_issues, async_sync_issues
 
 #: Entities are refreshed at most this often, so an event storm cannot flood the recorder.
 ENTITY_UPDATE_INTERVAL = 1.0
+#: Counters and timestamps (events sent, last success...) change on every write; pushing
+#: them at most this often keeps the recorder from storing a row per sensor per second.
+ROUTINE_UPDATE_INTERVAL = 30.0
 #: Ages (backlog age, idle time) move with the clock: re-assess this often.
 PERIODIC_REFRESH = timedelta(seconds=30)
 
@@ -152,6 +155,8 @@ class IngestorRuntime:
     _unsubs: list[CALLBACK_TYPE] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _entity_update_pending: CALLBACK_TYPE | None = None
+    _entity_update_urgent: bool = False
+    _last_connection: ConnectionState | None = None
     _closed: bool = False
     #: Wall time the runtime was created (outage length before any success).
     started_at: float = field(default_factory=time.time)
@@ -353,10 +358,24 @@ class IngestorRuntime:
             listener(old, report)
         if not self._closed:
             async_sync_issues(self.hass, self.entry)
-        if self._entity_update_pending is None and not self._closed:
-            self._entity_update_pending = async_call_later(
-                self.hass, ENTITY_UPDATE_INTERVAL, self._async_push_entities
-            )
+        connection = self.pipeline.resilience.state
+        # Status changes reach entities within a second; routine counter updates wait.
+        urgent = old is None or old.status is not report.status or (
+            connection is not self._last_connection
+        )
+        self._last_connection = connection
+        if self._closed:
+            return
+        if self._entity_update_pending is not None:
+            if not urgent or self._entity_update_urgent:
+                return
+            self._entity_update_pending()
+        self._entity_update_urgent = urgent
+        self._entity_update_pending = async_call_later(
+            self.hass,
+            ENTITY_UPDATE_INTERVAL if urgent else ROUTINE_UPDATE_INTERVAL,
+            self._async_push_entities,
+        )
 
     @callback
     def _maybe_backfill_gaps(self) -> None:
