@@ -360,8 +360,10 @@ class IngestorRuntime:
             async_sync_issues(self.hass, self.entry)
         connection = self.pipeline.resilience.state
         # Status changes reach entities within a second; routine counter updates wait.
-        urgent = old is None or old.status is not report.status or (
-            connection is not self._last_connection
+        urgent = (
+            old is None
+            or old.status is not report.status
+            or (connection is not self._last_connection)
         )
         self._last_connection = connection
         if self._closed:
