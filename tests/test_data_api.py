@@ -109,9 +109,15 @@ async def test_registry_sync(
     assert entities["sensor.boiler_water"]["device_id"] == device.id
 
     dev_reg.async_remove_device(device.id)
-    await settle(hass, freezer, lambda: data_api_receiver.devices()[device.id]["deleted"])
     sync = entry.runtime_data.registry_sync
     assert sync is not None
-    assert sync.as_dict()["pending"] == 0
+    # Removing the device also updates its entity (device_id cleared): wait for both.
+    await settle(
+        hass,
+        freezer,
+        lambda: data_api_receiver.devices()[device.id]["deleted"] and sync.pending == 0,
+    )
+    water = data_api_receiver.entities()["sensor.boiler_water"]
+    assert water["deleted"] or water["device_id"] is None
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

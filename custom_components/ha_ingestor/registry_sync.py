@@ -44,6 +44,12 @@ def device_payload(device: Any) -> dict[str, Any]:
     lack some DeviceEntry fields, so those are read with a default.
     """
 
+    try:
+        # 2026.10+: a device belongs to one entry; ``config_entries`` is deprecated there.
+        config_entries = [device.config_entry_id]
+    except AttributeError:
+        config_entries = sorted(getattr(device, "config_entries", ()))
+
     def enum_value(name: str) -> Any:
         value = getattr(device, name, None)
         return getattr(value, "value", value)
@@ -60,7 +66,7 @@ def device_payload(device: Any) -> dict[str, Any]:
         "serial_number": getattr(device, "serial_number", None),
         "area_id": getattr(device, "area_id", None),
         "labels": sorted(getattr(device, "labels", ())),
-        "config_entries": sorted(getattr(device, "config_entries", ())),
+        "config_entries": config_entries,
         "identifiers": sorted([list(i) for i in getattr(device, "identifiers", ())]),
         "connections": sorted([list(c) for c in getattr(device, "connections", ())]),
         "via_device_id": getattr(device, "via_device_id", None),
