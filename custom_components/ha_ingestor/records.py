@@ -6,6 +6,7 @@ from typing import Any
 
 from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, State
+from homeassistant.util.read_only_dict import ReadOnlyDict
 
 from .core.encoder import (
     Encoder,
@@ -100,7 +101,9 @@ class RoutingLineEncoder:
     def __init__(self, config: EncoderConfig) -> None:
         """Create the encoder for states; event encoders are made on demand."""
         self._config = config
-        self._states = LineProtocolEncoder(config)
+        # State attributes are ReadOnlyDicts that HA reuses while only the state
+        # changes: the encoder may cache what it rendered from them.
+        self._states = LineProtocolEncoder(config, frozen_mappings=(ReadOnlyDict,))
         self._events: dict[str, LineProtocolEncoder] = {}
 
     def encode_many(self, records: Iterable[EventRecord]) -> EncodeResult:

@@ -47,7 +47,7 @@ import hashlib
 import json
 import math
 import re
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 __all__ = [
     "STATE_UNAVAILABLE",
@@ -100,6 +100,8 @@ _MIN_TIME_NS: Final = -9_223_372_036_854_775_806
 _MAX_TIME_NS: Final = 9_223_372_036_854_775_806
 
 _NAME_CACHE_SIZE: Final = 4096
+# Entities whose attribute-derived line parts are kept (one slot each, oldest evicted).
+_LINE_CACHE_SIZE: Final = 8192
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _RESERVED_KEY: Final = "time"
 
@@ -370,12 +372,56 @@ class _Point:
         self.truncated = 0
 
 
+class _Miss:
+    """Marker type: the line cache does not cover this record."""
+
+
+_MISS: Final = _Miss()
+
+
+class _Template(NamedTuple):
+    """Cached part of a line: literal pieces around the ``state`` / ``value`` fields."""
+
+    pieces: tuple[str, ...]
+    dropped: int
+    truncated: int
+
+
+def _immutable_values(attributes: Mapping[str, Any]) -> bool:
+    """Whether every key is a string and every value an immutable scalar.
+
+    Only then does the identity of the attributes object pin its content: a
+    list value could be changed in place while the mapping stays the same.
+    """
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not (value is None or isinstance(value, (str, int, float))):
+            return False
+    return True
+
+
 class LineProtocolEncoder:
     """Encode :class:`EventRecord` objects as InfluxDB line protocol."""
 
-    def __init__(self, config: EncoderConfig | None = None) -> None:
-        """Use ``config`` (defaults: the built-in integration's schema)."""
+    def __init__(
+        self,
+        config: EncoderConfig | None = None,
+        *,
+        frozen_mappings: Iterable[type] = (),
+    ) -> None:
+        """Use ``config`` (defaults: the built-in integration's schema).
+
+        ``frozen_mappings`` names attribute mapping types that are never
+        mutated once built (Home Assistant's ``ReadOnlyDict``): lines of records
+        whose attributes are one of these reuse the attribute-derived part
+        rendered for the same attributes object before (see ``_cached``).
+        """
         self.config = config or EncoderConfig()
+        self._frozen_types = frozenset(frozen_mappings)
+        self._include_unknown = self.config.include_unknown
+        self._with_context = self.config.include_context_id
+        # entity_id -> (attributes object, {state shape: template}); holding the
+        # attributes object keeps its id() from being reused by another object.
+        self._lines: dict[str, tuple[Mapping[str, Any], dict[tuple[bool, bool], _Template]]] = {}
         # Attribute names repeat endlessly; sanitising each once saves ~30 % of the work.
         self._names: dict[tuple[str, bool], str] = {}
         self._static_tags: dict[str, str] = {}
@@ -518,25 +564,19 @@ class LineProtocolEncoder:
         elif not self._add_number(point, key, value):
             point.fields[key] = self._string(point, str(value))
 
-    def _build(self, record: EventRecord) -> tuple[str, _Point] | None:
-        """Compute measurement, tags and fields; None if skipped."""
-        _check_record(record)
-        conf = self.config
-        state = record.state
-        if state in _SKIPPED_STATES and not conf.include_unknown:
-            return None
-        point = _Point()
-        measurement, include_uom, include_dc = self._measurement(record)
-        point.tags["domain"], _ = self._tag_value(record.domain)
-        point.tags["entity_id"], _ = self._tag_value(record.object_id)
+    def _state_parts(self, state: str) -> tuple[str | None, float | None, int, int]:
+        """State as (``state`` text, ``value``, dropped, truncated); None = no such field.
 
-        # State: float -> value; bool-ish -> value + state; else state only.
+        Float -> ``value``; bool-ish -> ``value`` + ``state``; else ``state``.
+        """
         value: float | None
+        text: str | None
+        dropped = truncated = 0
         try:
             value = float(state)
-            include_state = False
+            text = None
         except ValueError:
-            include_state = True
+            text = state
             if state in _STATE_AS_ONE:
                 value = 1.0
             elif state in _STATE_AS_ZERO:
@@ -544,13 +584,43 @@ class LineProtocolEncoder:
             else:
                 value = None
         if value is not None and not math.isfinite(value):
-            point.dropped += 1
+            dropped = 1
             value = None
-            include_state = True  # keep the reading as text rather than lose it
-        if include_state:
-            point.fields["state"] = self._string(point, state)
+            text = state  # keep the reading as text rather than lose it
+        if text is not None:
+            text, cut = truncate_utf8(single_line(clean_text(text)), self.config.max_string_bytes)
+            truncated = int(cut)
+        return text, value, dropped, truncated
+
+    def _state_fields(self, point: _Point, state: str) -> None:
+        """Add the ``state`` / ``value`` fields of ``state`` to ``point``."""
+        text, value, dropped, truncated = self._state_parts(state)
+        point.dropped += dropped
+        point.truncated += truncated
+        if text is not None:
+            point.fields["state"] = text
         if value is not None:
             point.fields["value"] = value
+
+    def _build(self, record: EventRecord) -> tuple[str, _Point] | None:
+        """Compute measurement, tags and fields; None if skipped."""
+        _check_record(record)
+        if record.state in _SKIPPED_STATES and not self.config.include_unknown:
+            return None
+        point = _Point()
+        self._state_fields(point, record.state)
+        return self._rest(record, point), point
+
+    def _rest(self, record: EventRecord, point: _Point) -> str:
+        """Add everything but the state fields to ``point``; return the measurement.
+
+        The state fields must already be in ``point.fields`` (attribute keys
+        that collide with them get the ``_`` suffix).
+        """
+        conf = self.config
+        measurement, include_uom, include_dc = self._measurement(record)
+        point.tags["domain"], _ = self._tag_value(record.domain)
+        point.tags["entity_id"], _ = self._tag_value(record.object_id)
 
         for raw_key, attr_value in record.attributes.items():
             key = str(raw_key)
@@ -582,9 +652,124 @@ class LineProtocolEncoder:
         if _RESERVED_KEY in point.tags:
             point.tags[_unused_key(point.tags)] = point.tags.pop(_RESERVED_KEY)
         point.tags.update(self._static_tags)
-        return measurement, point
+        return measurement
+
+    # -- line cache -------------------------------------------------------
+    #
+    # Home Assistant hands a new state the *same* attributes object when only
+    # the state changed, and most updates are exactly that. Everything but the
+    # ``state`` / ``value`` fields and the timestamp is a function of the
+    # entity id, the attributes and which of the two state fields are present
+    # (they decide attribute key collisions), so that part of the line is
+    # rendered once and reused while the entity keeps its attributes object.
+
+    def _cached(self, record: EventRecord) -> tuple[str, int, int] | _Miss | None:
+        """Encode through the line cache: (line, dropped, truncated), None if skipped.
+
+        Returns ``_MISS`` for records the cache does not cover (enrichment
+        fields, context ids, mutable attribute mappings, unusual values).
+        """
+        state = record.state
+        time_ns = record.time_ns
+        changed_ns = record.last_changed_ns
+        if not (
+            type(state) is str
+            and type(time_ns) is int
+            and type(changed_ns) is int
+            and _MIN_TIME_NS <= time_ns <= _MAX_TIME_NS
+            and _MIN_TIME_NS <= changed_ns <= _MAX_TIME_NS
+        ):
+            return _MISS  # let _build raise the precise error
+        attributes = record.attributes
+        if (
+            type(attributes) not in self._frozen_types
+            or record.extra
+            or (self._with_context and record.context_id)
+        ):
+            return _MISS
+        if state in _SKIPPED_STATES and not self._include_unknown:
+            # Only an entity id already checked may be skipped without _check_record.
+            return None if record.entity_id in self._lines else _MISS
+        text, value, dropped, truncated = self._state_parts(state)
+        shape = (text is not None, value is not None)
+        slot = self._lines.get(record.entity_id)
+        if slot is None or slot[0] is not attributes:
+            if not _immutable_values(attributes):
+                return _MISS
+            try:
+                _check_record(record)
+            except EncodeError:
+                return _MISS
+            slot = (attributes, {})
+            lines = self._lines
+            if len(lines) >= _LINE_CACHE_SIZE:
+                del lines[next(iter(lines))]  # oldest entity first
+            lines[record.entity_id] = slot
+        template = slot[1].get(shape)
+        if template is None:
+            template = slot[1][shape] = self._template(record, shape)
+        pieces = template.pieces
+        if text is None:
+            line = f"{pieces[0]}value={_format_float(value)}{pieces[1]}{time_ns}"  # type: ignore[arg-type]
+        elif value is None:
+            line = f'{pieces[0]}state="{text.translate(_ESCAPE_STRING)}"{pieces[1]}{time_ns}'
+        else:
+            line = (
+                f'{pieces[0]}state="{text.translate(_ESCAPE_STRING)}"{pieces[1]}'
+                f"value={_format_float(value)}{pieces[2]}{time_ns}"
+            )
+        return line, dropped + template.dropped, truncated + template.truncated
+
+    def _template(self, record: EventRecord, shape: tuple[bool, bool]) -> _Template:
+        """Render the attribute-derived part of ``record``'s line for one state shape."""
+        point = _Point()
+        slots: set[str] = set()
+        if shape[0]:
+            point.fields["state"] = ""
+            slots.add("state")
+        if shape[1]:
+            point.fields["value"] = 0.0
+            slots.add("value")
+        measurement = self._rest(record, point)
+        tags = point.tags
+        current = [measurement.translate(_ESCAPE_MEASUREMENT)]
+        for key in sorted(tags):
+            tag_value = tags[key]
+            if key and tag_value:
+                current.append(f",{key.translate(_ESCAPE_KEY)}={tag_value.translate(_ESCAPE_KEY)}")
+        pieces: list[str] = []
+        separator = " "
+        fields = point.fields
+        for key in sorted(fields):
+            current.append(separator)
+            separator = ","
+            if key in slots:
+                pieces.append("".join(current))
+                current = []
+                continue
+            value = fields[key]
+            name = key.translate(_ESCAPE_KEY)
+            if isinstance(value, str):
+                current.append(f'{name}="{value.translate(_ESCAPE_STRING)}"')
+            else:
+                current.append(f"{name}={_format_float(float(value))}")
+        current.append(" ")
+        pieces.append("".join(current))
+        return _Template(tuple(pieces), point.dropped, point.truncated)
 
     # -- public API -------------------------------------------------------
+
+    def _line(self, record: EventRecord) -> tuple[str, int, int] | None:
+        """(line, dropped, truncated) for ``record``; None if skipped; may raise."""
+        cached = self._cached(record)
+        if not isinstance(cached, _Miss):
+            return cached
+        built = self._build(record)
+        if built is None:
+            return None
+        measurement, point = built
+        line = format_line(measurement, point.tags, point.fields, record.time_ns)
+        return line, point.dropped, point.truncated
 
     def encode(self, record: EventRecord) -> bytes | None:
         """Encode one record as a line (no trailing newline).
@@ -592,26 +777,26 @@ class LineProtocolEncoder:
         Returns None when the record is intentionally skipped; raises
         :class:`EncodeError` when it cannot be encoded.
         """
-        built = self._build(record)
-        if built is None:
-            return None
-        measurement, point = built
-        return format_line(measurement, point.tags, point.fields, record.time_ns).encode("utf-8")
+        encoded = self._line(record)
+        return None if encoded is None else encoded[0].encode("utf-8")
 
     def encode_many(self, records: Iterable[EventRecord]) -> EncodeResult:
         """Encode many records; never raises (bad records end up in ``rejected``)."""
         result = EncodeResult()
+        append = result.lines.append
+        line_of = self._line
         for record in records:
             try:
-                built = self._build(record)
-                if built is None:
+                encoded = line_of(record)
+                if encoded is None:
                     result.skipped += 1
                     continue
-                measurement, point = built
-                result.dropped_values += point.dropped
-                result.truncated_values += point.truncated
-                line = format_line(measurement, point.tags, point.fields, record.time_ns)
-                result.lines.append((record.time_ns, line.encode("utf-8")))
+                line, dropped, truncated = encoded
+                if dropped:
+                    result.dropped_values += dropped
+                if truncated:
+                    result.truncated_values += truncated
+                append((record.time_ns, line.encode("utf-8")))
             except EncodeError as exc:
                 result.rejected.append((record, str(exc)))
             except Exception as exc:  # noqa: BLE001 - one odd record must not stop the batch

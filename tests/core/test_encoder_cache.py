@@ -1,0 +1,268 @@
+"""The line encoder's attribute cache must never change a single byte of output.
+
+Records are encoded by an encoder with the cache (attributes of a "frozen"
+mapping type, reused across records like Home Assistant does) and one without;
+lines, counters and rejections must be identical.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from hypothesis import given, settings, strategies as st
+import pytest
+
+from custom_components.ha_ingestor.core import encoder as encoder_module
+from custom_components.ha_ingestor.core.encoder import (
+    EncodeError,
+    EncoderConfig,
+    EncodeResult,
+    EventRecord,
+    LineProtocolEncoder,
+    MeasurementStrategy,
+)
+
+T = 1_700_000_000_123_456_789
+
+
+class Frozen(dict[str, Any]):
+    """Stands in for Home Assistant's ReadOnlyDict."""
+
+
+def rec(
+    state: str,
+    attributes: Mapping[str, Any],
+    entity_id: str = "sensor.temp",
+    time_ns: Any = T,
+    **kwargs: Any,
+) -> EventRecord:
+    return EventRecord(
+        entity_id=entity_id,
+        state=state,
+        attributes=attributes,
+        time_ns=time_ns,
+        last_changed_ns=kwargs.pop("last_changed_ns", T - 1000),
+        **kwargs,
+    )
+
+
+def cached(config: EncoderConfig | None = None) -> LineProtocolEncoder:
+    return LineProtocolEncoder(config, frozen_mappings=(Frozen,))
+
+
+def outcome(result: EncodeResult) -> tuple[Any, ...]:
+    return (
+        result.lines,
+        result.skipped,
+        [(id(r), reason) for r, reason in result.rejected],
+        result.dropped_values,
+        result.truncated_values,
+    )
+
+
+def encode_one(encoder: LineProtocolEncoder, record: EventRecord) -> Any:
+    try:
+        return encoder.encode(record)
+    except EncodeError as exc:
+        return ("error", str(exc))
+
+
+# --------------------------------------------------------------------------- strategies
+
+# Names chosen to hit every naming rule: collisions with state / value / *_str,
+# the reserved "time", stripped prefixes, escapes, control characters, emptiness.
+KEYS = st.sampled_from(
+    [
+        "friendly_name",
+        "unit_of_measurement",
+        "device_class",
+        "state_class",
+        "state",
+        "value",
+        "state_str",
+        "value_",
+        "time",
+        "time_",
+        "_hidden",
+        "#comment",
+        "a,b=c d",
+        "tab\there",
+        "line\nbreak",
+        "trail\\",
+        "",
+        "_",
+        "ünï",
+        "\ud800lone",
+        "room",
+        "floor",
+    ]
+)
+TEXT = st.one_of(
+    st.sampled_from(
+        ["12 kWh", "3.5", "1.2.3", "on", "x\ny", 'q"uo\\te', "", "W", "°C", "a,b c=d", "\\"]
+    ),
+    st.text(max_size=12),
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    TEXT,
+)
+VALUES = st.one_of(
+    SCALARS,
+    # Mutable values: the cache must step aside for them.
+    st.lists(SCALARS, max_size=2),
+    st.dictionaries(st.text(max_size=3), SCALARS, max_size=2),
+)
+ATTRIBUTES = st.dictionaries(KEYS, VALUES, max_size=6)
+STATES = st.one_of(
+    st.sampled_from(
+        [
+            "21.5",
+            "21",
+            "-0",
+            "1e400",
+            "nan",
+            "inf",
+            "-inf",
+            "on",
+            "off",
+            "home",
+            "not_home",
+            "unknown",
+            "unavailable",
+            "",
+            "idle",
+            'say "hi"\\',
+            "two\nlines",
+            "x" * 40,
+            "\ud800",
+        ]
+    ),
+    st.text(max_size=10),
+    st.floats(allow_nan=False).map(repr),
+)
+ENTITY_IDS = st.sampled_from(
+    ["sensor.temp", "sensor.power_1", "binary_sensor.door", "light.a b,c", "bad", "sensor."]
+)
+CONFIGS = st.builds(
+    EncoderConfig,
+    measurement_attr=st.sampled_from([*list(MeasurementStrategy), "state_class", "room"]),
+    default_measurement=st.sampled_from([None, "", "units", "_x"]),
+    override_measurement=st.sampled_from([None, "", "over ride"]),
+    tags=st.sampled_from([{}, {"site": "home"}, {"domain": "x", "time": "t", "_a": "b"}]),
+    tags_attributes=st.sampled_from([frozenset(), frozenset({"room", "floor", "time"})]),
+    ignore_attributes=st.sampled_from([frozenset(), frozenset({"state_class", "value"})]),
+    include_unknown=st.booleans(),
+    include_context_id=st.booleans(),
+    max_string_bytes=st.sampled_from([16 * 1024, 8]),
+    max_name_bytes=st.sampled_from([256, 4]),
+    max_tag_value_bytes=st.sampled_from([1024, 3]),
+)
+
+
+@st.composite
+def record_batches(draw: st.DrawFn) -> list[EventRecord]:
+    """Records sharing a few attribute objects (identity reuse), like HA states."""
+    pool = [Frozen(a) for a in draw(st.lists(ATTRIBUTES, min_size=1, max_size=3))]
+    if draw(st.booleans()):
+        pool.append({"plain": "dict"})  # a mutable mapping type: never cached
+    return [
+        rec(
+            draw(STATES),
+            draw(st.sampled_from(pool)),
+            entity_id=draw(ENTITY_IDS),
+            time_ns=draw(st.sampled_from([T, T + 1, -1, 2**63, True, 1.5])),
+            last_changed_ns=draw(st.sampled_from([T, 2**64])),
+            context_id=draw(st.sampled_from([None, "", "01CTX"])),
+            extra=draw(st.sampled_from([None, {}, {"ctx_x": "1", "ctx_y": 2.5}])),
+        )
+        for _ in range(draw(st.integers(min_value=1, max_value=12)))
+    ]
+
+
+@settings(max_examples=400, deadline=None)
+@given(config=CONFIGS, records=record_batches())
+def test_cache_is_byte_identical(config: EncoderConfig, records: list[EventRecord]) -> None:
+    with_cache, without = cached(config), LineProtocolEncoder(config)
+    # Twice over the same batch: the second pass is served from the cache.
+    for _ in range(2):
+        assert outcome(with_cache.encode_many(records)) == outcome(without.encode_many(records))
+    for record in records:
+        assert encode_one(with_cache, record) == encode_one(without, record)
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_same_attributes_object_is_rendered_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = cached()
+    calls = []
+    real = encoder._template
+
+    def counting(*args: Any) -> Any:
+        calls.append(args[1])
+        return real(*args)
+
+    monkeypatch.setattr(encoder, "_template", counting)
+    attrs = Frozen(unit_of_measurement="W", friendly_name="P")
+    lines = [encoder.encode(rec(str(i), attrs, time_ns=T + i)) for i in range(5)]
+    assert calls == [(False, True)]
+    assert lines[3] == b'W,domain=sensor,entity_id=temp friendly_name_str="P",value=3 %d' % (T + 3)
+    encoder.encode(rec("on", attrs))  # a new state shape: one more template
+    encoder.encode(rec("idle", attrs))
+    assert calls == [(False, True), (True, True), (True, False)]
+    encoder.encode(rec("1", Frozen(attrs)))  # equal but another object: rendered again
+    assert len(calls) == 4
+
+
+def test_plain_dicts_and_mutable_values_are_not_cached() -> None:
+    encoder = cached()
+    plain: dict[str, Any] = {"a": "x"}
+    assert (
+        encoder.encode(rec("1", plain))
+        == b'sensor.temp,domain=sensor,entity_id=temp a_str="x",value=1 %d' % T
+    )
+    plain["a"] = "y"  # a mutable mapping may change under the same identity
+    assert b'a_str="y"' in (encoder.encode(rec("1", plain)) or b"")
+    with_list = Frozen(options=["a"])
+    encoder.encode(rec("1", with_list))
+    with_list["options"].append("b")  # in place: the same mapping, new content
+    assert b'options_str="[\\"a\\",\\"b\\"]"' in (encoder.encode(rec("1", with_list)) or b"")
+    assert not encoder._lines
+
+
+def test_cache_is_bounded_and_evicts_oldest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoder_module, "_LINE_CACHE_SIZE", 3)
+    encoder = cached()
+    attrs = Frozen(unit_of_measurement="W")
+    for i in range(5):
+        encoder.encode(rec("1", attrs, entity_id=f"sensor.s{i}"))
+    assert list(encoder._lines) == ["sensor.s2", "sensor.s3", "sensor.s4"]
+
+
+def test_skipped_states_and_bad_records_through_the_cache() -> None:
+    encoder = cached()
+    attrs = Frozen(unit_of_measurement="W")
+    # Unknown entity: the full check runs (and rejects a bad entity id).
+    with pytest.raises(EncodeError, match=r"is not '<domain>\.<object_id>'"):
+        encoder.encode(rec("unknown", attrs, entity_id="bad"))
+    assert encoder.encode(rec("unavailable", attrs)) is None
+    assert encoder.encode(rec("1", attrs)) is not None
+    assert encoder.encode(rec("unknown", attrs)) is None  # known entity: skipped at once
+    with pytest.raises(EncodeError, match="time_ns"):
+        encoder.encode(rec("1", attrs, time_ns=2**63))
+    with pytest.raises(EncodeError, match=r"not '<domain>\.<object_id>'"):
+        encoder.encode(rec("1", attrs, entity_id="sensor."))
+    result = encoder.encode_many([rec("nan", attrs), rec("x" * 20, attrs)])
+    assert result.dropped_values == 1
+    assert not result.rejected
+
+
+def test_extra_and_context_bypass_the_cache() -> None:
+    encoder = cached(EncoderConfig(include_context_id=True))
+    attrs = Frozen(unit_of_measurement="W")
+    line = encoder.encode(rec("1", attrs, context_id="01C", extra={"ctx_t": 2}))
+    assert line == b'W,domain=sensor,entity_id=temp context_id="01C",ctx_t=2,value=1 %d' % T
+    assert not encoder._lines
