@@ -359,3 +359,21 @@ async def test_guard_context_manager() -> None:
     with pytest.raises(CircuitOpenError):
         async with b.guard():
             pass  # pragma: no cover
+
+
+def test_half_open_now_ends_the_open_period_early() -> None:
+    """A reachability probe's verdict: open -> half-open at once; one trial call."""
+    clock = FakeClock()
+    b = CircuitBreaker(BreakerConfig(failure_threshold=1, reset_timeout=60), clock)
+    b.half_open_now()  # closed: nothing to do
+    assert b.state is BreakerState.CLOSED
+    b.record_failure(ErrorCategory.NETWORK)
+    assert b.state is BreakerState.OPEN
+    clock.advance(1)
+    b.half_open_now()
+    assert b.state is BreakerState.HALF_OPEN
+    assert b.allow()
+    assert not b.allow()  # still exactly one probe at a time
+    b.record_failure(ErrorCategory.NETWORK)
+    assert b.state is BreakerState.OPEN
+    assert b.seconds_until_half_open() == 120  # the failed trial grows the period

@@ -81,7 +81,8 @@ async def test_tcp_fault_then_pass_delivers_everything_once(
     timeout) and TIMEOUT for a link delaying each chunk 1 s (0.3 s timeout; the
     late request may still reach InfluxDB, the resend overwrites it: still
     exactly 40). Recovery after the fault is lifted = the retry delay already
-    scheduled (fake seconds), with no further failure.
+    scheduled (fake seconds), with no further failure; for the reset, at most
+    that (the reachability probe may find the port answering sooner).
     """
     async with FaultProxy(influxdb_v1.port, mode=mode) as proxy:
         proxy.delay = delay
@@ -107,7 +108,11 @@ async def test_tcp_fault_then_pass_delivers_everything_once(
             recovery = h.clock.monotonic() - lifted
         finally:
             await h.stop()
-        assert recovery == pytest.approx(scheduled)
+        if expected is ErrorCategory.NETWORK:
+            # A refusal is probed (TCP connect once a second): the retry may come early.
+            assert recovery <= scheduled + 1e-6
+        else:
+            assert recovery == pytest.approx(scheduled)
         assert h.resilience.metrics.time_to_recovery.count == 1
         assert sum(h.resilience.metrics.failures.values()) == failures
     assert proxy.active == 0

@@ -231,6 +231,17 @@ class CircuitBreaker:
         """Give back an admitted call without a verdict (cancelled, nothing sent)."""
         self._probe_in_flight = False
 
+    def half_open_now(self) -> None:
+        """End an open period early: the destination was seen listening again.
+
+        The next call is the single half-open probe; if it fails, the circuit
+        re-opens with the usual growing period, so a false hope costs one call.
+        """
+        if self.state is BreakerState.OPEN:
+            self._successes = 0
+            self._probe_in_flight = False
+            self._transition(BreakerState.HALF_OPEN)
+
     def reset(self) -> None:
         """Close the circuit and forget all counts (manual retry)."""
         self._failures = 0

@@ -175,6 +175,24 @@ class Resilience:
         """Record a cancelled attempt (or one that sent nothing): no verdict, free the slot."""
         self._breaker.release()
 
+    def on_reachable(self) -> bool:
+        """Note that a connectivity probe found the destination listening again.
+
+        Moves the scheduled retry (and an open circuit's half-open time) to now,
+        so delivery resumes within a probe interval of the server's return
+        instead of after the rest of a backoff delay. The stage is kept: if the
+        attempt fails, backoff carries on from where it was. Returns whether a
+        wait was cut short.
+        """
+        if self.halted or self._next_retry_at is None:
+            return False
+        now = self._clock.monotonic()
+        if now >= self._next_retry_at and self._breaker.state is not BreakerState.OPEN:
+            return False
+        self._next_retry_at = now
+        self._breaker.half_open_now()
+        return True
+
     def manual_retry(self) -> None:
         """User asked to retry: leave paused / gave-up, reset stages and breaker."""
         self._schedule.reset()

@@ -17,12 +17,21 @@ from typing import Any, Protocol
 from .breaker import CircuitBreaker
 from .clock import Clock
 from .errors import DeliveryError, ErrorCategory, ErrorKind
+from .probe import tcp_reachable
 from .resilience import Resilience
 from .spool import Spool, SpoolRow
 
 _LOGGER = logging.getLogger(__name__)
 
 type RunSync = Callable[..., Awaitable[Any]]
+type Probe = Callable[[str], Awaitable[bool]]
+
+#: Seconds between reachability probes while a destination refuses connections.
+PROBE_INTERVAL = 1.0
+#: Failures that end at once (nothing listening, name not resolvable): a TCP
+#: connect tells cheaply when that is over. Timeouts and HTTP errors are not
+#: probed: a hung or failing server accepts connections all the same.
+PROBE_CATEGORIES = frozenset({ErrorCategory.NETWORK, ErrorCategory.DNS})
 
 
 class Sink(Protocol):
@@ -56,8 +65,14 @@ class Uploader:
         max_points: int,
         max_bytes: int,
         on_change: Callable[[], None] | None = None,
+        probe: Probe | None = tcp_reachable,
     ) -> None:
-        """Create the uploader; ``run_sync`` runs blocking spool calls off the loop."""
+        """Create the uploader; ``run_sync`` runs blocking spool calls off the loop.
+
+        ``probe(endpoint_url)`` is asked once per :data:`PROBE_INTERVAL` during
+        a backoff after a network/DNS failure; when it answers True the retry
+        happens at once (None disables probing).
+        """
         if not endpoints:
             raise ValueError("at least one endpoint is required")
         self._endpoints = list(endpoints)
@@ -71,6 +86,12 @@ class Uploader:
         self._wakeup = asyncio.Event()
         self._active_endpoint: str = self._endpoints[0].sink.endpoint
         self._logged_outage = False
+        self._probe = probe
+        # Disarmed when an attempt a probe triggered fails (the port answers but
+        # writes do not, e.g. a proxy): plain backoff until the next success.
+        self._probe_armed = True
+        self._probe_attempt = False
+        self._next_probe_at: float | None = None
 
     @property
     def active_endpoint(self) -> str:
@@ -109,16 +130,19 @@ class Uploader:
             return False
         if wait > 0:
             self._on_change()
-            await self._wait(wait)
+            await self._backoff(wait)
             return False
+        probed, self._probe_attempt = self._probe_attempt, False
         try:
             await self._send(rows)
         except DeliveryError as err:
             delay = self._res.on_failure(err)
+            if probed and err.transient:
+                self._probe_armed = False
             self._log_failure(err, delay)
             self._on_change()
             if delay is not None and delay > 0:
-                await self._wait(delay)
+                await self._backoff(delay)
             return False
         except asyncio.CancelledError:
             self._res.on_cancel()
@@ -132,6 +156,8 @@ class Uploader:
             return False
         # Sent points were counted per accepted sub-batch in _send.
         self._res.on_success()
+        self._probe_armed = True
+        self._next_probe_at = None
         if self._logged_outage:
             _LOGGER.info("Delivery to %s resumed", self._active_endpoint)
             self._logged_outage = False
@@ -224,11 +250,52 @@ class Uploader:
                 "never (manual retry needed)" if delay is None else f"{delay:.1f}",
             )
 
-    async def _wait(self, seconds: float) -> None:
-        """Sleep on the clock, ending early when woken."""
+    def _probing(self) -> bool:
+        return (
+            self._probe is not None
+            and self._probe_armed
+            and self._res.last_error_category in PROBE_CATEGORIES
+        )
+
+    async def _backoff(self, seconds: float) -> None:
+        """Wait out a retry delay; probe reachability meanwhile after a refusal.
+
+        Returns when the delay is over, when woken (new data, manual retry) or
+        when a probe found the destination back; the caller then asks
+        :meth:`Resilience.before_attempt` again either way.
+        """
+        if not self._probing():
+            await self._wait(seconds)
+            return
+        now = self._clock.monotonic()
+        if self._next_probe_at is None:
+            self._next_probe_at = now + PROBE_INTERVAL
+        until_probe = max(0.0, self._next_probe_at - now)
+        if until_probe >= seconds:
+            await self._wait(seconds)
+            return
+        if await self._wait(until_probe):
+            return
+        self._next_probe_at = self._clock.monotonic() + PROBE_INTERVAL
+        if await self._reachable() and self._res.on_reachable():
+            self._probe_attempt = True
+            _LOGGER.debug("%s accepts connections again: retrying now", self._active_endpoint)
+
+    async def _reachable(self) -> bool:
+        """Probe each endpoint in order; half-open the breaker of one that answers."""
+        assert self._probe is not None
+        for endpoint in self._endpoints:
+            if await self._probe(endpoint.sink.endpoint):
+                if endpoint.breaker is not None:
+                    endpoint.breaker.half_open_now()
+                return True
+        return False
+
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep on the clock, ending early when woken; True when woken."""
         if self._wakeup.is_set():
             self._wakeup.clear()
-            return
+            return True
         waiter = asyncio.ensure_future(self._wakeup.wait())
         sleeper = None if seconds == math.inf else asyncio.ensure_future(self._clock.sleep(seconds))
         tasks = {waiter} if sleeper is None else {waiter, sleeper}
@@ -240,7 +307,9 @@ class Uploader:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+        woken = waiter.done() and not waiter.cancelled()
         self._wakeup.clear()
+        return woken
 
     async def _wait_resumed(self) -> None:
         """Wait for a manual retry (paused or given up); new data does not resume."""
