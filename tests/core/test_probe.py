@@ -262,6 +262,42 @@ class _FailingSink:
         raise DeliveryError(self.category, "fake")
 
 
+async def next_timer(clock: FakeClock) -> None:
+    """Let the loop run, then move the fake clock to the next sleeper's deadline."""
+    await asyncio.sleep(0.005)
+    deadline = clock.next_deadline()
+    if deadline is not None:
+        clock.advance(max(0.0, deadline - clock.monotonic()))
+
+
+@contextlib.asynccontextmanager
+async def fake_uploader(
+    tmp_path: Path, res: Resilience, clock: FakeClock, endpoints: list[Endpoint], probe: Probe
+) -> AsyncIterator[Uploader]:
+    """An uploader over fake sinks with one spooled point, running until the block ends."""
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.open()
+    spool.append([(1, b"m v=1 1")])
+    up = Uploader(
+        endpoints=endpoints,
+        spool=spool,
+        run_sync=run_sync,
+        resilience=res,
+        clock=clock,
+        max_points=10,
+        max_bytes=1000,
+        probe=probe,
+    )
+    task = asyncio.create_task(up.run())
+    try:
+        yield up
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        spool.close()
+
+
 @pytest.mark.parametrize(
     ("category", "probes_expected"),
     [
@@ -283,9 +319,6 @@ async def test_only_refusals_are_probed(
     """
     clock = FakeClock()
     res = Resilience(build_policy("infinite", {}), clock, rng=random.Random(3))
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.open()
-    spool.append([(1, b"m v=1 1")])
     probes: list[float] = []
 
     async def probe(url: str) -> bool:
@@ -293,29 +326,11 @@ async def test_only_refusals_are_probed(
         probes.append(clock.monotonic())
         return False
 
-    up = Uploader(
-        endpoints=[Endpoint(sink=_FailingSink(category))],
-        spool=spool,
-        run_sync=run_sync,
-        resilience=res,
-        clock=clock,
-        max_points=10,
-        max_bytes=1000,
-        probe=probe,
-    )
-    task = asyncio.create_task(up.run())
-    start = clock.monotonic()
-    try:
+    endpoints = [Endpoint(sink=_FailingSink(category))]
+    async with fake_uploader(tmp_path, res, clock, endpoints, probe):
+        start = clock.monotonic()
         while clock.monotonic() - start < 120:
-            await asyncio.sleep(0.005)
-            deadline = clock.next_deadline()
-            if deadline is not None:
-                clock.advance(max(0.0, deadline - clock.monotonic()))
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        spool.close()
+            await next_timer(clock)
     if not probes_expected:
         assert probes == []
         return
@@ -374,54 +389,28 @@ async def test_probe_half_opens_the_fallback_that_answers(tmp_path: Path) -> Non
         Endpoint(sink=primary, breaker=CircuitBreaker(policy.breaker, clock)),
         Endpoint(sink=fallback, breaker=CircuitBreaker(policy.breaker, clock)),
     ]
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.open()
-    spool.append([(1, b"m v=1 1")])
     asked: list[str] = []
 
     async def probe(url: str) -> bool:
         asked.append(url)
         return url == fallback.endpoint and fallback.up
 
-    up = Uploader(
-        endpoints=endpoints,
-        spool=spool,
-        run_sync=run_sync,
-        resilience=res,
-        clock=clock,
-        max_points=10,
-        max_bytes=1000,
-        probe=probe,
-    )
-    task = asyncio.create_task(up.run())
-
-    async def step() -> None:
-        await asyncio.sleep(0.01)
-        deadline = clock.next_deadline()
-        if deadline is not None:
-            clock.advance(max(0.0, deadline - clock.monotonic()))
-
-    try:
+    async with fake_uploader(tmp_path, res, clock, endpoints, probe) as up:
         for _ in range(500):
             if all(
                 e.breaker is not None and e.breaker.state is BreakerState.OPEN for e in endpoints
             ):
                 break
-            await step()
+            await next_timer(clock)
         assert (primary.writes, fallback.writes) == (1, 1)
         fallback.up = True
         back = clock.monotonic()
         for _ in range(500):
-            if spool.stats().pending_count == 0:
+            if primary.writes + fallback.writes == 3 and res.state is ConnectionState.ACTIVE:
                 break
-            await step()
-        assert spool.stats().pending_count == 0
+            await next_timer(clock)
+        assert res.state is ConnectionState.ACTIVE
         assert clock.monotonic() - back <= PROBE_INTERVAL
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        spool.close()
     assert asked[-2:] == [primary.endpoint, fallback.endpoint]
     assert (primary.writes, fallback.writes) == (1, 2)
     assert endpoints[0].breaker is not None
