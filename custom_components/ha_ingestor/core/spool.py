@@ -59,6 +59,15 @@ MEMORY_ID_BASE: Final = 1 << 62
 
 _STORAGE_ERRORS: Final = (sqlite3.Error, OSError)
 _CHUNK: Final = 500  # ids per "IN (...)" statement, far below SQLite's limit
+# Rows per multi-row INSERT (5 parameters each). sqlite3 releases the GIL around
+# every statement step and a busy event loop keeps it for a switch interval
+# (5 ms) before handing it back, so a statement per row made a 5000-row flush
+# take seconds while Home Assistant was busy; a few large statements do not.
+# SQLite before 3.32 allows only 999 bound parameters per statement.
+_INSERT_ROWS: Final = 400 if sqlite3.sqlite_version_info >= (3, 32, 0) else 199
+_INSERT_PREFIX: Final = (
+    "INSERT INTO pending (time_ns, payload, size, enqueued_at, attempts) VALUES "
+)
 _SCAN: Final = 1000  # rows per head scan when evicting
 _META_DROPPED: Final = "dropped_total"
 _META_DEAD_DROPPED: Final = "dead_letter_dropped"
@@ -231,6 +240,7 @@ class _SqliteStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.count = self.nbytes = self.dl_count = self.dl_bytes = 0
+        self._insert_sql: dict[int, str] = {}
 
     @classmethod
     def open(cls, path: Path, synchronous: str) -> Self:
@@ -277,14 +287,29 @@ class _SqliteStore:
             raise
 
     def insert(self, rows: Sequence[_NewRow]) -> None:
-        """Append rows to pending with one executemany."""
-        self.conn.executemany(
-            "INSERT INTO pending (time_ns, payload, size, enqueued_at, attempts)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [(t, p, len(p), at, n) for t, p, at, n in rows],
-        )
+        """Append rows to pending, a few hundred per statement (ids keep row order)."""
+        step = _INSERT_ROWS
+        nbytes = 0
+        for start in range(0, len(rows), step):
+            params: list[object] = []
+            extend = params.extend
+            chunk = rows[start : start + step]
+            for time_ns, payload, enqueued_at, attempts in chunk:
+                size = len(payload)
+                nbytes += size
+                extend((time_ns, payload, size, enqueued_at, attempts))
+            self.conn.execute(self._insert_statement(len(chunk)), params)
         self.count += len(rows)
-        self.nbytes += sum(len(row[1]) for row in rows)
+        self.nbytes += nbytes
+
+    def _insert_statement(self, rows: int) -> str:
+        """``INSERT ... VALUES (?, ...), ...`` for ``rows`` rows (cached per size)."""
+        sql = self._insert_sql.get(rows)
+        if sql is None:
+            if len(self._insert_sql) > 8:
+                self._insert_sql.clear()  # odd tail sizes must not pile up
+            sql = self._insert_sql[rows] = _INSERT_PREFIX + ",".join(["(?,?,?,?,?)"] * rows)
+        return sql
 
     def head(self, limit: int) -> list[tuple[int, int, float]]:
         """Oldest pending ``(id, size, enqueued_at)``."""
@@ -319,28 +344,31 @@ class _SqliteStore:
         """Delete pending rows by id without reading their payloads back.
 
         A delivered batch is almost always a run of consecutive ids: one range
-        delete then replaces hundreds of bound parameters.
+        delete then replaces hundreds of bound parameters. Counting first and
+        deleting without RETURNING keeps it to two statement steps (see
+        ``_INSERT_ROWS`` for why steps matter), not one per row.
         """
         ordered = sorted(set(ids))
         if ordered[-1] - ordered[0] + 1 == len(ordered):
-            sizes = self.conn.execute(
-                "DELETE FROM pending WHERE id BETWEEN ? AND ? RETURNING size",
-                (ordered[0], ordered[-1]),
-            ).fetchall()
+            where = "id BETWEEN ? AND ?"
+            params_list: list[tuple[int, ...]] = [(ordered[0], ordered[-1])]
         else:
-            sizes = []
-            for chunk in _chunks(ordered):
-                marks = ",".join("?" * len(chunk))
-                sizes.extend(
-                    self.conn.execute(
-                        f"DELETE FROM pending WHERE id IN ({marks})"  # noqa: S608 - only "?" marks
-                        " RETURNING size",
-                        tuple(chunk),
-                    ).fetchall()
-                )
-        self.count -= len(sizes)
-        self.nbytes -= sum(size for (size,) in sizes)
-        return len(sizes)
+            where = ""
+            params_list = [tuple(chunk) for chunk in _chunks(ordered)]
+        count = nbytes = 0
+        for params in params_list:
+            clause = where or f"id IN ({','.join('?' * len(params))})"
+            found, size = self.conn.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pending WHERE {clause}",  # noqa: S608 - only "?" marks
+                params,
+            ).fetchone()
+            if found:
+                self.conn.execute(f"DELETE FROM pending WHERE {clause}", params)  # noqa: S608 - only "?" marks
+                count += found
+                nbytes += size
+        self.count -= count
+        self.nbytes -= nbytes
+        return count
 
     def take(self, ids: Sequence[int]) -> list[_Taken]:
         """Delete pending rows by id and return them."""
