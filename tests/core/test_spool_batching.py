@@ -1,9 +1,12 @@
 """The spool's few-statement inserts and deletes keep order and counters exact."""
 
 from pathlib import Path
+import sqlite3
+
+import pytest
 
 from custom_components.ha_ingestor.core import spool as spool_mod
-from custom_components.ha_ingestor.core.spool import Spool
+from custom_components.ha_ingestor.core.spool import Spool, SpoolRow
 
 
 def test_multi_row_inserts_keep_order_and_counters(tmp_path: Path) -> None:
@@ -46,4 +49,75 @@ def test_delete_non_contiguous_and_unknown_ids(tmp_path: Path) -> None:
     stats = spool.stats()
     assert stats.pending_count == 600
     assert stats.pending_bytes == sum(len(r.payload) for r in left)
+    spool.close()
+
+
+PAYLOADS = [b"a", b"\x00nul", b"\xff\xfe not utf-8", b"comma,s", b"", b"x" * 300, b"\xc3\xa9"]
+
+
+@pytest.mark.parametrize("aggregate", [True, False])
+@pytest.mark.parametrize("max_bytes", [1, 10, 320, 1 << 20])
+def test_peek_both_ways_same_rows(tmp_path: Path, aggregate: bool, max_bytes: int) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.open()
+    store = spool._disk
+    assert store is not None
+    store.aggregate_peek = aggregate
+    assert spool.peek(10, max_bytes) == []
+    spool.append([(i, p) for i, p in enumerate(PAYLOADS * 3)])
+    spool.delete([r.id for r in spool.peek(100, 1 << 20)][1::3])  # holes in the ids
+    expected: list[SpoolRow] = []
+    total = 0
+    for row in spool_rows(tmp_path / "s.sqlite"):
+        total += len(row.payload)
+        if expected and total > max_bytes:
+            break
+        expected.append(row)
+    got = spool.peek(100, max_bytes)
+    assert got == expected
+    assert all(isinstance(r, SpoolRow) and type(r.payload) is bytes for r in got)
+    assert spool.peek(2, max_bytes) == expected[:2]
+    spool.close()
+
+
+def spool_rows(path: Path) -> list[SpoolRow]:
+    conn = sqlite3.connect(path)
+    try:
+        return [
+            SpoolRow(*row)
+            for row in conn.execute("SELECT id, time_ns, payload FROM pending ORDER BY id")
+        ]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "query"),
+    [
+        # Head out of queue order.
+        (
+            "_PEEK_HEAD",
+            (
+                "SELECT group_concat(id), group_concat(time_ns), group_concat(length(payload))"
+                " FROM (SELECT id, time_ns, payload FROM pending ORDER BY id DESC LIMIT ?)"
+            ),
+        ),
+        # Payloads that do not match the head.
+        (
+            "_PEEK_PAYLOADS",
+            (
+                "SELECT group_concat(id), CAST(group_concat(payload, '') AS BLOB) FROM"
+                " (SELECT id, payload FROM pending WHERE id BETWEEN ? AND ? ORDER BY id DESC)"
+            ),
+        ),
+    ],
+)
+def test_peek_falls_back_when_order_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, query: str
+) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.open()
+    spool.append([(i, b"p%d" % i) for i in range(5)])
+    monkeypatch.setattr(spool_mod, name, query)
+    assert [r.payload for r in spool.peek(10, 1 << 20)] == [b"p%d" % i for i in range(5)]
     spool.close()

@@ -21,18 +21,22 @@ not included). ``max_age_seconds`` applies to the time a row was enqueued and
 is enforced in queue order.
 """
 
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
+from itertools import accumulate
 import logging
+from operator import itemgetter
 from pathlib import Path
 import sqlite3
 import threading
 import time
 from types import TracebackType
-from typing import Final, Literal, Protocol, Self
+from typing import Final, Literal, NamedTuple, Protocol, Self
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -63,8 +67,8 @@ _CHUNK: Final = 500  # ids per "IN (...)" statement, far below SQLite's limit
 # every statement step and a busy event loop keeps it for a switch interval
 # (5 ms) before handing it back, so a statement per row made a 5000-row flush
 # take seconds while Home Assistant was busy; a few large statements do not.
-# SQLite before 3.32 allows only 999 bound parameters per statement.
-_INSERT_ROWS: Final = 400 if sqlite3.sqlite_version_info >= (3, 32, 0) else 199
+# SQLite before 3.32 allows only 999 bound parameters per statement (later 32 766).
+_INSERT_ROWS: Final = 2000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 199
 _INSERT_PREFIX: Final = (
     "INSERT INTO pending (time_ns, payload, size, enqueued_at, attempts) VALUES "
 )
@@ -101,13 +105,34 @@ class OverflowPolicy(StrEnum):
     DROP_NEWEST = "drop_newest"  # keep the backlog, refuse new rows
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolRow:
-    """One pending point: its id (for delete/quarantine), timestamp and payload."""
+class SpoolRow(NamedTuple):
+    """One pending point: its id (for delete/quarantine), timestamp and payload.
+
+    A named tuple: the uploader reads thousands per batch, and a tuple is built
+    straight from the fetched row (see ``_spool_row``).
+    """
 
     id: int
     time_ns: int
     payload: bytes
+
+
+# A batch in two statement steps instead of one per row (see _INSERT_ROWS for why
+# steps matter): ids, timestamps and payload lengths of the head as text, then the
+# payloads of the rows within the byte limit concatenated into one blob. Each
+# statement also returns its ids, which are checked to come in queue order.
+_PEEK_HEAD: Final = (
+    "SELECT group_concat(id), group_concat(time_ns), group_concat(length(payload))"
+    " FROM (SELECT id, time_ns, payload FROM pending ORDER BY id LIMIT ?)"
+)
+_PEEK_PAYLOADS: Final = (
+    "SELECT group_concat(id), CAST(group_concat(payload, '') AS BLOB)"
+    " FROM (SELECT id, payload FROM pending WHERE id BETWEEN ? AND ? ORDER BY id)"
+)
+
+# SpoolRow._make without its Python frame: a C call per fetched row.
+_spool_row: Final = partial(tuple.__new__, SpoolRow)
+_payload_of: Final = itemgetter(2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +266,8 @@ class _SqliteStore:
         self.conn = conn
         self.count = self.nbytes = self.dl_count = self.dl_bytes = 0
         self._insert_sql: dict[int, str] = {}
+        #: Off only in tests (to cover the row-by-row path it falls back to).
+        self.aggregate_peek = True
 
     @classmethod
     def open(cls, path: Path, synchronous: str) -> Self:
@@ -325,20 +352,38 @@ class _SqliteStore:
 
     def peek(self, max_points: int, max_bytes: int) -> list[SpoolRow]:
         """Oldest pending rows within the limits (at least one)."""
-        cursor = self.conn.execute(
+        if self.aggregate_peek:
+            rows = self._peek_aggregated(max_points, max_bytes)
+            if rows is not None:
+                return rows
+        fetched: list[tuple[int, int, bytes]] = self.conn.execute(
             "SELECT id, time_ns, payload FROM pending ORDER BY id LIMIT ?", (max_points,)
-        )
-        rows: list[SpoolRow] = []
-        total = 0
-        try:
-            for row_id, time_ns, payload in cursor:
-                total += len(payload)
-                if rows and total > max_bytes:
-                    break
-                rows.append(SpoolRow(row_id, time_ns, bytes(payload)))
-        finally:
-            cursor.close()
-        return rows
+        ).fetchall()
+        if fetched:
+            # Running payload totals; keep rows up to max_bytes, and always the first.
+            totals = list(accumulate(map(len, map(_payload_of, fetched))))
+            if totals[-1] > max_bytes:
+                del fetched[max(1, bisect_right(totals, max_bytes)) :]
+        return list(map(_spool_row, fetched))
+
+    def _peek_aggregated(self, max_points: int, max_bytes: int) -> list[SpoolRow] | None:
+        """:meth:`peek` in two statement steps; None if SQLite did not keep queue order."""
+        ids_text, times_text, sizes_text = self.conn.execute(_PEEK_HEAD, (max_points,)).fetchone()
+        if ids_text is None:
+            return []
+        ids = list(map(int, ids_text.split(",")))
+        if ids != sorted(ids):
+            return None
+        ends = list(accumulate(map(int, sizes_text.split(","))))
+        # Rows up to max_bytes of payload, and always the first.
+        count = max(1, bisect_right(ends, max_bytes))
+        del ids[count:], ends[count:]
+        got_ids, blob = self.conn.execute(_PEEK_PAYLOADS, (ids[0], ids[-1])).fetchone()
+        if got_ids is None or list(map(int, got_ids.split(","))) != ids or len(blob) != ends[-1]:
+            return None
+        payloads = map(blob.__getitem__, map(slice, [0, *ends[:-1]], ends))
+        times = map(int, times_text.split(",", count)[:count])
+        return list(map(_spool_row, zip(ids, times, payloads, strict=False)))
 
     def remove(self, ids: Sequence[int]) -> int:
         """Delete pending rows by id without reading their payloads back.
@@ -758,8 +803,14 @@ class Spool:
             )
             return True
 
-    def _run[R](self, operation: str, action: Callable[[_Store], R]) -> R:
-        """Run ``action`` atomically on the current store, failing over to memory."""
+    def _run[R](
+        self, operation: str, action: Callable[[_Store], R], *, read_only: bool = False
+    ) -> R:
+        """Run ``action`` atomically on the current store, failing over to memory.
+
+        ``read_only`` actions skip BEGIN / COMMIT (two statement steps, see
+        ``_INSERT_ROWS``): the lock already keeps every other writer out.
+        """
         with self._lock:
             if self._disk is None and self._memory is None:
                 raise RuntimeError("spool is not open")
@@ -777,6 +828,8 @@ class Spool:
             disk = self._disk
             saved = (self._dropped_total, self._dead_dropped)
             try:
+                if read_only:
+                    return action(disk)
                 with disk.transaction():
                     return action(disk)
             except _STORAGE_ERRORS as exc:
@@ -915,7 +968,7 @@ class Spool:
         """
         if max_points < 1:
             return []
-        return self._run("peek", lambda store: store.peek(max_points, max_bytes))
+        return self._run("peek", lambda store: store.peek(max_points, max_bytes), read_only=True)
 
     def delete(self, ids: Sequence[int]) -> int:
         """Delete delivered rows by id; unknown ids are ignored. Returns rows deleted."""
@@ -957,7 +1010,9 @@ class Spool:
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Return the oldest ``limit`` dead letters."""
-        return self._run("dead_letters", lambda store: store.dead_head(max(0, limit)))
+        return self._run(
+            "dead_letters", lambda store: store.dead_head(max(0, limit)), read_only=True
+        )
 
     def requeue_dead_letters(self) -> int:
         """Move dead letters back to pending (oldest first) as far as they fit.
@@ -1009,7 +1064,7 @@ class Spool:
                 dead_letter_dropped=self._dead_dropped,
             )
 
-        return self._run("stats", action)
+        return self._run("stats", action, read_only=True)
 
     @property
     def storage_failed(self) -> bool:
