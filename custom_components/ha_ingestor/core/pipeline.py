@@ -8,7 +8,7 @@ runs :meth:`Pipeline.run_uploader` as a background task and reads
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 import logging
 from typing import Any
@@ -265,19 +265,24 @@ class Pipeline:
 
     def _store(self, batch: list[Any]) -> FlushResult:
         """Convert, encode and spool a batch (worker thread)."""
-        records: list[EventRecord] = []
         rejected: list[tuple[int, bytes]] = []
         reasons: list[str] = []
-        for item in batch:
-            try:
-                record = self._convert(item)
-            except Exception as err:  # noqa: BLE001 - bad input must never stop the pipeline
-                rejected.append((0, repr(item).encode("utf-8", "replace")[:4096]))
-                reasons.append(f"cannot convert: {err}")
-                continue
-            if record is not None:
-                records.append(record)
-        encoded = self._encoder.encode_many(records)
+        convert = self._convert
+
+        def records() -> Iterator[EventRecord]:
+            # Converted while encoding, so each record is freed right after its
+            # line is made: thousands of live records would only feed the GC.
+            for item in batch:
+                try:
+                    record = convert(item)
+                except Exception as err:  # noqa: BLE001 - bad input must never stop the pipeline
+                    rejected.append((0, repr(item).encode("utf-8", "replace")[:4096]))
+                    reasons.append(f"cannot convert: {err}")
+                    continue
+                if record is not None:
+                    yield record
+
+        encoded = self._encoder.encode_many(records())
         for record, reason in encoded.rejected:
             rejected.append((record.time_ns, record_debug_payload(record)))
             reasons.append(reason)

@@ -1,0 +1,71 @@
+"""Pipeline._store converts while encoding: bad items are quarantined in order."""
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from custom_components.ha_ingestor.core.clock import FakeClock
+from custom_components.ha_ingestor.core.encoder import (
+    EncoderConfig,
+    EventRecord,
+    LineProtocolEncoder,
+)
+from custom_components.ha_ingestor.core.pipeline import Pipeline
+from custom_components.ha_ingestor.core.resilience import Resilience
+from custom_components.ha_ingestor.core.retry import build_policy
+from custom_components.ha_ingestor.core.spool import Spool
+from custom_components.ha_ingestor.core.uploader import Endpoint
+
+
+class NeverSink:
+    endpoint = "http://never"
+
+    async def write(self, payloads: Sequence[bytes]) -> None:
+        raise AssertionError("not used")
+
+
+async def run_sync(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def convert(item: Any) -> EventRecord | None:
+    if item == "boom":
+        raise ValueError("bad item")
+    if item is None:
+        return None
+    return EventRecord(
+        entity_id=item[0], state=item[1], attributes={}, time_ns=item[2], last_changed_ns=item[2]
+    )
+
+
+def test_store_streams_records_and_quarantines_bad_ones(tmp_path: Path) -> None:
+    clock = FakeClock()
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.open()
+    pipeline = Pipeline(
+        encoder=LineProtocolEncoder(EncoderConfig()),
+        spool=spool,
+        endpoints=[Endpoint(sink=NeverSink())],
+        resilience=Resilience(build_policy("infinite", {}), clock),
+        clock=clock,
+        run_sync=run_sync,
+        convert=convert,
+    )
+    batch = [
+        ("sensor.a", "1", 10),
+        "boom",
+        None,
+        ("bad", "1", 20),  # converts, but cannot be encoded
+        ("sensor.b", "unknown", 30),  # skipped
+        ("sensor.c", "2", 40),
+    ]
+    result = pipeline._store(batch)
+    assert (result.captured, result.stored, result.skipped, result.rejected) == (6, 2, 1, 2)
+    assert [r.time_ns for r in spool.peek(10, 1 << 20)] == [10, 40]
+    dead = spool.dead_letters()
+    assert [d.reason for d in dead] == [
+        "cannot convert: bad item",
+        "entity_id 'bad' is not '<domain>.<object_id>'",
+    ]
+    assert dead[0].payload == b"'boom'"
+    spool.close()
