@@ -379,6 +379,12 @@ class _Miss:
 _MISS: Final = _Miss()
 
 
+# State shapes (``state`` field present, ``value`` field present): template keys.
+_VALUE_ONLY: Final = (False, True)
+_TEXT_ONLY: Final = (True, False)
+_TEXT_AND_VALUE: Final = (True, True)
+
+
 class _Template(NamedTuple):
     """Cached part of a line: literal pieces around the ``state`` / ``value`` fields."""
 
@@ -690,8 +696,17 @@ class LineProtocolEncoder:
         if state in _SKIPPED_STATES and not self._include_unknown:
             # Only an entity id already checked may be skipped without _check_record.
             return None if record.entity_id in self._lines else _MISS
-        text, value, dropped, truncated = self._state_parts(state)
-        shape = (text is not None, value is not None)
+        try:
+            value: float | None = float(state)
+        except ValueError:
+            value = None
+        text: str | None
+        if value is not None and value - value == 0.0:
+            # A finite number (the usual state): only the value field.
+            text, dropped, truncated, shape = None, 0, 0, _VALUE_ONLY
+        else:
+            text, value, dropped, truncated = self._state_parts(state)
+            shape = _TEXT_AND_VALUE if value is not None else _TEXT_ONLY
         slot = self._lines.get(record.entity_id)
         if slot is None or slot[0] is not attributes:
             if not _immutable_values(attributes):
@@ -710,7 +725,10 @@ class LineProtocolEncoder:
             template = slot[1][shape] = self._template(record, shape)
         pieces = template.pieces
         if text is None:
-            line = f"{pieces[0]}value={_format_float(value)}{pieces[1]}{time_ns}"  # type: ignore[arg-type]
+            number = repr(value)  # _format_float, inlined for the hot path
+            if number.endswith(".0"):
+                number = number[:-2]
+            line = f"{pieces[0]}value={number}{pieces[1]}{time_ns}"
         elif value is None:
             line = f'{pieces[0]}state="{text.translate(_ESCAPE_STRING)}"{pieces[1]}{time_ns}'
         else:
@@ -784,10 +802,12 @@ class LineProtocolEncoder:
         """Encode many records; never raises (bad records end up in ``rejected``)."""
         result = EncodeResult()
         append = result.lines.append
-        line_of = self._line
+        cached = self._cached
         for record in records:
             try:
-                encoded = line_of(record)
+                encoded = cached(record)
+                if isinstance(encoded, _Miss):
+                    encoded = self._line(record)
                 if encoded is None:
                     result.skipped += 1
                     continue
