@@ -69,3 +69,25 @@ def test_store_streams_records_and_quarantines_bad_ones(tmp_path: Path) -> None:
     ]
     assert dead[0].payload == b"'boom'"
     spool.close()
+
+
+def test_store_records_the_gap_a_full_spool_dropped(tmp_path: Path) -> None:
+    clock = FakeClock()
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=100)
+    spool.open()
+    pipeline = Pipeline(
+        encoder=LineProtocolEncoder(EncoderConfig()),
+        spool=spool,
+        endpoints=[Endpoint(sink=NeverSink())],
+        resilience=Resilience(build_policy("infinite", {}), clock),
+        clock=clock,
+        run_sync=run_sync,
+        convert=convert,
+    )
+    pipeline._store([("sensor.a", "1", 10), ("sensor.a", "2", 20)])
+    assert not pipeline.gaps
+    result = pipeline._store([("sensor.a", "3", 30), ("sensor.a", "4", 40)])
+    assert result.dropped
+    oldest_after = spool.stats().oldest_time_ns
+    assert pipeline.gaps == [(10, oldest_after)]
+    spool.close()

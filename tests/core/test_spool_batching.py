@@ -121,3 +121,19 @@ def test_peek_falls_back_when_order_is_not_kept(
     monkeypatch.setattr(spool_mod, name, query)
     assert [r.payload for r in spool.peek(10, 1 << 20)] == [b"p%d" % i for i in range(5)]
     spool.close()
+
+
+def test_append_reports_the_oldest_row_only_when_it_may_drop(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=30)
+    spool.open()
+    assert spool.append([(5, b"x" * 10)]).oldest_before is None  # fits: nothing to read
+    result = spool.append([(7, b"y" * 10), (9, b"z" * 15)])
+    assert (result.stored, result.dropped, result.oldest_before) == (2, 1, 5)
+    assert result == spool_mod.AppendResult(2, 1)  # not part of equality
+    assert [r.time_ns for r in spool.peek(10, 1 << 20)] == [7, 9]
+    spool.close()
+    aged = Spool(tmp_path / "a.sqlite", max_age_seconds=60)
+    aged.open()
+    assert aged.append([(3, b"a")]).oldest_before is None
+    assert aged.append([(4, b"b")]).oldest_before == 3
+    aged.close()

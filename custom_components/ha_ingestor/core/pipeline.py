@@ -295,10 +295,9 @@ class Pipeline:
                 len(rejected),
                 reasons[0],
             )
-        oldest_before = self._spool.stats().oldest_time_ns
         appended = self._spool.append(encoded.lines)
         if appended.dropped and encoded.lines:
-            self._record_gap(oldest_before, encoded.lines)
+            self._record_gap(appended.oldest_before, encoded.lines)
         return FlushResult(
             captured=len(batch),
             stored=appended.stored,

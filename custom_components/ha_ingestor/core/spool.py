@@ -25,7 +25,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 from itertools import accumulate
@@ -137,10 +137,15 @@ _payload_of: Final = itemgetter(2)
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """Rows stored by :meth:`Spool.append` and rows dropped to honour the limits."""
+    """Rows stored by :meth:`Spool.append` and rows dropped to honour the limits.
+
+    ``oldest_before``: ``time_ns`` of the oldest pending row before the append,
+    read (in the same transaction) only when the append could drop rows.
+    """
 
     stored: int
     dropped: int
+    oldest_before: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -941,12 +946,19 @@ class Spool:
 
         def action(store: _Store) -> AppendResult:
             now = self._clock()
+            oldest_before = None
+            if (
+                self.max_age_seconds is not None
+                or store.nbytes + sum(len(payload) for _, payload in rows) > self.max_bytes
+            ):
+                oldest = store.oldest()  # for the caller's record of what was dropped
+                oldest_before = oldest[0] if oldest else None
             dropped = self._expire(store)
             stored, refused = self._admit(
                 store, [(time_ns, bytes(payload), now, 0) for time_ns, payload in rows]
             )
             self._count_dropped(store, dropped + refused)
-            return AppendResult(stored, dropped + refused)
+            return AppendResult(stored, dropped + refused, oldest_before)
 
         return self._run("append", action)
 
