@@ -36,7 +36,7 @@ import sqlite3
 import threading
 import time
 from types import TracebackType
-from typing import Final, Literal, NamedTuple, Protocol, Self
+from typing import Any, Final, Literal, NamedTuple, Protocol, Self
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -214,6 +214,9 @@ class _Store(Protocol):
     def insert(self, rows: Sequence[_NewRow]) -> None:
         """Append rows to pending."""
 
+    def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> None:
+        """Append new ``(time_ns, payload)`` rows (no earlier attempts) to pending."""
+
     def head(self, limit: int) -> list[tuple[int, int, float]]:
         """Oldest pending ``(id, size, enqueued_at)``."""
 
@@ -319,7 +322,7 @@ class _SqliteStore:
             raise
 
     def insert(self, rows: Sequence[_NewRow]) -> None:
-        """Append rows to pending, a few hundred per statement (ids keep row order)."""
+        """Append rows to pending, a few thousand per statement (ids keep row order)."""
         step = _INSERT_ROWS
         nbytes = 0
         for start in range(0, len(rows), step):
@@ -330,6 +333,22 @@ class _SqliteStore:
                 size = len(payload)
                 nbytes += size
                 extend((time_ns, payload, size, enqueued_at, attempts))
+            self.conn.execute(self._insert_statement(len(chunk)), params)
+        self.count += len(rows)
+        self.nbytes += nbytes
+
+    def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> None:
+        """:meth:`insert` for new rows, without a list of per-row tuples kept alive."""
+        step = _INSERT_ROWS
+        nbytes = 0
+        for start in range(0, len(rows), step):
+            params: list[object] = []
+            extend = params.extend
+            chunk = rows[start : start + step]
+            for time_ns, payload in chunk:
+                size = len(payload)
+                nbytes += size
+                extend((time_ns, bytes(payload), size, enqueued_at, 0))
             self.conn.execute(self._insert_statement(len(chunk)), params)
         self.count += len(rows)
         self.nbytes += nbytes
@@ -518,6 +537,10 @@ class _MemoryStore:
             self.pending[self._new_id()] = row
             self.nbytes += len(row[1])
         self.count += len(rows)
+
+    def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> None:
+        """Append new ``(time_ns, payload)`` rows to pending."""
+        self.insert([(time_ns, bytes(payload), enqueued_at, 0) for time_ns, payload in rows])
 
     def head(self, limit: int) -> list[tuple[int, int, float]]:
         """Oldest pending ``(id, size, enqueued_at)``."""
@@ -772,7 +795,7 @@ class Spool:
                 with disk.transaction():
                     self._load_meta(disk)
                     rows = list(memory.pending.values())
-                    dropped = self._admit(disk, rows)[1]
+                    dropped = self._admit(disk, rows, disk.insert)[1]
                     disk.insert_dead(
                         [
                             (
@@ -886,13 +909,18 @@ class Spool:
             store.delete_through(expired[-1][0], len(expired), sum(s for _, s in expired))
             count += len(expired)
 
-    def _admit(self, store: _Store, rows: Sequence[_NewRow]) -> tuple[int, int]:
-        """Store ``rows`` under the size limit and policy; return (stored, dropped)."""
+    def _admit[Row: tuple[Any, ...]](
+        self, store: _Store, rows: Sequence[Row], insert: Callable[[Sequence[Row]], None]
+    ) -> tuple[int, int]:
+        """Store ``rows`` (payload at index 1) with ``insert`` under the size limit and policy.
+
+        Returns (stored, dropped).
+        """
         fitting = [row for row in rows if len(row[1]) <= self.max_bytes]
         dropped = len(rows) - len(fitting)  # a single row larger than the spool
         if self.overflow is OverflowPolicy.DROP_NEWEST:
             room = self.max_bytes - store.nbytes
-            accepted: list[_NewRow] = []
+            accepted: list[Row] = []
             for row in fitting:
                 if len(row[1]) > room:
                     break  # refuse this and everything after it, keeping order
@@ -911,7 +939,7 @@ class Spool:
             if excess > 0:
                 dropped += self._evict(store, excess)
         if accepted:
-            store.insert(accepted)
+            insert(accepted)
         return len(accepted), dropped
 
     def _trim_dead(self, store: _Store) -> None:
@@ -955,7 +983,7 @@ class Spool:
                 oldest_before = oldest[0] if oldest else None
             dropped = self._expire(store)
             stored, refused = self._admit(
-                store, [(time_ns, bytes(payload), now, 0) for time_ns, payload in rows]
+                store, rows, lambda accepted: store.insert_new(accepted, now)
             )
             self._count_dropped(store, dropped + refused)
             return AppendResult(stored, dropped + refused, oldest_before)
