@@ -1016,6 +1016,13 @@ class Spool:
             return 0
         return self._run("delete", lambda store: store.remove(ids))
 
+    def delete_and_peek(
+        self, ids: Sequence[int], max_points: int, max_bytes: int
+    ) -> list[SpoolRow]:
+        """:meth:`delete` delivered rows, then :meth:`peek` the next batch (one call)."""
+        self.delete(ids)
+        return self.peek(max_points, max_bytes)
+
     def quarantine(self, rows: Sequence[SpoolRow], reason: str, category: str) -> int:
         """Move pending rows to the dead-letter table; return how many moved.
 

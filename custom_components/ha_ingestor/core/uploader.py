@@ -86,6 +86,10 @@ class Uploader:
         self._wakeup = asyncio.Event()
         self._active_endpoint: str = self._endpoints[0].sink.endpoint
         self._logged_outage = False
+        # The next batch, read in the same executor job that deleted the last one
+        # (one worker-thread hop per upload instead of two; each hop waits for
+        # the GIL while Home Assistant is busy). None: peek afresh.
+        self._next_rows: list[SpoolRow] | None = None
         self._probe = probe
         # Disarmed when an attempt a probe triggered fails (the port answers but
         # writes do not, e.g. a proxy): plain backoff until the next success.
@@ -117,9 +121,9 @@ class Uploader:
 
     async def run_once(self) -> bool:
         """Do one step: deliver one batch, or wait. Returns True when a batch was sent."""
-        rows: list[SpoolRow] = await self._run_sync(
-            self._spool.peek, self._max_points, self._max_bytes
-        )
+        rows, self._next_rows = self._next_rows, None
+        if rows is None:
+            rows = await self._run_sync(self._spool.peek, self._max_points, self._max_bytes)
         if not rows:
             await self._wait(math.inf)
             return False
@@ -136,6 +140,7 @@ class Uploader:
         try:
             await self._send(rows)
         except DeliveryError as err:
+            self._next_rows = None
             delay = self._res.on_failure(err)
             if probed and err.transient:
                 self._probe_armed = False
@@ -145,9 +150,11 @@ class Uploader:
                 await self._backoff(delay)
             return False
         except asyncio.CancelledError:
+            self._next_rows = None
             self._res.on_cancel()
             raise
         except Exception:
+            self._next_rows = None
             # A bug must not kill the only loop that ships data: count it and back off.
             _LOGGER.exception("Unexpected error while uploading; will retry")
             delay = self._res.on_failure(DeliveryError(ErrorCategory.SERVER, "unexpected error"))
@@ -181,11 +188,14 @@ class Uploader:
             await self._send(rows[:mid])
             await self._send(rows[mid:])
             return
-        await self._run_sync(self._spool.delete, [row.id for row in rows])
+        self._next_rows = await self._run_sync(
+            self._spool.delete_and_peek, [row.id for row in rows], self._max_points, self._max_bytes
+        )
         self._res.metrics.add_events_sent(len(rows))
 
     async def _quarantine(self, rows: list[SpoolRow], err: DeliveryError) -> None:
         """Move poison points to the dead-letter table, counted and logged once."""
+        self._next_rows = None  # read before these rows left pending
         await self._run_sync(self._spool.quarantine, rows, err.message, err.category.value)
         self._res.metrics.add_points_quarantined(len(rows))
         _LOGGER.warning(
