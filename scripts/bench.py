@@ -222,6 +222,11 @@ def fmt(value: Any, digits: int = 0) -> str:
     return f"{value:,.{max(digits, 1)}f}"
 
 
+def times(value: float | None) -> str:
+    """A ratio as ``1.23x`` (``-`` when unknown)."""
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     """a / b when both are known and b is not 0."""
     if a is None or b is None or b == 0:
@@ -1100,8 +1105,8 @@ def report(h: Harness) -> str:
         )
         row(
             "  landed / HA baseline production rate",
-            f"{fmt(ing['ratio_to_baseline'], 2)}x",
-            f"{fmt(bui['ratio_to_baseline'], 2)}x",
+            times(ing["ratio_to_baseline"]),
+            times(bui["ratio_to_baseline"]),
             None,
             ">= 1x",
         )
@@ -1114,8 +1119,8 @@ def report(h: Harness) -> str:
         )
         row(
             "  landed / production rate of the same run",
-            f"{fmt(ing['ratio_to_production'], 2)}x",
-            f"{fmt(bui['ratio_to_production'], 2)}x",
+            times(ing["ratio_to_production"]),
+            times(bui["ratio_to_production"]),
             None,
             "",
         )
