@@ -38,11 +38,10 @@ def convert(item: Any) -> EventRecord | None:
     )
 
 
-def test_store_streams_records_and_quarantines_bad_ones(tmp_path: Path) -> None:
+def store_pipeline(spool: Spool) -> Pipeline:
+    """A pipeline whose uploader never runs: only ``_store`` is exercised."""
     clock = FakeClock()
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.open()
-    pipeline = Pipeline(
+    return Pipeline(
         encoder=LineProtocolEncoder(EncoderConfig()),
         spool=spool,
         endpoints=[Endpoint(sink=NeverSink())],
@@ -51,6 +50,12 @@ def test_store_streams_records_and_quarantines_bad_ones(tmp_path: Path) -> None:
         run_sync=run_sync,
         convert=convert,
     )
+
+
+def test_store_streams_records_and_quarantines_bad_ones(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.open()
+    pipeline = store_pipeline(spool)
     batch = [
         ("sensor.a", "1", 10),
         "boom",
@@ -72,18 +77,9 @@ def test_store_streams_records_and_quarantines_bad_ones(tmp_path: Path) -> None:
 
 
 def test_store_records_the_gap_a_full_spool_dropped(tmp_path: Path) -> None:
-    clock = FakeClock()
     spool = Spool(tmp_path / "s.sqlite", max_bytes=100)
     spool.open()
-    pipeline = Pipeline(
-        encoder=LineProtocolEncoder(EncoderConfig()),
-        spool=spool,
-        endpoints=[Endpoint(sink=NeverSink())],
-        resilience=Resilience(build_policy("infinite", {}), clock),
-        clock=clock,
-        run_sync=run_sync,
-        convert=convert,
-    )
+    pipeline = store_pipeline(spool)
     pipeline._store([("sensor.a", "1", 10), ("sensor.a", "2", 20)])
     assert not pipeline.gaps
     result = pipeline._store([("sensor.a", "3", 30), ("sensor.a", "4", 40)])

@@ -318,6 +318,14 @@ def _format_float(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def _field_text(key: str, value: Any) -> str:
+    """One escaped ``key=value`` field: strings quoted, numbers as floats."""
+    name = key.translate(_ESCAPE_KEY)
+    if isinstance(value, str):
+        return f'{name}="{value.translate(_ESCAPE_STRING)}"'
+    return f"{name}={_format_float(float(value))}"
+
+
 def format_line(
     measurement: str,
     tags: Mapping[str, str],
@@ -341,12 +349,7 @@ def format_line(
             parts.append(f",{key.translate(_ESCAPE_KEY)}={tag_value.translate(_ESCAPE_KEY)}")
     separator = " "
     for key in sorted(fields):
-        value = fields[key]
-        name = key.translate(_ESCAPE_KEY)
-        if isinstance(value, str):
-            parts.append(f'{separator}{name}="{value.translate(_ESCAPE_STRING)}"')
-        else:
-            parts.append(f"{separator}{name}={_format_float(float(value))}")
+        parts.append(f"{separator}{_field_text(key, fields[key])}")
         separator = ","
     parts.append(f" {time_ns}")
     return "".join(parts)
@@ -765,12 +768,7 @@ class LineProtocolEncoder:
                 pieces.append("".join(current))
                 current = []
                 continue
-            value = fields[key]
-            name = key.translate(_ESCAPE_KEY)
-            if isinstance(value, str):
-                current.append(f'{name}="{value.translate(_ESCAPE_STRING)}"')
-            else:
-                current.append(f"{name}={_format_float(float(value))}")
+            current.append(_field_text(key, fields[key]))
         current.append(" ")
         pieces.append("".join(current))
         return _Template(tuple(pieces), point.dropped, point.truncated)
