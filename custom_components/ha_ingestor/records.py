@@ -2,7 +2,6 @@
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
-from itertools import chain
 from typing import Any
 
 from homeassistant.const import EVENT_STATE_CHANGED
@@ -10,7 +9,6 @@ from homeassistant.core import Event, State
 from homeassistant.util.read_only_dict import ReadOnlyDict
 
 from .core.encoder import (
-    Encoder,
     EncoderConfig,
     EncodeResult,
     EventRecord,
@@ -49,18 +47,8 @@ def context_fields(states: Iterable[State]) -> dict[str, Any]:
 
 def record_from_state(state: State, extra: Mapping[str, Any] | None = None) -> EventRecord:
     """Snapshot a state (states are immutable, so reading them off-loop is safe)."""
-    if extra:
-        return EventRecord(
-            entity_id=state.entity_id,
-            state=state.state,
-            attributes=state.attributes,
-            time_ns=timestamp_ns(state.last_updated_timestamp),
-            last_changed_ns=timestamp_ns(state.last_changed_timestamp),
-            context_id=state.context.id,
-            extra=extra,
-        )
-    # Every state change passes here: positional arguments and the inlined
-    # timestamp_ns() halve the cost of building the frozen dataclass.
+    # Every state change passes here: positional arguments (EventRecord's field
+    # order) and timestamp_ns() inlined halve the cost of building the record.
     return EventRecord(
         state.entity_id,
         state.state,
@@ -68,6 +56,7 @@ def record_from_state(state: State, extra: Mapping[str, Any] | None = None) -> E
         round(state.last_updated_timestamp * 1_000_000) * 1000,
         round(state.last_changed_timestamp * 1_000_000) * 1000,
         state.context.id,
+        extra=extra or None,
     )
 
 
@@ -121,45 +110,33 @@ class RoutingLineEncoder:
     def encode_many(self, records: Iterable[EventRecord]) -> EncodeResult:
         """Encode states and events, each with its own measurement rule.
 
-        Lines come grouped by event type in order of first appearance. When the
-        batch starts with a state (the usual case) states are encoded as they
-        come, so no list of thousands of records is kept alive: fewer objects
-        surviving into Home Assistant's garbage collections.
+        Lines come grouped by event type in order of first appearance. States
+        (nearly all records) are encoded as they come, so no list of thousands
+        of records is kept alive: fewer objects surviving into Home Assistant's
+        garbage collections. Other event types are grouped, then encoded.
         """
-        iterator = iter(records)
-        first = next(iterator, None)
-        if first is None:
-            return EncodeResult()
-        if first.event_type != EVENT_STATE_CHANGED:
-            return self._grouped(chain((first,), iterator))
+        order: list[str] = []  # event types by first appearance (a handful at most)
         events: dict[str, list[EventRecord]] = {}
 
         def states() -> Iterator[EventRecord]:
-            yield first
-            for record in iterator:
-                if record.event_type == EVENT_STATE_CHANGED:
+            for record in records:
+                event_type = record.event_type
+                if event_type not in order:
+                    order.append(event_type)
+                if event_type == EVENT_STATE_CHANGED:
                     yield record
                 else:
-                    events.setdefault(record.event_type, []).append(record)
+                    events.setdefault(event_type, []).append(record)
 
-        total = self._states.encode_many(states())
-        for event_type, group in events.items():
-            _merge(total, self._event_encoder(event_type).encode_many(group))
-        return total
-
-    def _grouped(self, records: Iterable[EventRecord]) -> EncodeResult:
-        """Group first, then encode each event type's records together."""
-        by_type: dict[str, list[EventRecord]] = {}
-        for record in records:
-            by_type.setdefault(record.event_type, []).append(record)
+        encoded_states = self._states.encode_many(states())
         total = EncodeResult()
-        for event_type, group in by_type.items():
-            encoder: Encoder = (
-                self._states
+        for event_type in order:
+            _merge(
+                total,
+                encoded_states
                 if event_type == EVENT_STATE_CHANGED
-                else self._event_encoder(event_type)
+                else self._event_encoder(event_type).encode_many(events[event_type]),
             )
-            _merge(total, encoder.encode_many(group))
         return total
 
     def _event_encoder(self, event_type: str) -> LineProtocolEncoder:

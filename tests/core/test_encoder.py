@@ -52,7 +52,7 @@ def rec(
     return EventRecord(
         entity_id=entity_id,
         state=state,
-        attributes=attributes or {},
+        attributes={} if attributes is None else attributes,
         time_ns=time_ns,
         last_changed_ns=kwargs.pop("last_changed_ns", T_CHANGED),
         **kwargs,

@@ -5,7 +5,6 @@ mapping type, reused across records like Home Assistant does) and one without;
 lines, counters and rejections must be identical.
 """
 
-from collections.abc import Mapping
 from typing import Any
 
 from hypothesis import given, settings, strategies as st
@@ -20,29 +19,11 @@ from custom_components.ha_ingestor.core.encoder import (
     LineProtocolEncoder,
     MeasurementStrategy,
 )
-
-T = 1_700_000_000_123_456_789
+from tests.core.test_encoder import T, rec
 
 
 class Frozen(dict[str, Any]):
     """Stands in for Home Assistant's ReadOnlyDict."""
-
-
-def rec(
-    state: str,
-    attributes: Mapping[str, Any],
-    entity_id: str = "sensor.temp",
-    time_ns: Any = T,
-    **kwargs: Any,
-) -> EventRecord:
-    return EventRecord(
-        entity_id=entity_id,
-        state=state,
-        attributes=attributes,
-        time_ns=time_ns,
-        last_changed_ns=kwargs.pop("last_changed_ns", T - 1000),
-        **kwargs,
-    )
 
 
 def cached(config: EncoderConfig | None = None) -> LineProtocolEncoder:

@@ -18,6 +18,7 @@ import pytest
 from custom_components.ha_ingestor.core.encoder import EventRecord
 from custom_components.ha_ingestor.core.errors import ErrorCategory
 from custom_components.ha_ingestor.core.state import ConnectionState
+from tests.core.fake_time import advance_until
 from tests.core.test_pipeline import BASE_NS, Harness, count_points, record
 from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server, unique_name
@@ -25,26 +26,12 @@ from tests.servers import InfluxV1Server, unique_name
 N = 40
 
 
-async def park(h: Harness, condition: Callable[[], bool], *, limit: int = 3000) -> None:
-    """Like ``Harness.until`` but re-check before every advance and stop parked.
+async def park(h: Harness, condition: Callable[[], bool]) -> None:
+    """Until ``condition`` holds while the uploader sleeps on the fake clock.
 
-    Returns only once ``condition`` holds while the uploader sleeps on the fake
-    clock, so no attempt is in flight when the test changes the fault.
+    So no attempt is in flight when the test changes the fault.
     """
-
-    def parked() -> bool:
-        return condition() and h.clock.next_deadline() is not None
-
-    for _ in range(limit):
-        if parked():
-            return
-        await asyncio.sleep(0.01)
-        if parked():
-            return
-        deadline = h.clock.next_deadline()
-        if deadline is not None:
-            h.clock.advance(max(0.0, deadline - h.clock.monotonic()))
-    raise AssertionError("condition not reached")
+    await advance_until(h.clock, lambda: condition() and h.clock.next_deadline() is not None)
 
 
 async def times_in_db(server: InfluxV1Server, db: str) -> list[int]:
@@ -91,9 +78,7 @@ async def test_tcp_fault_then_pass_delivers_everything_once(
         )
         await h.start()
         try:
-            for i in range(N):
-                h.pipeline.capture(record(i))
-            await h.pipeline.flush()
+            await h.capture_flushed(N)
             await park(h, lambda: h.resilience.consecutive_failures >= 2)
             assert h.resilience.last_error_category is expected
             assert h.pending() == N
@@ -140,9 +125,7 @@ async def test_slow_link_within_timeout_succeeds_without_error(
         )
         await h.start()
         try:
-            for i in range(N):
-                h.pipeline.capture(record(i))
-            await h.pipeline.flush()
+            await h.capture_flushed(N)
             await h.until(h.drained)
             proxy.set_mode(Mode.PASS)
         finally:
@@ -189,9 +172,7 @@ async def test_retry_after_is_honoured_then_everything_lands_once(
         proxy.on_request = lambda _mode: seen.append(h.clock.monotonic())
         await h.start()
         try:
-            for i in range(N):
-                h.pipeline.capture(record(i))
-            await h.pipeline.flush()
+            await h.capture_flushed(N)
             await park(h, lambda: h.resilience.consecutive_failures >= 3)
             assert h.resilience.last_error_category is expected
             last_error = h.resilience.last_error

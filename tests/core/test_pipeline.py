@@ -27,6 +27,7 @@ from custom_components.ha_ingestor.core.sinks import InfluxV1Target, create_sink
 from custom_components.ha_ingestor.core.spool import Spool
 from custom_components.ha_ingestor.core.state import ConnectionState
 from custom_components.ha_ingestor.core.uploader import Endpoint, Uploader
+from tests.core.fake_time import advance_until
 from tests.servers import InfluxV1Server, free_port
 
 BASE_NS = 1_700_000_000_000_000_000
@@ -100,14 +101,13 @@ class Harness:
 
     async def until(self, condition: Callable[[], bool], *, limit: int = 2000) -> None:
         """Let real I/O happen and move the fake clock to the next timer until ``condition``."""
-        for _ in range(limit):
-            if condition():
-                return
-            await asyncio.sleep(0.01)
-            deadline = self.clock.next_deadline()
-            if deadline is not None:
-                self.clock.advance(max(0.0, deadline - self.clock.monotonic()))
-        raise AssertionError("condition not reached")
+        await advance_until(self.clock, condition, limit=limit)
+
+    async def capture_flushed(self, n: int) -> None:
+        """Capture ``n`` points (:func:`record`) and flush them to the spool."""
+        for i in range(n):
+            self.pipeline.capture(record(i))
+        await self.pipeline.flush()
 
     def pending(self) -> int:
         stats = self.pipeline.stats

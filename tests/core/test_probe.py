@@ -32,6 +32,7 @@ from custom_components.ha_ingestor.core.uploader import (
     Sink,
     Uploader,
 )
+from tests.core.fake_time import advance_until
 from tests.core.test_pipeline import BASE_NS, count_points, run_sync
 from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server, free_port
@@ -130,16 +131,7 @@ class Rig:
 
     async def until(self, condition: Callable[[], bool], *, limit: int = 3000) -> None:
         """Let real I/O happen; move the fake clock to the next timer until ``condition``."""
-        for _ in range(limit):
-            if condition():
-                return
-            await asyncio.sleep(0.01)
-            if condition():
-                return
-            deadline = self.clock.next_deadline()
-            if deadline is not None:
-                self.clock.advance(max(0.0, deadline - self.clock.monotonic()))
-        raise AssertionError("condition not reached")
+        await advance_until(self.clock, condition, limit=limit)
 
     async def parked(self) -> None:
         """Until the uploader sleeps on the fake clock (no attempt in flight)."""
@@ -262,14 +254,6 @@ class _FailingSink:
         raise DeliveryError(self.category, "fake")
 
 
-async def next_timer(clock: FakeClock) -> None:
-    """Let the loop run, then move the fake clock to the next sleeper's deadline."""
-    await asyncio.sleep(0.005)
-    deadline = clock.next_deadline()
-    if deadline is not None:
-        clock.advance(max(0.0, deadline - clock.monotonic()))
-
-
 @contextlib.asynccontextmanager
 async def fake_uploader(
     tmp_path: Path, res: Resilience, clock: FakeClock, endpoints: list[Endpoint], probe: Probe
@@ -329,8 +313,7 @@ async def test_only_refusals_are_probed(
     endpoints = [Endpoint(sink=_FailingSink(category))]
     async with fake_uploader(tmp_path, res, clock, endpoints, probe):
         start = clock.monotonic()
-        while clock.monotonic() - start < 120:
-            await next_timer(clock)
+        await advance_until(clock, lambda: clock.monotonic() - start >= 120, step=0.005)
     if not probes_expected:
         assert probes == []
         return
@@ -396,19 +379,21 @@ async def test_probe_half_opens_the_fallback_that_answers(tmp_path: Path) -> Non
         return url == fallback.endpoint and fallback.up
 
     async with fake_uploader(tmp_path, res, clock, endpoints, probe) as up:
-        for _ in range(500):
-            if all(
+        await advance_until(
+            clock,
+            lambda: all(
                 e.breaker is not None and e.breaker.state is BreakerState.OPEN for e in endpoints
-            ):
-                break
-            await next_timer(clock)
+            ),
+            limit=500,
+        )
         assert (primary.writes, fallback.writes) == (1, 1)
         fallback.up = True
         back = clock.monotonic()
-        for _ in range(500):
-            if primary.writes + fallback.writes == 3 and res.state is ConnectionState.ACTIVE:
-                break
-            await next_timer(clock)
+        await advance_until(
+            clock,
+            lambda: primary.writes + fallback.writes == 3 and res.state is ConnectionState.ACTIVE,
+            limit=500,
+        )
         assert res.state is ConnectionState.ACTIVE
         assert clock.monotonic() - back <= PROBE_INTERVAL
     assert asked[-2:] == [primary.endpoint, fallback.endpoint]

@@ -472,9 +472,13 @@ class LineProtocolEncoder:
         )
         return _RE_DANGLING_BACKSLASH.sub("", text), cut
 
+    def _clean(self, raw: str) -> tuple[str, bool]:
+        """Sanitise a string field value (one line, valid UTF-8, capped); True if cut."""
+        return truncate_utf8(single_line(clean_text(raw)), self.config.max_string_bytes)
+
     def _string(self, point: _Point, raw: str) -> str:
-        """Sanitise a string field value (one line, valid UTF-8, capped)."""
-        text, cut = truncate_utf8(single_line(clean_text(raw)), self.config.max_string_bytes)
+        """:meth:`_clean`, counting a cut in ``point``."""
+        text, cut = self._clean(raw)
         point.truncated += cut
         return text
 
@@ -597,7 +601,7 @@ class LineProtocolEncoder:
             value = None
             text = state  # keep the reading as text rather than lose it
         if text is not None:
-            text, cut = truncate_utf8(single_line(clean_text(text)), self.config.max_string_bytes)
+            text, cut = self._clean(text)
             truncated = int(cut)
         return text, value, dropped, truncated
 
@@ -778,8 +782,10 @@ class LineProtocolEncoder:
     def _line(self, record: EventRecord) -> tuple[str, int, int] | None:
         """(line, dropped, truncated) for ``record``; None if skipped; may raise."""
         cached = self._cached(record)
-        if not isinstance(cached, _Miss):
-            return cached
+        return self._uncached(record) if isinstance(cached, _Miss) else cached
+
+    def _uncached(self, record: EventRecord) -> tuple[str, int, int] | None:
+        """:meth:`_line` without the line cache."""
         built = self._build(record)
         if built is None:
             return None
@@ -805,15 +811,13 @@ class LineProtocolEncoder:
             try:
                 encoded = cached(record)
                 if isinstance(encoded, _Miss):
-                    encoded = self._line(record)
+                    encoded = self._uncached(record)
                 if encoded is None:
                     result.skipped += 1
                     continue
                 line, dropped, truncated = encoded
-                if dropped:
-                    result.dropped_values += dropped
-                if truncated:
-                    result.truncated_values += truncated
+                result.dropped_values += dropped
+                result.truncated_values += truncated
                 append((record.time_ns, line.encode("utf-8")))
             except EncodeError as exc:
                 result.rejected.append((record, str(exc)))

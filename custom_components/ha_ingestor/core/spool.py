@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
-from itertools import accumulate
+from itertools import accumulate, chain
 import logging
 from operator import itemgetter
 from pathlib import Path
@@ -323,35 +323,25 @@ class _SqliteStore:
 
     def insert(self, rows: Sequence[_NewRow]) -> None:
         """Append rows to pending, a few thousand per statement (ids keep row order)."""
-        step = _INSERT_ROWS
-        nbytes = 0
-        for start in range(0, len(rows), step):
-            params: list[object] = []
-            extend = params.extend
-            chunk = rows[start : start + step]
-            for time_ns, payload, enqueued_at, attempts in chunk:
-                size = len(payload)
-                nbytes += size
-                extend((time_ns, payload, size, enqueued_at, attempts))
-            self.conn.execute(self._insert_statement(len(chunk)), params)
-        self.count += len(rows)
-        self.nbytes += nbytes
+        self._insert_chunks(rows, lambda chunk: [(t, p, len(p), at, n) for t, p, at, n in chunk])
 
     def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> None:
-        """:meth:`insert` for new rows, without a list of per-row tuples kept alive."""
-        step = _INSERT_ROWS
-        nbytes = 0
-        for start in range(0, len(rows), step):
-            params: list[object] = []
-            extend = params.extend
-            chunk = rows[start : start + step]
-            for time_ns, payload in chunk:
-                size = len(payload)
-                nbytes += size
-                extend((time_ns, bytes(payload), size, enqueued_at, 0))
-            self.conn.execute(self._insert_statement(len(chunk)), params)
+        """:meth:`insert` for new rows, without first copying them into ``_NewRow`` tuples."""
+        self._insert_chunks(
+            rows, lambda chunk: [(t, bytes(p), len(p), enqueued_at, 0) for t, p in chunk]
+        )
+
+    def _insert_chunks[Row](
+        self,
+        rows: Sequence[Row],
+        values: Callable[[Sequence[Row]], list[tuple[int, bytes, int, float, int]]],
+    ) -> None:
+        """Insert ``values(chunk)`` (column tuples) for each chunk of ``_INSERT_ROWS`` rows."""
+        for start in range(0, len(rows), _INSERT_ROWS):
+            chunk = values(rows[start : start + _INSERT_ROWS])
+            self.conn.execute(self._insert_statement(len(chunk)), list(chain.from_iterable(chunk)))
+            self.nbytes += sum(row[2] for row in chunk)
         self.count += len(rows)
-        self.nbytes += nbytes
 
     def _insert_statement(self, rows: int) -> str:
         """``INSERT ... VALUES (?, ...), ...`` for ``rows`` rows (cached per size)."""
