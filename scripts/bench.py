@@ -113,6 +113,7 @@ class Options:
     workdir: Path
     keep: bool
     quick: bool
+    phases: tuple[str, ...] = ()
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -156,6 +157,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="where the temp config dir, spool and InfluxDB data go (a real disk: /var/tmp)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir for inspection")
+    parser.add_argument(
+        "--phase",
+        action="append",
+        choices=[key for key, _, _ in PHASES],
+        help="run only this phase (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
     quick = bool(args.quick)
 
@@ -176,6 +183,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         workdir=args.workdir,
         keep=bool(args.keep),
         quick=quick,
+        phases=tuple(args.phase or ()),
     )
     for name in ("events", "listener_events", "backlog"):
         if getattr(opts, name) < 1:
@@ -1253,12 +1261,12 @@ def report(h: Harness) -> str:
 # The backlog runs first: its RSS reading wants a young heap (later phases leave
 # freed-but-fragmented memory behind that would blur a growth figure), and its two
 # databases are dropped afterwards so InfluxDB compactions do not slow later phases.
-PHASES: list[tuple[str, Callable[[Harness], Awaitable[None]]]] = [
-    ("3+4 backlog drain and RSS", phase_backlog),
-    ("2 listener time", phase_listener),
-    ("1 throughput", phase_throughput),
-    ("5 time to data flowing", phase_return),
-    ("6 loss during an outage", phase_outage),
+PHASES: list[tuple[str, str, Callable[[Harness], Awaitable[None]]]] = [
+    ("backlog", "3+4 backlog drain and RSS", phase_backlog),
+    ("listener", "2 listener time", phase_listener),
+    ("throughput", "1 throughput", phase_throughput),
+    ("return", "5 time to data flowing", phase_return),
+    ("outage", "6 loss during an outage", phase_outage),
 ]
 
 
@@ -1275,7 +1283,9 @@ async def run(h: Harness) -> None:
             _LOGGER.warning("starting Home Assistant with both integrations")
             await h.start_hass()
             h.results["environment"] = environment(h)
-            for name, phase in PHASES:
+            for key, name, phase in PHASES:
+                if h.opts.phases and key not in h.opts.phases:
+                    continue
                 start = time.monotonic()
                 _LOGGER.warning("phase %s ...", name)
                 try:

@@ -64,7 +64,8 @@ def test_store_streams_records_and_quarantines_bad_ones(tmp_path: Path) -> None:
         ("sensor.b", "unknown", 30),  # skipped
         ("sensor.c", "2", 40),
     ]
-    result = pipeline._store(batch)
+    result, appended = pipeline._store(batch)
+    assert [r.time_ns for r in appended.rows] == [10, 40]  # handed to the uploader
     assert (result.captured, result.stored, result.skipped, result.rejected) == (6, 2, 1, 2)
     assert [r.time_ns for r in spool.peek(10, 1 << 20)] == [10, 40]
     dead = spool.dead_letters()
@@ -82,8 +83,11 @@ def test_store_records_the_gap_a_full_spool_dropped(tmp_path: Path) -> None:
     pipeline = store_pipeline(spool)
     pipeline._store([("sensor.a", "1", 10), ("sensor.a", "2", 20)])
     assert not pipeline.gaps
-    result = pipeline._store([("sensor.a", "3", 30), ("sensor.a", "4", 40)])
+    result, appended = pipeline._store([("sensor.a", "3", 30), ("sensor.a", "4", 40)])
     assert result.dropped
+    # The new rows still get their ids; the uploader notices the evicted ones
+    # are missing (ids no longer follow what it read) and reads the spool.
+    assert [r.time_ns for r in appended.rows] == [30, 40]
     oldest_after = spool.stats().oldest_time_ns
     assert pipeline.gaps == [(10, oldest_after)]
     spool.close()

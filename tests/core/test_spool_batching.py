@@ -99,7 +99,8 @@ def spool_rows(path: Path) -> list[SpoolRow]:
             "_PEEK_HEAD",
             (
                 "SELECT group_concat(id), group_concat(time_ns), group_concat(length(payload))"
-                " FROM (SELECT id, time_ns, payload FROM pending ORDER BY id DESC LIMIT ?)"
+                " FROM (SELECT id, time_ns, payload FROM pending WHERE id > ?"
+                " ORDER BY id DESC LIMIT ?)"
             ),
         ),
         # Payloads that do not match the head.
@@ -137,3 +138,55 @@ def test_append_reports_the_oldest_row_only_when_it_may_drop(tmp_path: Path) -> 
     assert aged.append([(3, b"a")]).oldest_before is None
     assert aged.append([(4, b"b")]).oldest_before == 3
     aged.close()
+
+
+def open_spool(path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> Spool:
+    """A spool on disk (aggregated or row-by-row reads) or in its memory fallback."""
+    spool = Spool(path / "s.sqlite")
+    if mode == "memory":
+        with monkeypatch.context() as patch:  # no directory for the database: memory
+            patch.setattr(Path, "mkdir", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "")))
+            spool.open()
+        assert spool.storage_failed
+        return spool
+    spool.open()
+    assert spool._disk is not None
+    spool._disk.aggregate_peek = mode == "aggregate"
+    return spool
+
+
+@pytest.mark.parametrize("mode", ["aggregate", "rows", "memory"])
+def test_hand_back_and_advance(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = open_spool(tmp_path, mode, monkeypatch)
+    first = spool.append([(i, b"p%d" % i) for i in range(5)], hand_back=True)
+    assert [r.payload for r in first.rows] == [b"p%d" % i for i in range(5)]
+    assert first.rows == spool.peek(10, 1 << 20)  # the ids the spool really gave
+    generation = first.generation
+    # Read after the third row; the first two are delivered and deleted in the same job.
+    delivered = spool_mod.RowIds(generation, [r.id for r in first.rows[:2]])
+    after = spool_mod.RowIds(generation, [first.rows[2].id])
+    batch = spool.advance(delivered, after, 10, 1 << 20)
+    assert (batch.rows, batch.generation) == (first.rows[3:], generation)
+    assert spool.stats().pending_count == 3
+    # Ids of another generation are ignored: nothing deleted, reading from the head.
+    stale = spool_mod.RowIds(generation + 1_000, [r.id for r in first.rows])
+    assert spool.advance(stale, stale, 10, 1 << 20).rows == first.rows[2:]
+    assert spool.append([], delivered=stale) == spool_mod.AppendResult(0, 0)
+    assert spool.stats().pending_count == 3
+    # Deleting through append, in the same job as the next rows.
+    more = spool.append(
+        [(9, b"p9")], delivered=spool_mod.RowIds(generation, [first.rows[2].id]), hand_back=True
+    )
+    assert [r.payload for r in more.rows] == [b"p9"]
+    assert [r.payload for r in spool.peek(10, 1 << 20)] == [b"p3", b"p4", b"p9"]
+    spool.close()
+
+
+def test_generation_changes_with_the_store(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.open()
+    one = spool.append([(1, b"a")], hand_back=True).generation
+    spool.close()
+    spool.open()
+    assert spool.append([(2, b"b")], hand_back=True).generation != one
+    spool.close()

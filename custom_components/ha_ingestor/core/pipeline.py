@@ -17,7 +17,7 @@ from .clock import Clock
 from .encoder import Encoder, EventRecord, record_debug_payload
 from .health import HealthReport, HealthTolerances
 from .resilience import Resilience
-from .spool import OverflowPolicy, Spool, SpoolStats
+from .spool import AppendResult, OverflowPolicy, RowIds, Spool, SpoolStats
 from .uploader import Endpoint, RunSync, Uploader
 
 _LOGGER = logging.getLogger(__name__)
@@ -160,7 +160,12 @@ class Pipeline:
                 batch = buffer[:size]
                 del buffer[:size]
                 remaining -= size
-                result: FlushResult = await self._spool_call(self._store, batch)
+                # The uploader's delivered rows are deleted in the same job, and
+                # the stored rows come back with their ids for it to send.
+                result, appended = await self._spool_call(
+                    self._store, batch, self.uploader.take_delivered()
+                )
+                self.uploader.offer(appended.rows, appended.generation)
                 if result.dropped:
                     metrics.add_events_dropped(result.dropped)
                 if result.rejected:
@@ -172,7 +177,6 @@ class Pipeline:
                     rejected=total.rejected + result.rejected,
                     dropped=total.dropped + result.dropped,
                 )
-                self.uploader.wake()
         self._changed()
         return total
 
@@ -183,6 +187,8 @@ class Pipeline:
     async def async_close(self) -> None:
         """Flush what is in memory and close the spool (final write)."""
         await self.flush()
+        if delivered := self.uploader.take_delivered():
+            await self._spool_call(self._spool.advance, delivered, None, 0, 0)
         await self._run_sync(self._spool.close)
 
     async def requeue_dead_letters(self) -> int:
@@ -263,8 +269,10 @@ class Pipeline:
         self._spool_changed.set()
         return value
 
-    def _store(self, batch: list[Any]) -> FlushResult:
-        """Convert, encode and spool a batch (worker thread)."""
+    def _store(
+        self, batch: list[Any], delivered: RowIds | None = None
+    ) -> tuple[FlushResult, AppendResult]:
+        """Convert, encode and spool a batch, deleting ``delivered`` rows (worker thread)."""
         rejected: list[tuple[int, bytes]] = []
         reasons: list[str] = []
         convert = self._convert
@@ -295,13 +303,14 @@ class Pipeline:
                 len(rejected),
                 reasons[0],
             )
-        appended = self._spool.append(encoded.lines)
+        appended = self._spool.append(encoded.lines, delivered=delivered, hand_back=True)
         if appended.dropped and encoded.lines:
             self._record_gap(appended.oldest_before, encoded.lines)
-        return FlushResult(
+        result = FlushResult(
             captured=len(batch),
             stored=appended.stored,
             skipped=encoded.skipped,
             rejected=len(rejected),
             dropped=appended.dropped,
         )
+        return result, appended

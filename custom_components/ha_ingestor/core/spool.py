@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
+import itertools
 from itertools import accumulate, chain
 import logging
 from operator import itemgetter
@@ -44,8 +45,10 @@ __all__ = [
     "DEFAULT_RECOVER_AFTER",
     "MEMORY_ID_BASE",
     "AppendResult",
+    "Batch",
     "DeadLetter",
     "OverflowPolicy",
+    "RowIds",
     "Spool",
     "SpoolRow",
     "SpoolStats",
@@ -123,7 +126,7 @@ class SpoolRow(NamedTuple):
 # statement also returns its ids, which are checked to come in queue order.
 _PEEK_HEAD: Final = (
     "SELECT group_concat(id), group_concat(time_ns), group_concat(length(payload))"
-    " FROM (SELECT id, time_ns, payload FROM pending ORDER BY id LIMIT ?)"
+    " FROM (SELECT id, time_ns, payload FROM pending WHERE id > ? ORDER BY id LIMIT ?)"
 )
 _PEEK_PAYLOADS: Final = (
     "SELECT group_concat(id), CAST(group_concat(payload, '') AS BLOB)"
@@ -132,6 +135,8 @@ _PEEK_PAYLOADS: Final = (
 
 # SpoolRow._make without its Python frame: a C call per fetched row.
 _spool_row: Final = partial(tuple.__new__, SpoolRow)
+# Store serial numbers (Batch.generation): never reused within a process.
+_SERIALS: Final = itertools.count(1)
 _payload_of: Final = itemgetter(2)
 
 
@@ -146,6 +151,36 @@ class AppendResult:
     stored: int
     dropped: int
     oldest_before: int | None = field(default=None, compare=False)
+    #: The stored rows with their ids, when asked for and all new rows were
+    #: stored (the uploader then sends them without reading them back).
+    rows: list[SpoolRow] = field(default_factory=list, compare=False)
+    #: :attr:`Batch.generation` of the store the rows went to.
+    generation: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RowIds:
+    """Row ids with the generation of the store they were read from.
+
+    Ids mean nothing in another store (a memory fallback, a database
+    recreated after corruption), so the spool applies them only while that
+    store is still the active one.
+    """
+
+    generation: int
+    ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Rows read by :meth:`Spool.advance` and the store they came from.
+
+    ``generation`` changes whenever the spool switches stores (open, memory
+    fallback, recovery): ids are comparable only within one generation.
+    """
+
+    rows: list[SpoolRow]
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +242,8 @@ class _Store(Protocol):
     nbytes: int
     dl_count: int
     dl_bytes: int
+    #: Unique per store object (see :attr:`Batch.generation`).
+    serial: int
 
     def transaction(self) -> AbstractContextManager[None]:
         """Run the enclosed operations atomically."""
@@ -214,8 +251,11 @@ class _Store(Protocol):
     def insert(self, rows: Sequence[_NewRow]) -> None:
         """Append rows to pending."""
 
-    def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> None:
-        """Append new ``(time_ns, payload)`` rows (no earlier attempts) to pending."""
+    def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> int:
+        """Append new ``(time_ns, payload)`` rows (no earlier attempts); return the last id."""
+
+    def ids_of_last(self, count: int, last_id: int) -> bool:
+        """Whether the newest ``count`` pending rows have the ids up to ``last_id``."""
 
     def head(self, limit: int) -> list[tuple[int, int, float]]:
         """Oldest pending ``(id, size, enqueued_at)``."""
@@ -223,8 +263,8 @@ class _Store(Protocol):
     def delete_through(self, last_id: int, count: int, nbytes: int) -> None:
         """Delete pending rows with id <= last_id (count/bytes known by the caller)."""
 
-    def peek(self, max_points: int, max_bytes: int) -> list[SpoolRow]:
-        """Oldest pending rows within the limits (at least one)."""
+    def peek(self, max_points: int, max_bytes: int, after: int) -> list[SpoolRow]:
+        """Oldest pending rows with id > ``after`` within the limits (at least one)."""
 
     def take(self, ids: Sequence[int]) -> list[_Taken]:
         """Delete pending rows by id and return them (oldest first)."""
@@ -273,6 +313,7 @@ class _SqliteStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.count = self.nbytes = self.dl_count = self.dl_bytes = 0
+        self.serial = next(_SERIALS)
         self._insert_sql: dict[int, str] = {}
         #: Off only in tests (to cover the row-by-row path it falls back to).
         self.aggregate_peek = True
@@ -325,23 +366,42 @@ class _SqliteStore:
         """Append rows to pending, a few thousand per statement (ids keep row order)."""
         self._insert_chunks(rows, lambda chunk: [(t, p, len(p), at, n) for t, p, at, n in chunk])
 
-    def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> None:
+    def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> int:
         """:meth:`insert` for new rows, without first copying them into ``_NewRow`` tuples."""
-        self._insert_chunks(
+        return self._insert_chunks(
             rows, lambda chunk: [(t, bytes(p), len(p), enqueued_at, 0) for t, p in chunk]
         )
+
+    def ids_of_last(self, count: int, last_id: int) -> bool:
+        """Check with one indexed range count.
+
+        ``count`` distinct ids above ``last_id - count``, the newest being
+        ``last_id``, can only be that consecutive run.
+        """
+        found, newest = self.conn.execute(
+            "SELECT COUNT(*), MAX(id) FROM pending WHERE id > ?", (last_id - count,)
+        ).fetchone()
+        return bool(found == count and newest == last_id)
 
     def _insert_chunks[Row](
         self,
         rows: Sequence[Row],
         values: Callable[[Sequence[Row]], list[tuple[int, bytes, int, float, int]]],
-    ) -> None:
-        """Insert ``values(chunk)`` (column tuples) for each chunk of ``_INSERT_ROWS`` rows."""
+    ) -> int:
+        """Insert ``values(chunk)`` (column tuples) for each chunk of ``_INSERT_ROWS`` rows.
+
+        Returns the id of the last row inserted (0 when none).
+        """
+        last_id = 0
         for start in range(0, len(rows), _INSERT_ROWS):
             chunk = values(rows[start : start + _INSERT_ROWS])
-            self.conn.execute(self._insert_statement(len(chunk)), list(chain.from_iterable(chunk)))
+            cursor = self.conn.execute(
+                self._insert_statement(len(chunk)), list(chain.from_iterable(chunk))
+            )
+            last_id = cursor.lastrowid or 0
             self.nbytes += sum(row[2] for row in chunk)
         self.count += len(rows)
+        return last_id
 
     def _insert_statement(self, rows: int) -> str:
         """``INSERT ... VALUES (?, ...), ...`` for ``rows`` rows (cached per size)."""
@@ -364,14 +424,15 @@ class _SqliteStore:
         self.count -= count
         self.nbytes -= nbytes
 
-    def peek(self, max_points: int, max_bytes: int) -> list[SpoolRow]:
-        """Oldest pending rows within the limits (at least one)."""
+    def peek(self, max_points: int, max_bytes: int, after: int) -> list[SpoolRow]:
+        """Oldest pending rows with id > ``after`` within the limits (at least one)."""
         if self.aggregate_peek:
-            rows = self._peek_aggregated(max_points, max_bytes)
+            rows = self._peek_aggregated(max_points, max_bytes, after)
             if rows is not None:
                 return rows
         fetched: list[tuple[int, int, bytes]] = self.conn.execute(
-            "SELECT id, time_ns, payload FROM pending ORDER BY id LIMIT ?", (max_points,)
+            "SELECT id, time_ns, payload FROM pending WHERE id > ? ORDER BY id LIMIT ?",
+            (after, max_points),
         ).fetchall()
         if fetched:
             # Running payload totals; keep rows up to max_bytes, and always the first.
@@ -380,9 +441,13 @@ class _SqliteStore:
                 del fetched[max(1, bisect_right(totals, max_bytes)) :]
         return list(map(_spool_row, fetched))
 
-    def _peek_aggregated(self, max_points: int, max_bytes: int) -> list[SpoolRow] | None:
+    def _peek_aggregated(
+        self, max_points: int, max_bytes: int, after: int
+    ) -> list[SpoolRow] | None:
         """:meth:`peek` in two statement steps; None if SQLite did not keep queue order."""
-        ids_text, times_text, sizes_text = self.conn.execute(_PEEK_HEAD, (max_points,)).fetchone()
+        ids_text, times_text, sizes_text = self.conn.execute(
+            _PEEK_HEAD, (after, max_points)
+        ).fetchone()
         if ids_text is None:
             return []
         ids = list(map(int, ids_text.split(",")))
@@ -510,6 +575,7 @@ class _MemoryStore:
         self.pending: OrderedDict[int, _NewRow] = OrderedDict()
         self.dead: OrderedDict[int, DeadLetter] = OrderedDict()
         self.count = self.nbytes = self.dl_count = self.dl_bytes = 0
+        self.serial = next(_SERIALS)
         self._next_id = MEMORY_ID_BASE
 
     def _new_id(self) -> int:
@@ -528,9 +594,14 @@ class _MemoryStore:
             self.nbytes += len(row[1])
         self.count += len(rows)
 
-    def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> None:
-        """Append new ``(time_ns, payload)`` rows to pending."""
+    def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> int:
+        """Append new ``(time_ns, payload)`` rows to pending; return the last id."""
         self.insert([(time_ns, bytes(payload), enqueued_at, 0) for time_ns, payload in rows])
+        return self._next_id
+
+    def ids_of_last(self, count: int, last_id: int) -> bool:
+        """Ids here are handed out one by one under the spool's lock: always true."""
+        return last_id == self._next_id
 
     def head(self, limit: int) -> list[tuple[int, int, float]]:
         """Oldest pending ``(id, size, enqueued_at)``."""
@@ -548,11 +619,13 @@ class _MemoryStore:
         self.count -= count
         self.nbytes -= nbytes
 
-    def peek(self, max_points: int, max_bytes: int) -> list[SpoolRow]:
-        """Oldest pending rows within the limits (at least one)."""
+    def peek(self, max_points: int, max_bytes: int, after: int) -> list[SpoolRow]:
+        """Oldest pending rows with id > ``after`` within the limits (at least one)."""
         rows: list[SpoolRow] = []
         total = 0
         for row_id, (time_ns, payload, _, _) in self.pending.items():
+            if row_id <= after:
+                continue  # delivered rows not deleted yet: a handful of batches
             total += len(payload)
             if len(rows) >= max_points or (rows and total > max_bytes):
                 break
@@ -952,17 +1025,30 @@ class Spool:
 
     # ------------------------------------------------------------------ public API
 
-    def append(self, rows: Sequence[tuple[int, bytes]]) -> AppendResult:
+    def append(
+        self,
+        rows: Sequence[tuple[int, bytes]],
+        *,
+        delivered: RowIds | None = None,
+        hand_back: bool = False,
+    ) -> AppendResult:
         """Store ``(time_ns, payload)`` rows in one transaction.
 
-        Expired rows are removed first; then the size limit is enforced by the
-        overflow policy. Every row given up (old or new) is counted in
-        ``dropped`` and in the persisted ``dropped_total``.
+        ``delivered`` rows are deleted first, in the same transaction (the
+        uploader's accepted batches ride along with the next append instead of
+        costing a job of their own). Expired rows are removed next; then the size
+        limit is enforced by the overflow policy. Every row given up (old or new)
+        is counted in ``dropped`` and in the persisted ``dropped_total``. With
+        ``hand_back`` the result carries the stored rows with their ids when
+        nothing was dropped.
         """
-        if not rows:
+        if not rows and delivered is None:
             return AppendResult(0, 0)
 
         def action(store: _Store) -> AppendResult:
+            self._remove_delivered(store, delivered)
+            if not rows:
+                return AppendResult(0, 0, generation=store.serial)
             now = self._clock()
             oldest_before = None
             if (
@@ -972,13 +1058,32 @@ class Spool:
                 oldest = store.oldest()  # for the caller's record of what was dropped
                 oldest_before = oldest[0] if oldest else None
             dropped = self._expire(store)
+            last_ids: list[int] = []
             stored, refused = self._admit(
-                store, rows, lambda accepted: store.insert_new(accepted, now)
+                store, rows, lambda accepted: last_ids.append(store.insert_new(accepted, now))
             )
             self._count_dropped(store, dropped + refused)
-            return AppendResult(stored, dropped + refused, oldest_before)
+            handed: list[SpoolRow] = []
+            if (
+                hand_back
+                and stored == len(rows)
+                and last_ids
+                and store.ids_of_last(stored, last_ids[0])
+            ):
+                first = last_ids[0] - stored + 1
+                handed = [
+                    _spool_row((first + i, time_ns, payload))
+                    for i, (time_ns, payload) in enumerate(rows)
+                ]
+            return AppendResult(stored, dropped + refused, oldest_before, handed, store.serial)
 
         return self._run("append", action)
+
+    @staticmethod
+    def _remove_delivered(store: _Store, delivered: RowIds | None) -> None:
+        """Delete delivered rows if their ids belong to ``store``."""
+        if delivered is not None and delivered.ids and delivered.generation == store.serial:
+            store.remove(delivered.ids)
 
     def enforce_limits(self) -> int:
         """Apply ``max_age_seconds`` now (e.g. periodically); return rows dropped."""
@@ -996,9 +1101,7 @@ class Spool:
         Always returns at least one row when any is pending, even one larger
         than ``max_bytes``, so an oversized point cannot block the queue.
         """
-        if max_points < 1:
-            return []
-        return self._run("peek", lambda store: store.peek(max_points, max_bytes), read_only=True)
+        return self.advance(None, None, max_points, max_bytes).rows
 
     def delete(self, ids: Sequence[int]) -> int:
         """Delete delivered rows by id; unknown ids are ignored. Returns rows deleted."""
@@ -1006,12 +1109,33 @@ class Spool:
             return 0
         return self._run("delete", lambda store: store.remove(ids))
 
-    def delete_and_peek(
-        self, ids: Sequence[int], max_points: int, max_bytes: int
-    ) -> list[SpoolRow]:
-        """:meth:`delete` delivered rows, then :meth:`peek` the next batch (one call)."""
-        self.delete(ids)
-        return self.peek(max_points, max_bytes)
+    def advance(
+        self,
+        delivered: RowIds | None,
+        after: RowIds | None,
+        max_points: int,
+        max_bytes: int,
+    ) -> Batch:
+        """Delete ``delivered`` rows, then read the oldest pending rows not read yet.
+
+        Limits as in :meth:`peek`. ``after.ids[-1]`` is the last id the
+        uploader has read already (rows in flight or handed over); it applies
+        only within the same generation: after a store switch reading starts
+        at the head again.
+        """
+
+        def action(store: _Store) -> Batch:
+            if delivered is not None and delivered.ids:
+                with store.transaction():
+                    self._remove_delivered(store, delivered)
+            start = 0
+            if after is not None and after.ids and after.generation == store.serial:
+                start = after.ids[-1]
+            rows = store.peek(max_points, max_bytes, start) if max_points >= 1 else []
+            return Batch(rows, store.serial)
+
+        # Read-only unless there is something to delete (BEGIN / COMMIT are steps).
+        return self._run("advance", action, read_only=True)
 
     def quarantine(self, rows: Sequence[SpoolRow], reason: str, category: str) -> int:
         """Move pending rows to the dead-letter table; return how many moved.

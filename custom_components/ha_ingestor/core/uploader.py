@@ -7,6 +7,7 @@ because every point carries its own timestamp / idempotency key.
 """
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 import contextlib
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from .clock import Clock
 from .errors import DeliveryError, ErrorCategory, ErrorKind
 from .probe import tcp_reachable
 from .resilience import Resilience
-from .spool import Spool, SpoolRow
+from .spool import Batch, RowIds, Spool, SpoolRow
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,9 +87,18 @@ class Uploader:
         self._wakeup = asyncio.Event()
         self._active_endpoint: str = self._endpoints[0].sink.endpoint
         self._logged_outage = False
-        # The next batch, read in the same executor job that deleted the last one
-        # (one worker-thread hop per upload instead of two; each hop waits for
-        # the GIL while Home Assistant is busy). None: peek afresh.
+        # Reading: batches the pipeline just spooled are handed over with their
+        # ids (offer), so while the uploader keeps up it never reads the spool
+        # back; accepted ids are deleted later in one go, together with the next
+        # append or read (every executor hop waits for the GIL while Home
+        # Assistant is busy). A crash before that delete only means a resend.
+        # All ids belong to the store generation ``_generation``.
+        self._generation: int | None = None
+        self._last_read = 0  # highest id sent or being sent; reading resumes after it
+        self._handoff: deque[tuple[int, list[SpoolRow]]] = deque()
+        self._delivered: list[int] = []
+        # Read right after a delivery when nothing was handed over (the same job
+        # deletes the delivered rows); [] = the spool had nothing more then.
         self._next_rows: list[SpoolRow] | None = None
         self._probe = probe
         # Disarmed when an attempt a probe triggered fails (the port answers but
@@ -106,6 +116,23 @@ class Uploader:
         """Look at the spool again now (new data was spooled, or a retry was asked)."""
         self._wakeup.set()
 
+    def offer(self, rows: list[SpoolRow], generation: int) -> None:
+        """Rows just spooled (ids consecutive): send them without reading them back.
+
+        Used only while they directly follow what was read last; anything else
+        (rows requeued or dropped in between, another store) reads the spool.
+        """
+        if rows:
+            self._handoff.append((generation, rows))
+        self.wake()
+
+    def take_delivered(self) -> RowIds | None:
+        """Ids accepted by the destination and not deleted yet (the caller deletes them)."""
+        if not self._delivered or self._generation is None:
+            return None
+        ids, self._delivered = self._delivered, []
+        return RowIds(self._generation, ids)
+
     def retry_now(self) -> None:
         """Manual retry: leave paused / given-up / backoff and try at once."""
         self._res.manual_retry()
@@ -121,26 +148,27 @@ class Uploader:
 
     async def run_once(self) -> bool:
         """Do one step: deliver one batch, or wait. Returns True when a batch was sent."""
-        rows, self._next_rows = self._next_rows, None
-        if rows is None:
-            rows = await self._run_sync(self._spool.peek, self._max_points, self._max_bytes)
+        ahead, self._next_rows = self._next_rows, None
+        rows = ahead or self._take_handoff()
+        if not rows and ahead is None:
+            rows = await self._read()
         if not rows:
             await self._wait(math.inf)
             return False
         wait = self._res.before_attempt()
-        if wait == math.inf:
-            self._on_change()
-            await self._wait_resumed()
-            return False
         if wait > 0:
+            self._reread()  # these rows wait in the spool; read them again later
             self._on_change()
-            await self._backoff(wait)
+            if wait == math.inf:
+                await self._wait_resumed()
+            else:
+                await self._backoff(wait)
             return False
         probed, self._probe_attempt = self._probe_attempt, False
         try:
             await self._send(rows)
         except DeliveryError as err:
-            self._next_rows = None
+            self._reread()
             delay = self._res.on_failure(err)
             if probed and err.transient:
                 self._probe_armed = False
@@ -150,11 +178,11 @@ class Uploader:
                 await self._backoff(delay)
             return False
         except asyncio.CancelledError:
-            self._next_rows = None
+            self._reread()
             self._res.on_cancel()
             raise
         except Exception:
-            self._next_rows = None
+            self._reread()
             # A bug must not kill the only loop that ships data: count it and back off.
             _LOGGER.exception("Unexpected error while uploading; will retry")
             delay = self._res.on_failure(DeliveryError(ErrorCategory.SERVER, "unexpected error"))
@@ -169,7 +197,67 @@ class Uploader:
             _LOGGER.info("Delivery to %s resumed", self._active_endpoint)
             self._logged_outage = False
         self._on_change()
+        if not self._handoff:
+            self._next_rows = await self._read()
         return True
+
+    async def _read(self) -> list[SpoolRow]:
+        """Delete delivered rows and read the next ones from the spool (one job)."""
+        after = (
+            RowIds(self._generation, [self._last_read])
+            if self._generation is not None and self._last_read
+            else None
+        )
+        batch: Batch = await self._run_sync(
+            self._spool.advance, self.take_delivered(), after, self._max_points, self._max_bytes
+        )
+        if batch.generation != self._generation:
+            # Another store (the spool then read from its head): ids tracked so
+            # far mean nothing there.
+            self._generation = batch.generation
+            self._delivered.clear()
+            self._last_read = 0
+        if batch.rows:
+            self._last_read = batch.rows[-1].id
+        return batch.rows
+
+    def _take_handoff(self) -> list[SpoolRow]:
+        """Rows handed over by the pipeline that directly follow the last read, if any."""
+        taken: list[SpoolRow] = []
+        nbytes = 0
+        handoff = self._handoff
+        while handoff and len(taken) < self._max_points:
+            generation, rows = handoff[0]
+            if generation != self._generation or rows[-1].id <= self._last_read:
+                handoff.popleft()  # another store, or read from the spool already
+                continue
+            if rows[0].id <= self._last_read:
+                rows = rows[self._last_read - rows[0].id + 1 :]  # ids are consecutive
+            if rows[0].id != self._last_read + 1:
+                handoff.clear()  # something lies in between: read the spool
+                break
+            count = 0
+            for row in rows[: self._max_points - len(taken)]:
+                size = len(row.payload)
+                if taken and nbytes + size > self._max_bytes:
+                    break
+                taken.append(row)
+                nbytes += size
+                count += 1
+            if count == 0:
+                break
+            self._last_read = rows[count - 1].id
+            if count < len(rows):
+                handoff[0] = (generation, rows[count:])
+                break
+            handoff.popleft()
+        return taken
+
+    def _reread(self) -> None:
+        """Forget the read position: the next batch is read from the head of the spool."""
+        self._last_read = 0
+        self._handoff.clear()
+        self._next_rows = None
 
     async def _send(self, rows: list[SpoolRow]) -> None:
         """Deliver ``rows``; split on 413, bisect on bad data, delete what was accepted."""
@@ -188,14 +276,11 @@ class Uploader:
             await self._send(rows[:mid])
             await self._send(rows[mid:])
             return
-        self._next_rows = await self._run_sync(
-            self._spool.delete_and_peek, [row.id for row in rows], self._max_points, self._max_bytes
-        )
+        self._delivered.extend(row.id for row in rows)
         self._res.metrics.add_events_sent(len(rows))
 
     async def _quarantine(self, rows: list[SpoolRow], err: DeliveryError) -> None:
         """Move poison points to the dead-letter table, counted and logged once."""
-        self._next_rows = None  # read before these rows left pending
         await self._run_sync(self._spool.quarantine, rows, err.message, err.category.value)
         self._res.metrics.add_points_quarantined(len(rows))
         _LOGGER.warning(
