@@ -65,7 +65,8 @@ def test_store_streams_records_and_quarantines_bad_ones(tmp_path: Path) -> None:
         ("sensor.c", "2", 40),
     ]
     result, appended = pipeline._store(batch)
-    assert [r.time_ns for r in appended.rows] == [10, 40]  # handed to the uploader
+    assert len(appended.rows) == 2  # handed to the uploader
+    assert appended.rows.payloads == [r.payload for r in spool.peek(10, 1 << 20)]
     assert (result.captured, result.stored, result.skipped, result.rejected) == (6, 2, 1, 2)
     assert [r.time_ns for r in spool.peek(10, 1 << 20)] == [10, 40]
     dead = spool.dead_letters()
@@ -87,7 +88,7 @@ def test_store_records_the_gap_a_full_spool_dropped(tmp_path: Path) -> None:
     assert result.dropped
     # The new rows still get their ids; the uploader notices the evicted ones
     # are missing (ids no longer follow what it read) and reads the spool.
-    assert [r.time_ns for r in appended.rows] == [30, 40]
+    assert [p.rsplit(b" ", 1)[1] for p in appended.rows.payloads] == [b"30", b"40"]
     oldest_after = spool.stats().oldest_time_ns
     assert pipeline.gaps == [(10, oldest_after)]
     spool.close()

@@ -159,25 +159,29 @@ def open_spool(path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> Spool:
 def test_hand_back_and_advance(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     spool = open_spool(tmp_path, mode, monkeypatch)
     first = spool.append([(i, b"p%d" % i) for i in range(5)], hand_back=True)
-    assert [r.payload for r in first.rows] == [b"p%d" % i for i in range(5)]
-    assert first.rows == spool.peek(10, 1 << 20)  # the ids the spool really gave
+    head = spool.peek(10, 1 << 20)
+    # The ids the spool really gave, and the payloads.
+    assert list(first.rows.ids) == [r.id for r in head]
+    assert list(first.rows.payloads) == [r.payload for r in head]
+    ids = list(first.rows.ids)
     generation = first.generation
     # Read after the third row; the first two are delivered and deleted in the same job.
-    delivered = spool_mod.RowIds(generation, [r.id for r in first.rows[:2]])
-    after = spool_mod.RowIds(generation, [first.rows[2].id])
+    delivered = spool_mod.RowIds(generation, ids[:2])
+    after = spool_mod.RowIds(generation, [ids[2]])
     batch = spool.advance(delivered, after, 10, 1 << 20)
-    assert (batch.rows, batch.generation) == (first.rows[3:], generation)
+    assert batch.generation == generation
+    assert (list(batch.rows.ids), list(batch.rows.payloads)) == (ids[3:], [b"p3", b"p4"])
     assert spool.stats().pending_count == 3
     # Ids of another generation are ignored: nothing deleted, reading from the head.
-    stale = spool_mod.RowIds(generation + 1_000, [r.id for r in first.rows])
-    assert spool.advance(stale, stale, 10, 1 << 20).rows == first.rows[2:]
+    stale = spool_mod.RowIds(generation + 1_000, ids)
+    assert list(spool.advance(stale, stale, 10, 1 << 20).rows.ids) == ids[2:]
     assert spool.append([], delivered=stale) == spool_mod.AppendResult(0, 0)
     assert spool.stats().pending_count == 3
     # Deleting through append, in the same job as the next rows.
     more = spool.append(
-        [(9, b"p9")], delivered=spool_mod.RowIds(generation, [first.rows[2].id]), hand_back=True
+        [(9, b"p9")], delivered=spool_mod.RowIds(generation, [ids[2]]), hand_back=True
     )
-    assert [r.payload for r in more.rows] == [b"p9"]
+    assert list(more.rows.payloads) == [b"p9"]
     assert [r.payload for r in spool.peek(10, 1 << 20)] == [b"p3", b"p4", b"p9"]
     spool.close()
 

@@ -201,7 +201,7 @@ async def test_ids_of_a_replaced_store_are_never_applied(tmp_path: Path) -> None
     assert delivered is not None
     assert delivered.ids == [1, 2, 3]
     appended = spool.append(lines(10, 14), delivered=delivered, hand_back=True)
-    assert [r.id for r in appended.rows] == [1, 2, 3, 4]
+    assert list(appended.rows.ids) == [1, 2, 3, 4]
     assert spool.stats().pending_count == 4  # nothing deleted
     uploader.offer(appended.rows, appended.generation)  # another generation: not used
     await drain(uploader)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 import itertools
-from itertools import accumulate, chain
+from itertools import accumulate
 import logging
 from operator import itemgetter
 from pathlib import Path
@@ -49,6 +49,7 @@ __all__ = [
     "DeadLetter",
     "OverflowPolicy",
     "RowIds",
+    "Rows",
     "Spool",
     "SpoolRow",
     "SpoolStats",
@@ -141,6 +142,27 @@ _payload_of: Final = itemgetter(2)
 
 
 @dataclass(frozen=True, slots=True)
+class Rows:
+    """Pending rows as two columns, ids and payloads: no object per row.
+
+    What the uploader sends. Thousands of small objects per batch would only
+    feed Home Assistant's garbage collector. ``ids`` is a ``range`` for rows
+    just appended (their ids are consecutive).
+    """
+
+    ids: Sequence[int] = ()
+    payloads: Sequence[bytes] = ()
+
+    def __len__(self) -> int:
+        """Return the number of rows."""
+        return len(self.payloads)
+
+    def __getitem__(self, index: slice) -> Self:
+        """Return the rows in ``index`` (a slice), still as columns."""
+        return type(self)(self.ids[index], self.payloads[index])
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     """Rows stored by :meth:`Spool.append` and rows dropped to honour the limits.
 
@@ -153,7 +175,7 @@ class AppendResult:
     oldest_before: int | None = field(default=None, compare=False)
     #: The stored rows with their ids, when asked for and all new rows were
     #: stored (the uploader then sends them without reading them back).
-    rows: list[SpoolRow] = field(default_factory=list, compare=False)
+    rows: Rows = field(default_factory=Rows, compare=False)
     #: :attr:`Batch.generation` of the store the rows went to.
     generation: int = field(default=0, compare=False)
 
@@ -179,7 +201,7 @@ class Batch:
     fallback, recovery): ids are comparable only within one generation.
     """
 
-    rows: list[SpoolRow]
+    rows: Rows
     generation: int
 
 
@@ -302,6 +324,20 @@ def _is_corrupt(exc: BaseException) -> bool:
     return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
+def _columns(
+    times: list[int], payloads: list[bytes], enqueued: list[float], attempts: list[int]
+) -> tuple[list[Any], int]:
+    """Flat INSERT parameters from columns (slice assignment, no tuple per row); bytes."""
+    sizes = list(map(len, payloads))
+    params: list[Any] = [None] * (5 * len(payloads))
+    params[0::5] = times
+    params[1::5] = payloads
+    params[2::5] = sizes
+    params[3::5] = enqueued
+    params[4::5] = attempts
+    return params, sum(sizes)
+
+
 def _chunks[T](items: Sequence[T]) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
@@ -364,12 +400,26 @@ class _SqliteStore:
 
     def insert(self, rows: Sequence[_NewRow]) -> None:
         """Append rows to pending, a few thousand per statement (ids keep row order)."""
-        self._insert_chunks(rows, lambda chunk: [(t, p, len(p), at, n) for t, p, at, n in chunk])
+        self._insert_chunks(
+            rows,
+            lambda chunk: _columns(
+                [t for t, _, _, _ in chunk],
+                [p for _, p, _, _ in chunk],
+                [at for _, _, at, _ in chunk],
+                [n for _, _, _, n in chunk],
+            ),
+        )
 
     def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> int:
         """:meth:`insert` for new rows, without first copying them into ``_NewRow`` tuples."""
         return self._insert_chunks(
-            rows, lambda chunk: [(t, bytes(p), len(p), enqueued_at, 0) for t, p in chunk]
+            rows,
+            lambda chunk: _columns(
+                [t for t, _ in chunk],
+                [bytes(p) for _, p in chunk],
+                [enqueued_at] * len(chunk),
+                [0] * len(chunk),
+            ),
         )
 
     def ids_of_last(self, count: int, last_id: int) -> bool:
@@ -384,22 +434,20 @@ class _SqliteStore:
         return bool(found == count and newest == last_id)
 
     def _insert_chunks[Row](
-        self,
-        rows: Sequence[Row],
-        values: Callable[[Sequence[Row]], list[tuple[int, bytes, int, float, int]]],
+        self, rows: Sequence[Row], values: Callable[[Sequence[Row]], tuple[list[Any], int]]
     ) -> int:
-        """Insert ``values(chunk)`` (column tuples) for each chunk of ``_INSERT_ROWS`` rows.
+        """Insert each chunk of ``_INSERT_ROWS`` rows with its ``values(chunk)``.
 
-        Returns the id of the last row inserted (0 when none).
+        ``values`` gives the statement's flat parameter list and the payload
+        bytes. Returns the id of the last row inserted (0 when none).
         """
         last_id = 0
         for start in range(0, len(rows), _INSERT_ROWS):
-            chunk = values(rows[start : start + _INSERT_ROWS])
-            cursor = self.conn.execute(
-                self._insert_statement(len(chunk)), list(chain.from_iterable(chunk))
-            )
+            chunk = rows[start : start + _INSERT_ROWS]
+            params, nbytes = values(chunk)
+            cursor = self.conn.execute(self._insert_statement(len(chunk)), params)
             last_id = cursor.lastrowid or 0
-            self.nbytes += sum(row[2] for row in chunk)
+            self.nbytes += nbytes
         self.count += len(rows)
         return last_id
 
@@ -1063,18 +1111,15 @@ class Spool:
                 store, rows, lambda accepted: last_ids.append(store.insert_new(accepted, now))
             )
             self._count_dropped(store, dropped + refused)
-            handed: list[SpoolRow] = []
+            handed = Rows()
             if (
                 hand_back
                 and stored == len(rows)
                 and last_ids
                 and store.ids_of_last(stored, last_ids[0])
             ):
-                first = last_ids[0] - stored + 1
-                handed = [
-                    _spool_row((first + i, time_ns, payload))
-                    for i, (time_ns, payload) in enumerate(rows)
-                ]
+                last = last_ids[0]
+                handed = Rows(range(last - stored + 1, last + 1), [p for _, p in rows])
             return AppendResult(stored, dropped + refused, oldest_before, handed, store.serial)
 
         return self._run("append", action)
@@ -1101,7 +1146,9 @@ class Spool:
         Always returns at least one row when any is pending, even one larger
         than ``max_bytes``, so an oversized point cannot block the queue.
         """
-        return self.advance(None, None, max_points, max_bytes).rows
+        if max_points < 1:
+            return []
+        return self._run("peek", lambda store: store.peek(max_points, max_bytes, 0), read_only=True)
 
     def delete(self, ids: Sequence[int]) -> int:
         """Delete delivered rows by id; unknown ids are ignored. Returns rows deleted."""
@@ -1132,22 +1179,22 @@ class Spool:
             if after is not None and after.ids and after.generation == store.serial:
                 start = after.ids[-1]
             rows = store.peek(max_points, max_bytes, start) if max_points >= 1 else []
-            return Batch(rows, store.serial)
+            return Batch(Rows([r.id for r in rows], [r.payload for r in rows]), store.serial)
 
         # Read-only unless there is something to delete (BEGIN / COMMIT are steps).
         return self._run("advance", action, read_only=True)
 
-    def quarantine(self, rows: Sequence[SpoolRow], reason: str, category: str) -> int:
-        """Move pending rows to the dead-letter table; return how many moved.
+    def quarantine(self, ids: Sequence[int], reason: str, category: str) -> int:
+        """Move pending rows (by id) to the dead-letter table; return how many moved.
 
         Rows no longer pending (delivered or dropped meanwhile) are skipped.
         """
-        if not rows:
+        if not ids:
             return 0
 
         def action(store: _Store) -> int:
             now = self._clock()
-            taken = store.take([row.id for row in rows])
+            taken = store.take(ids)
             store.insert_dead([(t, p, reason, category, now, n + 1) for _, t, p, n in taken])
             self._trim_dead(store)
             return len(taken)

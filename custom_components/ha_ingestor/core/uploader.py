@@ -20,7 +20,7 @@ from .clock import Clock
 from .errors import DeliveryError, ErrorCategory, ErrorKind
 from .probe import tcp_reachable
 from .resilience import Resilience
-from .spool import Batch, RowIds, Spool, SpoolRow
+from .spool import Batch, RowIds, Rows, Spool
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -95,11 +95,11 @@ class Uploader:
         # All ids belong to the store generation ``_generation``.
         self._generation: int | None = None
         self._last_read = 0  # highest id sent or being sent; reading resumes after it
-        self._handoff: deque[tuple[int, list[SpoolRow]]] = deque()
+        self._handoff: deque[tuple[int, Rows]] = deque()
         self._delivered: list[int] = []
         # Read right after a delivery when nothing was handed over (the same job
         # deletes the delivered rows); [] = the spool had nothing more then.
-        self._next_rows: list[SpoolRow] | None = None
+        self._next_rows: Rows | None = None
         self._probe = probe
         # Disarmed when an attempt a probe triggered fails (the port answers but
         # writes do not, e.g. a proxy): plain backoff until the next success.
@@ -116,7 +116,7 @@ class Uploader:
         """Look at the spool again now (new data was spooled, or a retry was asked)."""
         self._wakeup.set()
 
-    def offer(self, rows: list[SpoolRow], generation: int) -> None:
+    def offer(self, rows: Rows, generation: int) -> None:
         """Rows just spooled (ids consecutive): send them without reading them back.
 
         Used only while they directly follow what was read last; anything else
@@ -201,7 +201,7 @@ class Uploader:
             self._next_rows = await self._read()
         return True
 
-    async def _read(self) -> list[SpoolRow]:
+    async def _read(self) -> Rows:
         """Delete delivered rows and read the next ones from the spool (one job)."""
         after = (
             RowIds(self._generation, [self._last_read])
@@ -218,39 +218,50 @@ class Uploader:
             self._delivered.clear()
             self._last_read = 0
         if batch.rows:
-            self._last_read = batch.rows[-1].id
+            self._last_read = batch.rows.ids[-1]
         return batch.rows
 
-    def _take_handoff(self) -> list[SpoolRow]:
+    def _take_handoff(self) -> Rows:
         """Rows handed over by the pipeline that directly follow the last read, if any."""
-        taken: list[SpoolRow] = []
-        nbytes = 0
         handoff = self._handoff
-        while handoff and len(taken) < self._max_points:
+        first = self._last_read + 1
+        payloads: list[bytes] = []
+        nbytes = 0
+        while handoff and len(payloads) < self._max_points:
             generation, rows = handoff[0]
-            if generation != self._generation or rows[-1].id <= self._last_read:
+            if generation != self._generation or rows.ids[-1] < first:
                 handoff.popleft()  # another store, or read from the spool already
                 continue
-            if rows[0].id <= self._last_read:
-                rows = rows[self._last_read - rows[0].id + 1 :]  # ids are consecutive
-            if rows[0].id != self._last_read + 1:
+            if rows.ids[0] < first:
+                rows = rows[first - rows.ids[0] :]  # ids are consecutive
+            if rows.ids[0] != first:
                 handoff.clear()  # something lies in between: read the spool
                 break
-            count = 0
-            for row in rows[: self._max_points - len(taken)]:
-                size = len(row.payload)
-                if taken and nbytes + size > self._max_bytes:
-                    break
-                taken.append(row)
+            take = rows[: self._max_points - len(payloads)]
+            size = sum(map(len, take.payloads))
+            if nbytes + size > self._max_bytes:
+                # Cut at the byte limit (at least one row per batch).
+                count = 0
+                for payload in take.payloads:
+                    if (payloads or count) and nbytes + len(payload) > self._max_bytes:
+                        break
+                    nbytes += len(payload)
+                    count += 1
+                take = take[:count]
+            else:
                 nbytes += size
-                count += 1
-            if count == 0:
+            if not take:
                 break
-            self._last_read = rows[count - 1].id
-            if count < len(rows):
-                handoff[0] = (generation, rows[count:])
+            payloads.extend(take.payloads)
+            first = take.ids[-1] + 1
+            if len(take) < len(rows):
+                handoff[0] = (generation, rows[len(take) :])
                 break
             handoff.popleft()
+        if not payloads:
+            return Rows()
+        taken = Rows(range(self._last_read + 1, first), payloads)
+        self._last_read = first - 1
         return taken
 
     def _reread(self) -> None:
@@ -259,10 +270,10 @@ class Uploader:
         self._handoff.clear()
         self._next_rows = None
 
-    async def _send(self, rows: list[SpoolRow]) -> None:
+    async def _send(self, rows: Rows) -> None:
         """Deliver ``rows``; split on 413, bisect on bad data, delete what was accepted."""
         try:
-            await self._write([row.payload for row in rows])
+            await self._write(rows.payloads)
         except DeliveryError as err:
             if err.kind not in (ErrorKind.BAD_DATA, ErrorKind.TOO_LARGE):
                 raise
@@ -276,12 +287,12 @@ class Uploader:
             await self._send(rows[:mid])
             await self._send(rows[mid:])
             return
-        self._delivered.extend(row.id for row in rows)
+        self._delivered.extend(rows.ids)
         self._res.metrics.add_events_sent(len(rows))
 
-    async def _quarantine(self, rows: list[SpoolRow], err: DeliveryError) -> None:
+    async def _quarantine(self, rows: Rows, err: DeliveryError) -> None:
         """Move poison points to the dead-letter table, counted and logged once."""
-        await self._run_sync(self._spool.quarantine, rows, err.message, err.category.value)
+        await self._run_sync(self._spool.quarantine, rows.ids, err.message, err.category.value)
         self._res.metrics.add_points_quarantined(len(rows))
         _LOGGER.warning(
             "Quarantined %d point(s) rejected by %s (%s): %s",
@@ -291,7 +302,7 @@ class Uploader:
             err.message,
         )
 
-    async def _write(self, payloads: list[bytes]) -> None:
+    async def _write(self, payloads: Sequence[bytes]) -> None:
         """Write through the first endpoint whose breaker allows it (fallback chain)."""
         last_error: DeliveryError | None = None
         for endpoint in self._endpoints:
