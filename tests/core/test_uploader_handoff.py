@@ -243,3 +243,31 @@ async def test_random_interleavings_deliver_every_row(tmp_path: Path) -> None:
         ], seed
         assert spool.stats().pending_count == 0, seed
         spool.close()
+
+
+async def test_no_spool_read_while_a_flush_is_handing_over(tmp_path: Path) -> None:
+    uploader, spool, sink, calls = rig(tmp_path, [], 3)
+    uploader.wake()
+    await uploader.run_once()
+    uploader.expect_handoff(True)  # Pipeline.flush is spooling a burst
+    hand_over(uploader, spool, lines(0, 3))
+    assert await uploader.run_once() is True
+    uploader._wakeup.set()
+    assert await uploader.run_once() is False  # nothing handed over yet: no read either
+    assert calls == ["advance"]
+    hand_over(uploader, spool, lines(3, 6))
+    assert await uploader.run_once() is True
+    assert calls == ["advance"]
+    uploader.expect_handoff(False)  # the flush is over: read (and delete) again
+    assert await uploader.run_once() is False
+    assert calls == ["advance", "advance"]
+    assert sink.accepted() == [b"m v=%d" % i for i in range(6)]
+    assert spool.stats().pending_count == 0
+    # A gap in the hand-over reads the spool even while a flush is running.
+    uploader.expect_handoff(True)
+    spool.append(lines(6, 7))
+    hand_over(uploader, spool, lines(7, 8))
+    await drain(uploader)
+    assert sink.accepted()[-2:] == [b"m v=6", b"m v=7"]
+    uploader.expect_handoff(False)
+    spool.close()

@@ -25,6 +25,11 @@ _LOGGER = logging.getLogger(__name__)
 #: Most captured items kept in memory between flushes. A flush runs every
 #: second, so this only bites when the executor is stuck for a long time.
 MAX_BUFFER = 200_000
+#: Most items encoded and spooled per executor job. Each job has a fixed cost
+#: that grows while Home Assistant is busy (a thread hop, a transaction, the
+#: statistics read, every one waiting for the GIL), so a burst goes to disk in
+#: few large jobs; the uploader still sends batches of ``batch_points``.
+STORE_SLICE = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,28 +160,32 @@ class Pipeline:
                 return None
             metrics.add_events_received(remaining)
             total = FlushResult(captured=0, stored=0, skipped=0, rejected=0, dropped=0)
-            while remaining > 0:
-                size = min(remaining, self._config.batch_points)
-                batch = buffer[:size]
-                del buffer[:size]
-                remaining -= size
-                # The uploader's delivered rows are deleted in the same job, and
-                # the stored rows come back with their ids for it to send.
-                result, appended = await self._spool_call(
-                    self._store, batch, self.uploader.take_delivered()
-                )
-                self.uploader.offer(appended.rows, appended.generation)
-                if result.dropped:
-                    metrics.add_events_dropped(result.dropped)
-                if result.rejected:
-                    metrics.add_points_quarantined(result.rejected)
-                total = FlushResult(
-                    captured=total.captured + result.captured,
-                    stored=total.stored + result.stored,
-                    skipped=total.skipped + result.skipped,
-                    rejected=total.rejected + result.rejected,
-                    dropped=total.dropped + result.dropped,
-                )
+            self.uploader.expect_handoff(True)
+            try:
+                while remaining > 0:
+                    size = min(remaining, max(STORE_SLICE, self._config.batch_points))
+                    batch = buffer[:size]
+                    del buffer[:size]
+                    remaining -= size
+                    # The uploader's delivered rows are deleted in the same job, and
+                    # the stored rows come back with their ids for it to send.
+                    result, appended = await self._spool_call(
+                        self._store, batch, self.uploader.take_delivered()
+                    )
+                    self.uploader.offer(appended.rows, appended.generation)
+                    if result.dropped:
+                        metrics.add_events_dropped(result.dropped)
+                    if result.rejected:
+                        metrics.add_points_quarantined(result.rejected)
+                    total = FlushResult(
+                        captured=total.captured + result.captured,
+                        stored=total.stored + result.stored,
+                        skipped=total.skipped + result.skipped,
+                        rejected=total.rejected + result.rejected,
+                        dropped=total.dropped + result.dropped,
+                    )
+            finally:
+                self.uploader.expect_handoff(False)
         self._changed()
         return total
 

@@ -71,8 +71,9 @@ _CHUNK: Final = 500  # ids per "IN (...)" statement, far below SQLite's limit
 # every statement step and a busy event loop keeps it for a switch interval
 # (5 ms) before handing it back, so a statement per row made a 5000-row flush
 # take seconds while Home Assistant was busy; a few large statements do not.
-# SQLite before 3.32 allows only 999 bound parameters per statement (later 32 766).
-_INSERT_ROWS: Final = 2000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 199
+# SQLite before 3.32 allows only 999 bound parameters per statement (later 32 766:
+# 6000 rows use 30 000).
+_INSERT_ROWS: Final = 6000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 199
 _INSERT_PREFIX: Final = (
     "INSERT INTO pending (time_ns, payload, size, enqueued_at, attempts) VALUES "
 )

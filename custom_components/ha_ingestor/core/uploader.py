@@ -100,6 +100,11 @@ class Uploader:
         # Read right after a delivery when nothing was handed over (the same job
         # deletes the delivered rows); [] = the spool had nothing more then.
         self._next_rows: Rows | None = None
+        # True while the pipeline is spooling a burst: more rows are about to be
+        # handed over, so reading the spool meanwhile would only compete with
+        # those writes for the spool's lock and the GIL.
+        self._expecting = False
+        self._must_read = False  # the hand-over skipped rows: read the spool
         self._probe = probe
         # Disarmed when an attempt a probe triggered fails (the port answers but
         # writes do not, e.g. a proxy): plain backoff until the next success.
@@ -126,6 +131,12 @@ class Uploader:
             self._handoff.append((generation, rows))
         self.wake()
 
+    def expect_handoff(self, expecting: bool) -> None:
+        """Tell whether the pipeline is spooling rows it will :meth:`offer` (wakes when over)."""
+        self._expecting = expecting
+        if not expecting:
+            self.wake()
+
     def take_delivered(self) -> RowIds | None:
         """Ids accepted by the destination and not deleted yet (the caller deletes them)."""
         if not self._delivered or self._generation is None:
@@ -150,7 +161,7 @@ class Uploader:
         """Do one step: deliver one batch, or wait. Returns True when a batch was sent."""
         ahead, self._next_rows = self._next_rows, None
         rows = ahead or self._take_handoff()
-        if not rows and ahead is None:
+        if not rows and ahead is None and (self._must_read or not self._expecting):
             rows = await self._read()
         if not rows:
             await self._wait(math.inf)
@@ -197,7 +208,7 @@ class Uploader:
             _LOGGER.info("Delivery to %s resumed", self._active_endpoint)
             self._logged_outage = False
         self._on_change()
-        if not self._handoff:
+        if not self._handoff and not self._expecting:
             self._next_rows = await self._read()
         return True
 
@@ -211,6 +222,7 @@ class Uploader:
         batch: Batch = await self._run_sync(
             self._spool.advance, self.take_delivered(), after, self._max_points, self._max_bytes
         )
+        self._must_read = False
         if batch.generation != self._generation:
             # Another store (the spool then read from its head): ids tracked so
             # far mean nothing there.
@@ -229,13 +241,18 @@ class Uploader:
         nbytes = 0
         while handoff and len(payloads) < self._max_points:
             generation, rows = handoff[0]
-            if generation != self._generation or rows.ids[-1] < first:
-                handoff.popleft()  # another store, or read from the spool already
+            if generation != self._generation:
+                handoff.popleft()  # another store: its rows are read from it
+                self._must_read = True
+                continue
+            if rows.ids[-1] < first:
+                handoff.popleft()  # read from the spool already
                 continue
             if rows.ids[0] < first:
                 rows = rows[first - rows.ids[0] :]  # ids are consecutive
             if rows.ids[0] != first:
                 handoff.clear()  # something lies in between: read the spool
+                self._must_read = True
                 break
             take = rows[: self._max_points - len(payloads)]
             size = sum(map(len, take.payloads))
