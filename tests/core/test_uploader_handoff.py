@@ -5,6 +5,9 @@ from pathlib import Path
 import random
 from typing import Any
 
+import pytest
+
+from custom_components.ha_ingestor.core import uploader as uploader_mod
 from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
 from custom_components.ha_ingestor.core.resilience import Resilience
@@ -270,4 +273,29 @@ async def test_no_spool_read_while_a_flush_is_handing_over(tmp_path: Path) -> No
     await drain(uploader)
     assert sink.accepted()[-2:] == [b"m v=6", b"m v=7"]
     uploader.expect_handoff(False)
+    spool.close()
+
+
+async def test_hand_over_is_bounded_and_off_while_not_delivering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offers never pile up in memory: not before the first read, not in a backoff, not beyond
+    HANDOFF_MAX_ROWS (the rows are in the spool in every case)."""
+    uploader, spool, sink, _calls = rig(tmp_path, [], 3)
+    hand_over(uploader, spool, lines(0, 2))  # not started yet
+    assert not uploader._handoff
+    await drain(uploader)
+    monkeypatch.setattr(uploader_mod, "HANDOFF_MAX_ROWS", 4)
+    hand_over(uploader, spool, lines(2, 5))
+    hand_over(uploader, spool, lines(5, 8))  # would make 6 queued
+    assert [len(rows) for _, rows in uploader._handoff] == [3]
+    sink.down = True
+    uploader._wakeup.set()
+    assert await uploader.run_once() is False  # refused: backing off
+    hand_over(uploader, spool, lines(8, 9))
+    assert not uploader._handoff
+    sink.down = False
+    await drain(uploader)
+    assert sorted(set(sink.accepted())) == sorted(b"m v=%d" % i for i in range(9))
+    assert spool.stats().pending_count == 0
     spool.close()

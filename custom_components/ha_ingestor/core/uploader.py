@@ -33,6 +33,9 @@ PROBE_INTERVAL = 1.0
 #: connect tells cheaply when that is over. Timeouts and HTTP errors are not
 #: probed: a hung or failing server accepts connections all the same.
 PROBE_CATEGORIES = frozenset({ErrorCategory.NETWORK, ErrorCategory.DNS})
+#: Most rows kept for the hand-over. More means the uploader fell behind: the
+#: rows are in the spool anyway, and memory must not grow with a backlog.
+HANDOFF_MAX_ROWS = 50_000
 
 
 class Sink(Protocol):
@@ -105,6 +108,9 @@ class Uploader:
         # those writes for the spool's lock and the GIL.
         self._expecting = False
         self._must_read = False  # the hand-over skipped rows: read the spool
+        # Offers are kept only while deliveries flow (not during a backoff, a
+        # pause, or before the first read): otherwise they would pile up in memory.
+        self._flowing = False
         self._probe = probe
         # Disarmed when an attempt a probe triggered fails (the port answers but
         # writes do not, e.g. a proxy): plain backoff until the next success.
@@ -128,7 +134,15 @@ class Uploader:
         (rows requeued or dropped in between, another store) reads the spool.
         """
         if rows:
-            self._handoff.append((generation, rows))
+            queued = sum(len(queued_rows) for _, queued_rows in self._handoff)
+            if (
+                self._flowing
+                and generation == self._generation
+                and queued + len(rows) <= HANDOFF_MAX_ROWS
+            ):
+                self._handoff.append((generation, rows))
+            else:
+                self._must_read = True
         self.wake()
 
     def expect_handoff(self, expecting: bool) -> None:
@@ -223,6 +237,7 @@ class Uploader:
             self._spool.advance, self.take_delivered(), after, self._max_points, self._max_bytes
         )
         self._must_read = False
+        self._flowing = True
         if batch.generation != self._generation:
             # Another store (the spool then read from its head): ids tracked so
             # far mean nothing there.
@@ -286,6 +301,7 @@ class Uploader:
         self._last_read = 0
         self._handoff.clear()
         self._next_rows = None
+        self._flowing = False
 
     async def _send(self, rows: Rows) -> None:
         """Deliver ``rows``; split on 413, bisect on bad data, delete what was accepted."""
