@@ -139,11 +139,14 @@ class IngestorRuntime:
     _context: dict[str, Any] = field(default_factory=dict)
     _wanted: dict[str, bool] = field(init=False)
     _capture: Callable[[Any], None] = field(init=False)
+    #: The bus listener for state changes (see :meth:`_build_state_listener`).
+    state_listener: Callable[[Event[EventStateChangedData]], None] = field(init=False)
 
     def __post_init__(self) -> None:
         """Bind the listener's hot-path lookups once."""
         self._wanted = self.matcher.decisions
         self._capture = self.pipeline.capture
+        self.state_listener = self._build_state_listener()
 
     health: HealthReport | None = None
     backfill: BackfillProgress | None = None
@@ -171,7 +174,7 @@ class IngestorRuntime:
         await self.pipeline.async_open()
         self._refresh_context()
         # Capture from the first second, whether or not the destination answers.
-        self._unsubs.append(hass.bus.async_listen(EVENT_STATE_CHANGED, self._on_state_changed))
+        self._unsubs.append(hass.bus.async_listen(EVENT_STATE_CHANGED, self.state_listener))
         for event_type in self.event_types:
             self._unsubs.append(hass.bus.async_listen(event_type, self._on_event))
         self._unsubs.append(self.matcher.async_track_registries())
@@ -244,6 +247,27 @@ class IngestorRuntime:
         await self._async_close()
 
     # --- capture -----------------------------------------------------------------------
+
+    def _build_state_listener(self) -> Callable[[Event[EventStateChangedData]], None]:
+        """Return the state-change listener: a closure unless context entities are set.
+
+        It runs for every state change in HA. Its lookups are closure cells, whose
+        cost does not depend on this instance's attribute layout (attribute loads
+        measurably slowed down once another runtime had been set up in the same
+        process).
+        """
+        if self.context_entities:
+            return self._on_state_changed
+        wanted = self._wanted
+        capture = self._capture
+
+        @callback
+        def on_state_changed(event: Event[EventStateChangedData]) -> None:
+            data = event.data
+            if wanted[data["entity_id"]]:
+                capture(data["new_state"])
+
+        return on_state_changed
 
     @callback
     def _on_state_changed(self, event: Event[EventStateChangedData]) -> None:
