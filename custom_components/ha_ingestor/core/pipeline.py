@@ -28,7 +28,8 @@ MAX_BUFFER = 200_000
 #: Most items encoded and spooled per executor job. Each job has a fixed cost
 #: that grows while Home Assistant is busy (a thread hop, a transaction, the
 #: statistics read, every one waiting for the GIL), so a burst goes to disk in
-#: few large jobs; the uploader still sends batches of ``batch_points``.
+#: few large jobs after a first one of ``batch_points`` (the uploader starts on
+#: that one); the uploader still sends batches of ``batch_points``.
 STORE_SLICE = 20_000
 
 
@@ -142,8 +143,8 @@ class Pipeline:
     async def flush(self) -> FlushResult | None:
         """Encode the memory batch and write it to the spool in slices; wake the uploader.
 
-        Slices of one upload batch each let the uploader start on the first
-        slice while the rest of a burst is still being encoded.
+        A first slice of one upload batch lets the uploader start while the
+        rest of a burst is still being encoded (in slices of ``STORE_SLICE``).
         """
         self._shed()
         metrics = self._res.metrics
@@ -161,9 +162,12 @@ class Pipeline:
             metrics.add_events_received(remaining)
             total = FlushResult(captured=0, stored=0, skipped=0, rejected=0, dropped=0)
             self.uploader.expect_handoff(True)
+            # The first slice is one upload batch, so the uploader starts early.
+            slice_size = self._config.batch_points
             try:
                 while remaining > 0:
-                    size = min(remaining, max(STORE_SLICE, self._config.batch_points))
+                    size = min(remaining, slice_size)
+                    slice_size = max(STORE_SLICE, self._config.batch_points)
                     batch = buffer[:size]
                     del buffer[:size]
                     remaining -= size
