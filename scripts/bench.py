@@ -731,6 +731,10 @@ def landing_rates(n: int, got: dict[str, Any], produced: float) -> dict[str, Any
         "end_to_end_rate": got["count"] / seconds if seconds else None,
         "rate": slope(during),
         "landed_while_producing": at_end,
+        # How far delivery trailed HA when HA stopped: seconds until the last point
+        # was queryable. About one flush interval for an integration that keeps up;
+        # for one that falls behind it grows with the run's length.
+        "behind_seconds": seconds - produced if seconds is not None else None,
         "after_rate": (
             (got["count"] - at_end) / (seconds - produced)
             if seconds and seconds > produced and got["count"] > at_end
@@ -1160,6 +1164,13 @@ def report(h: Harness) -> str:
             f"{fmt(bui['first_seconds'], 2)} / {fmt(bui['seconds'], 2)}",
             None,
             "",
+        )
+        row(
+            "  last point queryable after HA stopped producing, s",
+            f"{fmt(ing['behind_seconds'], 2)}",
+            f"{fmt(bui['behind_seconds'], 2)}",
+            None,
+            "~flush interval",
         )
         row(
             "  landed / generated",
