@@ -70,6 +70,17 @@ def lines(start: int, stop: int) -> list[tuple[int, bytes]]:
     return [(i, b"m v=%d" % i) for i in range(start, stop)]
 
 
+async def started(
+    tmp_path: Path, max_points: int, max_bytes: int = 1 << 20
+) -> tuple[Uploader, Spool, Sink, list[str]]:
+    """A rig on an empty spool whose uploader has read once (it knows the store now)."""
+    uploader, spool, sink, calls = rig(tmp_path, [], max_points, max_bytes)
+    uploader.wake()
+    assert await uploader.run_once() is False
+    assert calls == ["advance"]
+    return uploader, spool, sink, calls
+
+
 async def drain(uploader: Uploader) -> None:
     """Run rounds until two in a row send nothing (the first may end on a stale empty read)."""
     idle = 0
@@ -79,6 +90,13 @@ async def drain(uploader: Uploader) -> None:
         if idle == 2:
             return
     raise AssertionError("uploader never went idle")
+
+
+def assert_all_delivered(sink: Sink, spool: Spool, count: int) -> None:
+    """Lines 0..count-1 were accepted in order and the spool is empty; close it."""
+    assert sink.accepted() == [b"m v=%d" % i for i in range(count)]
+    assert spool.stats().pending_count == 0
+    spool.close()
 
 
 def hand_over(uploader: Uploader, spool: Spool, rows: list[tuple[int, bytes]]) -> None:
@@ -105,10 +123,7 @@ async def test_one_spool_job_per_read(tmp_path: Path) -> None:
 
 
 async def test_handed_over_rows_are_sent_without_reading_the_spool(tmp_path: Path) -> None:
-    uploader, spool, sink, calls = rig(tmp_path, [], 10)
-    uploader.wake()
-    assert await uploader.run_once() is False  # empty spool: reads once, learns the store
-    assert calls == ["advance"]
+    uploader, spool, sink, calls = await started(tmp_path, 10)
     for start in (0, 4, 8):
         hand_over(uploader, spool, lines(start, start + 4))
     # Three offers of 4 fill one 10-point batch and part of the next, in order.
@@ -124,9 +139,7 @@ async def test_handed_over_rows_are_sent_without_reading_the_spool(tmp_path: Pat
 
 
 async def test_delivered_rows_are_deleted_with_the_next_append(tmp_path: Path) -> None:
-    uploader, spool, sink, calls = rig(tmp_path, [], 3)
-    uploader.wake()
-    await uploader.run_once()
+    uploader, spool, sink, calls = await started(tmp_path, 3)
     hand_over(uploader, spool, lines(0, 3))
     hand_over(uploader, spool, lines(3, 6))
     assert await uploader.run_once() is True  # more is handed over: no read, no delete
@@ -138,23 +151,17 @@ async def test_delivered_rows_are_deleted_with_the_next_append(tmp_path: Path) -
     assert await uploader.run_once() is True
     assert await uploader.run_once() is True
     assert calls == ["advance", "advance"]  # the hand-over ran dry: read (and delete)
-    assert sink.accepted() == [b"m v=%d" % i for i in range(9)]
-    assert spool.stats().pending_count == 0
-    spool.close()
+    assert_all_delivered(sink, spool, 9)
 
 
 async def test_rows_between_hand_overs_are_read_from_the_spool(tmp_path: Path) -> None:
     """Rows spooled without an offer (requeued dead letters, a cancelled flush) are not skipped."""
-    uploader, spool, sink, _calls = rig(tmp_path, [], 100)
-    uploader.wake()
-    await uploader.run_once()
+    uploader, spool, sink, _calls = await started(tmp_path, 100)
     hand_over(uploader, spool, lines(0, 3))
     spool.append(lines(3, 5))  # no offer
     hand_over(uploader, spool, lines(5, 8))
     await drain(uploader)
-    assert sink.accepted() == [b"m v=%d" % i for i in range(8)]
-    assert spool.stats().pending_count == 0
-    spool.close()
+    assert_all_delivered(sink, spool, 8)
 
 
 async def test_quarantined_rows_are_not_sent_again(tmp_path: Path) -> None:
@@ -170,9 +177,7 @@ async def test_quarantined_rows_are_not_sent_again(tmp_path: Path) -> None:
 
 
 async def test_failed_send_reads_from_the_head_again(tmp_path: Path) -> None:
-    uploader, spool, sink, calls = rig(tmp_path, [], 2)
-    uploader.wake()
-    await uploader.run_once()
+    uploader, spool, sink, calls = await started(tmp_path, 2)
     hand_over(uploader, spool, lines(0, 4))
     assert await uploader.run_once() is True  # 0, 1 accepted, not deleted yet
     sink.down = True
@@ -183,16 +188,12 @@ async def test_failed_send_reads_from_the_head_again(tmp_path: Path) -> None:
     calls.clear()
     await drain(uploader)
     assert calls[0] == "advance"  # deleted 0, 1 and read 2, 3 from the head
-    assert sink.accepted() == [b"m v=%d" % i for i in range(4)]
-    assert spool.stats().pending_count == 0
-    spool.close()
+    assert_all_delivered(sink, spool, 4)
 
 
 async def test_ids_of_a_replaced_store_are_never_applied(tmp_path: Path) -> None:
     """A database recreated (e.g. after corruption) reuses ids: old deletes must not hit them."""
-    uploader, spool, sink, _calls = rig(tmp_path, [], 3)
-    uploader.wake()
-    await uploader.run_once()
+    uploader, spool, sink, _calls = await started(tmp_path, 3)
     hand_over(uploader, spool, lines(0, 3))
     hand_over(uploader, spool, lines(3, 4))
     assert await uploader.run_once() is True  # ids 1-3 delivered, deletion pending
@@ -219,9 +220,7 @@ async def test_random_interleavings_deliver_every_row(tmp_path: Path) -> None:
         rnd = random.Random(seed)
         path = tmp_path / str(seed)
         path.mkdir()
-        uploader, spool, sink, _calls = rig(path, [], rnd.randint(1, 7), rnd.randint(8, 40))
-        uploader.wake()
-        await uploader.run_once()
+        uploader, spool, sink, _calls = await started(path, rnd.randint(1, 7), rnd.randint(8, 40))
         made = 0
         for _ in range(60):
             action = rnd.random()
@@ -249,9 +248,7 @@ async def test_random_interleavings_deliver_every_row(tmp_path: Path) -> None:
 
 
 async def test_no_spool_read_while_a_flush_is_handing_over(tmp_path: Path) -> None:
-    uploader, spool, sink, calls = rig(tmp_path, [], 3)
-    uploader.wake()
-    await uploader.run_once()
+    uploader, spool, sink, calls = await started(tmp_path, 3)
     uploader.expect_handoff(True)  # Pipeline.flush is spooling a burst
     hand_over(uploader, spool, lines(0, 3))
     assert await uploader.run_once() is True
