@@ -53,7 +53,15 @@ async def test_sensors(
     runtime = entry.runtime_data
     hass.states.async_set("sensor.outside", "21.5", {"unit_of_measurement": "°C"})
     await runtime.async_flush()
-    await wait_for(hass, lambda: runtime.pipeline.resilience.metrics.events_sent >= 1)
+    # Sent, and deleted from the spool by the uploader's next read right after.
+    await wait_for(
+        hass,
+        lambda: (
+            runtime.pipeline.resilience.metrics.events_sent >= 1
+            and runtime.pipeline.stats is not None
+            and runtime.pipeline.stats.pending_count == 0
+        ),
+    )
     await tick(hass, freezer)  # the throttled entity update
     assert hass.states.get(f"sensor.{PREFIX}_health").state == "healthy"
     assert hass.states.get(f"sensor.{PREFIX}_connection_state").state == "active"

@@ -296,3 +296,14 @@ async def test_hand_over_is_bounded_and_off_while_not_delivering(
     assert sorted(set(sink.accepted())) == sorted(b"m v=%d" % i for i in range(9))
     assert spool.stats().pending_count == 0
     spool.close()
+
+
+async def test_a_backlog_is_read_on_while_a_flush_runs(tmp_path: Path) -> None:
+    """Behind (a full batch was read), the uploader keeps reading instead of waiting."""
+    uploader, spool, sink, calls = rig(tmp_path, [b"m v=%d" % i for i in range(6)], 2)
+    uploader.expect_handoff(True)
+    for _ in range(3):
+        assert await uploader.run_once() is True
+    assert calls == ["advance"] * 4  # one read per batch, none skipped
+    uploader.expect_handoff(False)
+    assert_all_delivered(sink, spool, 6)

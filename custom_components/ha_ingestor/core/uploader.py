@@ -108,6 +108,9 @@ class Uploader:
         # those writes for the spool's lock and the GIL.
         self._expecting = False
         self._must_read = False  # the hand-over skipped rows: read the spool
+        # Whether the last rows sent were the newest (a hand-over, or a read that
+        # found fewer than a batch): only then is waiting for a hand-over right.
+        self._caught_up = False
         # Offers are kept only while deliveries flow (not during a backoff, a
         # pause, or before the first read): otherwise they would pile up in memory.
         self._flowing = False
@@ -175,7 +178,7 @@ class Uploader:
         """Do one step: deliver one batch, or wait. Returns True when a batch was sent."""
         ahead, self._next_rows = self._next_rows, None
         rows = ahead or self._take_handoff()
-        if not rows and ahead is None and (self._must_read or not self._expecting):
+        if not rows and ahead is None and not self._wait_for_handoff():
             rows = await self._read()
         if not rows:
             await self._wait(math.inf)
@@ -222,9 +225,13 @@ class Uploader:
             _LOGGER.info("Delivery to %s resumed", self._active_endpoint)
             self._logged_outage = False
         self._on_change()
-        if not self._handoff and not self._expecting:
+        if not self._handoff and not self._wait_for_handoff():
             self._next_rows = await self._read()
         return True
+
+    def _wait_for_handoff(self) -> bool:
+        """Whether to wait for the rows a running flush is about to hand over."""
+        return self._expecting and self._caught_up and not self._must_read
 
     async def _read(self) -> Rows:
         """Delete delivered rows and read the next ones from the spool (one job)."""
@@ -238,6 +245,7 @@ class Uploader:
         )
         self._must_read = False
         self._flowing = True
+        self._caught_up = len(batch.rows) < self._max_points
         if batch.generation != self._generation:
             # Another store (the spool then read from its head): ids tracked so
             # far mean nothing there.
@@ -294,6 +302,7 @@ class Uploader:
             return Rows()
         taken = Rows(range(self._last_read + 1, first), payloads)
         self._last_read = first - 1
+        self._caught_up = True
         return taken
 
     def _reread(self) -> None:
