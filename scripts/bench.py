@@ -67,6 +67,7 @@ DB_BUILTIN = "bench_builtin"
 DB_INGESTOR = "bench_ingestor"
 DB_RAW = "bench_raw"
 DB_BACKLOG = "bench_backlog"
+DB_LOAD = "bench_load"
 RAW_BATCH = 5000
 # Throughput-phase entity groups: each integration's filter excludes the other's group
 # and the baseline group, so each run ships through one integration only.
@@ -366,7 +367,7 @@ class Harness:
             name="influxd", port=free_port(), rpc_port=free_port(), workdir=workdir
         )
         self.server.start()
-        for db in (DB_BUILTIN, DB_INGESTOR, DB_RAW, DB_BACKLOG):
+        for db in (DB_BUILTIN, DB_INGESTOR, DB_RAW, DB_BACKLOG, DB_LOAD):
             self.server.create_database(db)
 
     async def server_stop(self) -> None:
@@ -812,6 +813,7 @@ async def phase_throughput(h: Harness) -> None:
         )
         await h.wait_builtin_idle(60)
         await h.wait_ingestor_idle(60)
+    out["busy_database"] = await busy_database_run(h, n, out["ha_ingestor"])
     out["production_rate"] = out["baseline"]["production_rate"]
     out["ratio"] = ratio(out["ha_ingestor"]["rate"], out["builtin"]["rate"])
     out["ratio_end_to_end"] = ratio(
@@ -1144,6 +1146,21 @@ def report(h: Harness) -> str:
             None,
             "",
         )
+        if busy := tp.get("busy_database"):
+            row(
+                "  HA production rate, same InfluxDB load written from outside HA",
+                busy["production_rate"],
+                None,
+                None,
+                "",
+            )
+            row(
+                "  landed / that rate (the database's share of the machine left out)",
+                times(busy["landed_ratio"]),
+                None,
+                None,
+                ">= 1x",
+            )
         row(
             "  landed after HA stopped, events/s (catch-up, HA idle)",
             ing["after_rate"],
@@ -1272,6 +1289,55 @@ def report(h: Harness) -> str:
     )
     out.extend(f"note: {n}" for n in h.notes)
     return "\n".join(out)
+
+
+async def busy_database_run(h: Harness, n: int, ingestor: dict[str, Any]) -> dict[str, Any]:
+    """HA's production rate while InfluxDB ingests what HA Ingestor landed, from outside HA.
+
+    The same load on the baseline entities (shipped by neither integration) while
+    ``scripts/bench_load.py``, a separate process, writes as many points at the
+    rate HA Ingestor landed them, and the same count polling runs: InfluxDB does
+    the same work on the shared cores, HA's process does none of the shipping.
+    Compared with HA's rate while HA Ingestor ships, it tells the database's
+    share of the slowdown from the integration's.
+    """
+    assert h.influx is not None
+    rate = ingestor.get("rate") or ingestor["production_rate"]
+    loader = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("bench_load.py")),
+        h.server.url,
+        DB_LOAD,
+        "load",
+        str(n),
+        str(rate),
+    )
+    producing = [True]
+    t0 = time.monotonic()
+    poller = asyncio.create_task(
+        wait_landed(
+            h.influx,
+            {"load": (DB_LOAD, "load", n, lambda: producing[0] or loader.returncode is None)},
+            t0,
+            stall=10.0,
+            limit=max(180.0, n / 500),
+            poll=0.25,
+        )
+    )
+    try:
+        await produce(h.hass, Entities(TP_BASELINE, 100), n)
+    finally:
+        producing[0] = False
+    seconds = time.monotonic() - t0
+    await loader.wait()
+    await poller
+    production_rate = n / seconds
+    return {
+        "load_rate": rate,
+        "production_rate": production_rate,
+        "ingestor_ratio": ratio(ingestor["production_rate"], production_rate),
+        "landed_ratio": ratio(ingestor.get("rate"), production_rate),
+    }
 
 
 # --------------------------------------------------------------------------- main
