@@ -18,7 +18,13 @@ BATCH = 5000
 
 def main(argv: list[str]) -> int:
     """Write ``POINTS`` points in 5000-line POSTs, paced to ``RATE`` points/s."""
-    url, database, measurement, points, rate = argv[0], argv[1], argv[2], int(argv[3]), float(argv[4])
+    url, database, measurement, points, rate = (
+        argv[0],
+        argv[1],
+        argv[2],
+        int(argv[3]),
+        float(argv[4]),
+    )
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 8086, timeout=60)
     base_ns = time.time_ns() - 3_600_000_000_000
