@@ -251,10 +251,9 @@ class IngestorRuntime:
     def _build_state_listener(self) -> Callable[[Event[EventStateChangedData]], None]:
         """Return the state-change listener: a closure unless context entities are set.
 
-        It runs for every state change in HA. Its lookups are closure cells, whose
-        cost does not depend on this instance's attribute layout (attribute loads
-        measurably slowed down once another runtime had been set up in the same
-        process).
+        It runs for every state change in HA. Without context entities it needs
+        neither their check nor any attribute of this instance: two closure cells
+        (``scripts/bench``: ~175 ns per event against ~220 ns for the method).
         """
         if self.context_entities:
             return self._on_state_changed

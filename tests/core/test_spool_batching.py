@@ -167,15 +167,15 @@ def test_hand_back_and_advance(tmp_path: Path, mode: str, monkeypatch: pytest.Mo
     generation = first.generation
     # Read after the third row; the first two are delivered and deleted in the same job.
     delivered = spool_mod.RowIds(generation, ids[:2])
-    after = spool_mod.RowIds(generation, [ids[2]])
-    batch = spool.advance(delivered, after, 10, 1 << 20)
+    batch = spool.advance(delivered, generation, ids[2], 10, 1 << 20)
     assert batch.generation == generation
     assert (list(batch.rows.ids), list(batch.rows.payloads)) == (ids[3:], [b"p3", b"p4"])
     assert spool.stats().pending_count == 3
     # Ids of another generation are ignored: nothing deleted, reading from the head.
     stale = spool_mod.RowIds(generation + 1_000, ids)
-    assert list(spool.advance(stale, stale, 10, 1 << 20).rows.ids) == ids[2:]
+    assert list(spool.advance(stale, stale.generation, ids[2], 10, 1 << 20).rows.ids) == ids[2:]
     assert spool.append([], delivered=stale) == spool_mod.AppendResult(0, 0)
+    assert spool.delete_delivered(stale) == 0
     assert spool.stats().pending_count == 3
     # Deleting through append, in the same job as the next rows.
     more = spool.append(
@@ -183,6 +183,8 @@ def test_hand_back_and_advance(tmp_path: Path, mode: str, monkeypatch: pytest.Mo
     )
     assert list(more.rows.payloads) == [b"p9"]
     assert [r.payload for r in spool.peek(10, 1 << 20)] == [b"p3", b"p4", b"p9"]
+    assert spool.delete_delivered(spool_mod.RowIds(generation, ids[3:])) == 2
+    assert [r.payload for r in spool.peek(10, 1 << 20)] == [b"p9"]
     spool.close()
 
 

@@ -285,7 +285,7 @@ async def test_hand_over_is_bounded_and_off_while_not_delivering(
     monkeypatch.setattr(uploader_mod, "HANDOFF_MAX_ROWS", 4)
     hand_over(uploader, spool, lines(2, 5))
     hand_over(uploader, spool, lines(5, 8))  # would make 6 queued
-    assert [len(rows) for _, rows in uploader._handoff] == [3]
+    assert [len(rows) for rows in uploader._handoff] == [3]
     sink.down = True
     uploader._wakeup.set()
     assert await uploader.run_once() is False  # refused: backing off

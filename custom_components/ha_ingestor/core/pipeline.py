@@ -163,14 +163,14 @@ class Pipeline:
             total = FlushResult(captured=0, stored=0, skipped=0, rejected=0, dropped=0)
             self.uploader.expect_handoff(True)
             # The first slice is one upload batch, so the uploader starts early.
-            slice_size = self._config.batch_points
+            size = self._config.batch_points
             try:
                 while remaining > 0:
-                    size = min(remaining, slice_size)
-                    slice_size = max(STORE_SLICE, self._config.batch_points)
+                    size = min(remaining, size)
                     batch = buffer[:size]
                     del buffer[:size]
                     remaining -= size
+                    size = max(STORE_SLICE, self._config.batch_points)
                     # The uploader's delivered rows are deleted in the same job, and
                     # the stored rows come back with their ids for it to send.
                     result, appended = await self._spool_call(
@@ -201,7 +201,7 @@ class Pipeline:
         """Flush what is in memory and close the spool (final write)."""
         await self.flush()
         if delivered := self.uploader.take_delivered():
-            await self._spool_call(self._spool.advance, delivered, None, 0, 0)
+            await self._spool_call(self._spool.delete_delivered, delivered)
         await self._run_sync(self._spool.close)
 
     async def requeue_dead_letters(self) -> int:

@@ -23,13 +23,13 @@ is enforced in queue order.
 
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 import itertools
-from itertools import accumulate
+from itertools import accumulate, islice
 import logging
 from operator import itemgetter
 from pathlib import Path
@@ -53,6 +53,7 @@ __all__ = [
     "Spool",
     "SpoolRow",
     "SpoolStats",
+    "within_bytes",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -250,6 +251,8 @@ class SpoolStats:
 type _NewRow = tuple[int, bytes, float, int]
 # A dead letter waiting to be stored: (time_ns, payload, reason, category, at, attempts).
 type _NewDead = tuple[int, bytes, str, str, float, int]
+# Pending rows as columns: (ids, times_ns, payloads).
+type _Columns = tuple[list[int], list[int], list[bytes]]
 # A row taken out of pending: (id, time_ns, payload, attempts).
 type _Taken = tuple[int, int, bytes, int]
 
@@ -286,7 +289,7 @@ class _Store(Protocol):
     def delete_through(self, last_id: int, count: int, nbytes: int) -> None:
         """Delete pending rows with id <= last_id (count/bytes known by the caller)."""
 
-    def peek(self, max_points: int, max_bytes: int, after: int) -> list[SpoolRow]:
+    def peek(self, max_points: int, max_bytes: int, after: int) -> _Columns:
         """Oldest pending rows with id > ``after`` within the limits (at least one)."""
 
     def take(self, ids: Sequence[int]) -> list[_Taken]:
@@ -325,6 +328,15 @@ def _is_corrupt(exc: BaseException) -> bool:
     return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
+def within_bytes(sizes: Iterable[int], max_bytes: int) -> int:
+    """How many leading items fit in ``max_bytes`` together; at least one, if there is one.
+
+    At least one, so that a point larger than a whole batch cannot block the queue.
+    """
+    ends = list(accumulate(sizes))
+    return max(1, bisect_right(ends, max_bytes)) if ends else 0
+
+
 def _columns(
     times: list[int], payloads: list[bytes], enqueued: list[float], attempts: list[int]
 ) -> tuple[list[Any], int]:
@@ -337,6 +349,11 @@ def _columns(
     params[3::5] = enqueued
     params[4::5] = attempts
     return params, sum(sizes)
+
+
+def _applies(ids: RowIds | None, store: _Store) -> bool:
+    """Whether ``ids`` name rows of ``store`` (ids of another store mean nothing)."""
+    return ids is not None and bool(ids.ids) and ids.generation == store.serial
 
 
 def _chunks[T](items: Sequence[T]) -> Iterator[Sequence[T]]:
@@ -473,45 +490,43 @@ class _SqliteStore:
         self.count -= count
         self.nbytes -= nbytes
 
-    def peek(self, max_points: int, max_bytes: int, after: int) -> list[SpoolRow]:
+    def peek(self, max_points: int, max_bytes: int, after: int) -> _Columns:
         """Oldest pending rows with id > ``after`` within the limits (at least one)."""
         if self.aggregate_peek:
-            rows = self._peek_aggregated(max_points, max_bytes, after)
-            if rows is not None:
-                return rows
+            columns = self._peek_aggregated(max_points, max_bytes, after)
+            if columns is not None:
+                return columns
         fetched: list[tuple[int, int, bytes]] = self.conn.execute(
             "SELECT id, time_ns, payload FROM pending WHERE id > ? ORDER BY id LIMIT ?",
             (after, max_points),
         ).fetchall()
-        if fetched:
-            # Running payload totals; keep rows up to max_bytes, and always the first.
-            totals = list(accumulate(map(len, map(_payload_of, fetched))))
-            if totals[-1] > max_bytes:
-                del fetched[max(1, bisect_right(totals, max_bytes)) :]
-        return list(map(_spool_row, fetched))
+        count = within_bytes(map(len, map(_payload_of, fetched)), max_bytes)
+        return (
+            [row[0] for row in fetched[:count]],
+            [row[1] for row in fetched[:count]],
+            [row[2] for row in fetched[:count]],
+        )
 
-    def _peek_aggregated(
-        self, max_points: int, max_bytes: int, after: int
-    ) -> list[SpoolRow] | None:
+    def _peek_aggregated(self, max_points: int, max_bytes: int, after: int) -> _Columns | None:
         """:meth:`peek` in two statement steps; None if SQLite did not keep queue order."""
         ids_text, times_text, sizes_text = self.conn.execute(
             _PEEK_HEAD, (after, max_points)
         ).fetchone()
         if ids_text is None:
-            return []
+            return [], [], []
         ids = list(map(int, ids_text.split(",")))
         if ids != sorted(ids):
             return None
-        ends = list(accumulate(map(int, sizes_text.split(","))))
-        # Rows up to max_bytes of payload, and always the first.
-        count = max(1, bisect_right(ends, max_bytes))
-        del ids[count:], ends[count:]
+        sizes = list(map(int, sizes_text.split(",")))
+        count = within_bytes(sizes, max_bytes)
+        ends = list(accumulate(sizes[:count]))
+        del ids[count:]
         got_ids, blob = self.conn.execute(_PEEK_PAYLOADS, (ids[0], ids[-1])).fetchone()
         if got_ids is None or list(map(int, got_ids.split(","))) != ids or len(blob) != ends[-1]:
             return None
-        payloads = map(blob.__getitem__, map(slice, [0, *ends[:-1]], ends))
-        times = map(int, times_text.split(",", count)[:count])
-        return list(map(_spool_row, zip(ids, times, payloads, strict=False)))
+        payloads = list(map(blob.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+        times = list(map(int, times_text.split(",", count)[:count]))
+        return ids, times, payloads
 
     def remove(self, ids: Sequence[int]) -> int:
         """Delete pending rows by id without reading their payloads back.
@@ -668,18 +683,16 @@ class _MemoryStore:
         self.count -= count
         self.nbytes -= nbytes
 
-    def peek(self, max_points: int, max_bytes: int, after: int) -> list[SpoolRow]:
+    def peek(self, max_points: int, max_bytes: int, after: int) -> _Columns:
         """Oldest pending rows with id > ``after`` within the limits (at least one)."""
-        rows: list[SpoolRow] = []
-        total = 0
-        for row_id, (time_ns, payload, _, _) in self.pending.items():
-            if row_id <= after:
-                continue  # delivered rows not deleted yet: a handful of batches
-            total += len(payload)
-            if len(rows) >= max_points or (rows and total > max_bytes):
-                break
-            rows.append(SpoolRow(row_id, time_ns, payload))
-        return rows
+        # Rows at or below ``after`` (delivered, not deleted yet) are a few batches.
+        head = list(islice(((i, row) for i, row in self.pending.items() if i > after), max_points))
+        count = within_bytes((len(row[1]) for _, row in head), max_bytes)
+        return (
+            [i for i, _ in head[:count]],
+            [row[0] for _, row in head[:count]],
+            [row[1] for _, row in head[:count]],
+        )
 
     def remove(self, ids: Sequence[int]) -> int:
         """Delete pending rows by id; return how many existed."""
@@ -1095,7 +1108,9 @@ class Spool:
             return AppendResult(0, 0)
 
         def action(store: _Store) -> AppendResult:
-            self._remove_delivered(store, delivered)
+            if _applies(delivered, store):
+                assert delivered is not None
+                store.remove(delivered.ids)
             if not rows:
                 return AppendResult(0, 0, generation=store.serial)
             now = self._clock()
@@ -1125,12 +1140,6 @@ class Spool:
 
         return self._run("append", action)
 
-    @staticmethod
-    def _remove_delivered(store: _Store, delivered: RowIds | None) -> None:
-        """Delete delivered rows if their ids belong to ``store``."""
-        if delivered is not None and delivered.ids and delivered.generation == store.serial:
-            store.remove(delivered.ids)
-
     def enforce_limits(self) -> int:
         """Apply ``max_age_seconds`` now (e.g. periodically); return rows dropped."""
 
@@ -1149,7 +1158,10 @@ class Spool:
         """
         if max_points < 1:
             return []
-        return self._run("peek", lambda store: store.peek(max_points, max_bytes, 0), read_only=True)
+        ids, times, payloads = self._run(
+            "peek", lambda store: store.peek(max_points, max_bytes, 0), read_only=True
+        )
+        return list(map(_spool_row, zip(ids, times, payloads, strict=True)))
 
     def delete(self, ids: Sequence[int]) -> int:
         """Delete delivered rows by id; unknown ids are ignored. Returns rows deleted."""
@@ -1157,30 +1169,37 @@ class Spool:
             return 0
         return self._run("delete", lambda store: store.remove(ids))
 
+    def delete_delivered(self, delivered: RowIds) -> int:
+        """:meth:`delete` rows by id if they belong to the current store; return how many."""
+        return self._run(
+            "delete",
+            lambda store: store.remove(delivered.ids) if _applies(delivered, store) else 0,
+        )
+
     def advance(
         self,
         delivered: RowIds | None,
-        after: RowIds | None,
+        generation: int | None,
+        after: int,
         max_points: int,
         max_bytes: int,
     ) -> Batch:
         """Delete ``delivered`` rows, then read the oldest pending rows not read yet.
 
-        Limits as in :meth:`peek`. ``after.ids[-1]`` is the last id the
-        uploader has read already (rows in flight or handed over); it applies
-        only within the same generation: after a store switch reading starts
-        at the head again.
+        Limits as in :meth:`peek`. ``after`` is the last id the uploader has
+        read already (rows in flight or handed over); it applies only while
+        ``generation`` is the current store's: after a store switch reading
+        starts at the head again.
         """
 
         def action(store: _Store) -> Batch:
-            if delivered is not None and delivered.ids:
+            if _applies(delivered, store):
+                assert delivered is not None
                 with store.transaction():
-                    self._remove_delivered(store, delivered)
-            start = 0
-            if after is not None and after.ids and after.generation == store.serial:
-                start = after.ids[-1]
-            rows = store.peek(max_points, max_bytes, start) if max_points >= 1 else []
-            return Batch(Rows([r.id for r in rows], [r.payload for r in rows]), store.serial)
+                    store.remove(delivered.ids)
+            start = after if generation == store.serial else 0
+            ids, _, payloads = store.peek(max_points, max_bytes, start)
+            return Batch(Rows(ids, payloads), store.serial)
 
         # Read-only unless there is something to delete (BEGIN / COMMIT are steps).
         return self._run("advance", action, read_only=True)

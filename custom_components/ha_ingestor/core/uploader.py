@@ -20,7 +20,7 @@ from .clock import Clock
 from .errors import DeliveryError, ErrorCategory, ErrorKind
 from .probe import tcp_reachable
 from .resilience import Resilience
-from .spool import Batch, RowIds, Rows, Spool
+from .spool import Batch, RowIds, Rows, Spool, within_bytes
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Uploader:
         # All ids belong to the store generation ``_generation``.
         self._generation: int | None = None
         self._last_read = 0  # highest id sent or being sent; reading resumes after it
-        self._handoff: deque[tuple[int, Rows]] = deque()
+        self._handoff: deque[Rows] = deque()  # all of generation ``_generation``
         self._delivered: list[int] = []
         # Read right after a delivery when nothing was handed over (the same job
         # deletes the delivered rows); [] = the spool had nothing more then.
@@ -137,13 +137,13 @@ class Uploader:
         (rows requeued or dropped in between, another store) reads the spool.
         """
         if rows:
-            queued = sum(len(queued_rows) for _, queued_rows in self._handoff)
+            queued = sum(map(len, self._handoff))
             if (
                 self._flowing
                 and generation == self._generation
                 and queued + len(rows) <= HANDOFF_MAX_ROWS
             ):
-                self._handoff.append((generation, rows))
+                self._handoff.append(rows)
             else:
                 self._must_read = True
         self.wake()
@@ -235,13 +235,13 @@ class Uploader:
 
     async def _read(self) -> Rows:
         """Delete delivered rows and read the next ones from the spool (one job)."""
-        after = (
-            RowIds(self._generation, [self._last_read])
-            if self._generation is not None and self._last_read
-            else None
-        )
         batch: Batch = await self._run_sync(
-            self._spool.advance, self.take_delivered(), after, self._max_points, self._max_bytes
+            self._spool.advance,
+            self.take_delivered(),
+            self._generation,
+            self._last_read,
+            self._max_points,
+            self._max_bytes,
         )
         self._must_read = False
         self._flowing = True
@@ -251,59 +251,45 @@ class Uploader:
             # far mean nothing there.
             self._generation = batch.generation
             self._delivered.clear()
+            self._handoff.clear()
             self._last_read = 0
         if batch.rows:
             self._last_read = batch.rows.ids[-1]
         return batch.rows
 
     def _take_handoff(self) -> Rows:
-        """Rows handed over by the pipeline that directly follow the last read, if any."""
+        """Rows handed over by the pipeline that directly follow the last read, if any.
+
+        Consecutive offers join up to one batch; what is left of an offer stays
+        queued (the next call skips what was taken, by id).
+        """
         handoff = self._handoff
+        self._drop_taken()
         first = self._last_read + 1
         payloads: list[bytes] = []
-        nbytes = 0
-        while handoff and len(payloads) < self._max_points:
-            generation, rows = handoff[0]
-            if generation != self._generation:
-                handoff.popleft()  # another store: its rows are read from it
-                self._must_read = True
-                continue
-            if rows.ids[-1] < first:
-                handoff.popleft()  # read from the spool already
-                continue
-            if rows.ids[0] < first:
-                rows = rows[first - rows.ids[0] :]  # ids are consecutive
-            if rows.ids[0] != first:
+        for rows in handoff:
+            next_id = first + len(payloads)
+            if rows.ids[0] > next_id or len(payloads) >= self._max_points:
+                break
+            # Ids are consecutive: skip what an earlier call already took.
+            start = next_id - rows.ids[0]
+            payloads.extend(rows.payloads[start : start + self._max_points - len(payloads)])
+        if not payloads:
+            if handoff:
                 handoff.clear()  # something lies in between: read the spool
                 self._must_read = True
-                break
-            take = rows[: self._max_points - len(payloads)]
-            size = sum(map(len, take.payloads))
-            if nbytes + size > self._max_bytes:
-                # Cut at the byte limit (at least one row per batch).
-                count = 0
-                for payload in take.payloads:
-                    if (payloads or count) and nbytes + len(payload) > self._max_bytes:
-                        break
-                    nbytes += len(payload)
-                    count += 1
-                take = take[:count]
-            else:
-                nbytes += size
-            if not take:
-                break
-            payloads.extend(take.payloads)
-            first = take.ids[-1] + 1
-            if len(take) < len(rows):
-                handoff[0] = (generation, rows[len(take) :])
-                break
-            handoff.popleft()
-        if not payloads:
             return Rows()
-        taken = Rows(range(self._last_read + 1, first), payloads)
-        self._last_read = first - 1
+        count = within_bytes(map(len, payloads), self._max_bytes)
+        self._last_read += count
         self._caught_up = True
-        return taken
+        self._drop_taken()  # an empty hand-over then means: read the spool
+        return Rows(range(first, first + count), payloads[:count])
+
+    def _drop_taken(self) -> None:
+        """Drop offers whose rows were all sent or read from the spool already."""
+        handoff = self._handoff
+        while handoff and handoff[0].ids[-1] <= self._last_read:
+            handoff.popleft()
 
     def _reread(self) -> None:
         """Forget the read position: the next batch is read from the head of the spool."""
