@@ -1,7 +1,10 @@
 """records.py: HA states keep their attributes object, so the line cache applies."""
 
-from homeassistant.core import State
+from typing import Any
+
+from homeassistant.core import Event, State
 from homeassistant.util.read_only_dict import ReadOnlyDict
+from hypothesis import given, settings, strategies as st
 import pytest
 
 from custom_components.ha_ingestor.core.encoder import (
@@ -79,3 +82,93 @@ def test_routing_groups_by_type_in_order_of_first_appearance(kinds: list[str]) -
         expected.extend(LineProtocolEncoder(config).encode_many(group).lines)
     result = RoutingLineEncoder(EncoderConfig()).encode_many(iter(records))
     assert result.lines == expected
+
+
+ATTRS: list[ReadOnlyDict[str, Any]] = [
+    ReadOnlyDict({"unit_of_measurement": "W", "friendly_name": "Power"}),
+    ReadOnlyDict({"device_class": "door", "note": 'a "b" c', "level": 3}),
+    ReadOnlyDict({"options": ("a", "b"), "bad": float("nan")}),
+]
+STATE_VALUES = st.sampled_from(
+    ["21.5", "3", "-0", "on", "off", "home", "unknown", "nan", "x" * 70, 'q"uo\\te', "1e400"]
+)
+
+
+ITEM_SPECS = st.lists(
+    st.tuples(
+        st.sampled_from(["state", "state", "state", "event", "none", "pair"]),
+        st.sampled_from(["sensor.a", "sensor.b", "binary_sensor.c"]),
+        STATE_VALUES,
+        st.sampled_from([0, 0, 0, 1, 2]),  # mostly the attributes a line can be cached for
+    ),
+    max_size=25,
+)
+
+
+def captured_items(specs: list[tuple[str, str, str, int]]) -> list[Any]:
+    """What the listeners capture: states sharing attribute objects, events, None.
+
+    Built in the test, not in the strategy: states and events draw random ids.
+    """
+    items: list[Any] = []
+    for i, (kind, entity_id, value, attrs) in enumerate(specs):
+        state = State(entity_id, value, ATTRS[attrs], last_updated_timestamp=1_700_000_000 + i / 7)
+        if kind == "state":
+            items.append(state)
+        elif kind == "event":
+            items.append(Event(f"type_{value[:1]}", {"entity_id": entity_id, "x": i}))
+        elif kind == "pair":
+            items.append((state, {"ctx_outside": 2.5}))
+        else:
+            items.append(None)
+    return items
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    specs=ITEM_SPECS,
+    config=st.builds(
+        EncoderConfig,
+        include_unknown=st.booleans(),
+        include_context_id=st.booleans(),
+        max_string_bytes=st.sampled_from([16 * 1024, 64]),
+    ),
+)
+def test_convert_renders_exactly_what_the_record_path_encodes(
+    specs: list[tuple[str, str, str, int]], config: EncoderConfig
+) -> None:
+    """The flush job's fast path (convert) changes no byte, order or counter."""
+    items = captured_items(specs)
+    fast = RoutingLineEncoder(config)
+    slow = RoutingLineEncoder(config)
+    for _ in range(2):  # the second pass is served from the line cache
+        converted = [fast.convert(item) for item in items]
+        got = fast.encode_many(c for c in converted if c is not None)
+        records = [r for r in map(to_record, items) if r is not None]
+        want = slow.encode_many(iter(records))
+        assert got.lines == want.lines
+        assert (got.skipped, got.dropped_values, got.truncated_values) == (
+            want.skipped,
+            want.dropped_values,
+            want.truncated_values,
+        )
+        assert [reason for _, reason in got.rejected] == [reason for _, reason in want.rejected]
+
+
+def test_convert_skips_the_record_once_the_line_is_cached() -> None:
+    attrs = ATTRS[0]
+    routing = RoutingLineEncoder(EncoderConfig())
+    first, second = (
+        State("sensor.power", v, attrs, last_updated_timestamp=1_700_000_000.25) for v in "12"
+    )
+    record = routing.convert(first)
+    assert isinstance(record, EventRecord)  # nothing cached yet: the full path
+    routing.encode_many([record])
+    assert routing.convert(second) == (
+        1_700_000_000_250_000_000,
+        b'W,domain=sensor,entity_id=power friendly_name_str="Power",value=2 1700000000250000000',
+    )
+    # Context ids need the record (the state's context), so no shortcut then.
+    with_context = RoutingLineEncoder(EncoderConfig(include_context_id=True))
+    with_context.encode_many([to_record(first)])  # type: ignore[list-item]
+    assert isinstance(with_context.convert(second), EventRecord)

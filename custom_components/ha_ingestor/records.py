@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, State
@@ -13,6 +13,7 @@ from .core.encoder import (
     EncodeResult,
     EventRecord,
     LineProtocolEncoder,
+    Rendered,
 )
 
 
@@ -78,6 +79,8 @@ def record_from_event(event: Event[Mapping[str, Any]]) -> EventRecord:
     )
 
 
+_STATE_CHANGED: Final = str(EVENT_STATE_CHANGED)
+
 type Captured = State | Event[Any] | tuple[State | None, Mapping[str, Any]] | None
 
 
@@ -106,8 +109,22 @@ class RoutingLineEncoder:
         # changes: the encoder may cache what it rendered from them.
         self._states = LineProtocolEncoder(config, frozen_mappings=(ReadOnlyDict,))
         self._events: dict[str, LineProtocolEncoder] = {}
+        self._cached_line = self._states.cached_line
 
-    def encode_many(self, records: Iterable[EventRecord]) -> EncodeResult:
+    def convert(self, item: Captured) -> EventRecord | Rendered | None:
+        """:func:`to_record`, or the finished line when the line cache can render it.
+
+        Every state change passes here (in the flush job): for a state whose
+        attributes object the cache has seen, the line is made without
+        building an :class:`EventRecord` (~1 us per state less; ``scripts/bench``).
+        """
+        if type(item) is State:
+            time_ns = round(item.last_updated_timestamp * 1_000_000) * 1000
+            line = self._cached_line(item.entity_id, item.state, item.attributes, time_ns)
+            return record_from_state(item) if line is None else (time_ns, line)
+        return to_record(item)
+
+    def encode_many(self, records: Iterable[EventRecord | Rendered]) -> EncodeResult:
         """Encode states and events, each with its own measurement rule.
 
         Lines come grouped by event type in order of first appearance. States
@@ -118,14 +135,18 @@ class RoutingLineEncoder:
         order: list[str] = []  # event types by first appearance (a handful at most)
         events: dict[str, list[EventRecord]] = {}
 
-        def states() -> Iterator[EventRecord]:
+        def states() -> Iterator[EventRecord | Rendered]:
             for record in records:
-                event_type = record.event_type
+                if isinstance(record, tuple):  # a rendered state (see convert)
+                    event_type: str = _STATE_CHANGED
+                else:
+                    event_type = record.event_type
                 if event_type not in order:
                     order.append(event_type)
                 if event_type == EVENT_STATE_CHANGED:
                     yield record
                 else:
+                    assert not isinstance(record, tuple)
                     events.setdefault(event_type, []).append(record)
 
         encoded_states = self._states.encode_many(states())

@@ -68,7 +68,7 @@ from .const import (
 )
 from .core.breaker import CircuitBreaker
 from .core.clock import SystemClock
-from .core.encoder import Encoder, EncoderConfig, JsonEventEncoder
+from .core.encoder import Encoder, EncoderConfig, EventRecord, JsonEventEncoder, Rendered
 from .core.errors import ErrorCategory
 from .core.health import HealthReport, HealthStatus, HealthTolerances
 from .core.metrics import Metrics
@@ -471,12 +471,14 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
         for url in urls
     ]
     encoder: Encoder
+    convert: Callable[[Any], EventRecord | Rendered | None] = to_record
     if data[CONF_KIND] == DestinationKind.DATA_API:
         encoder = JsonEventEncoder(
             include_unknown=bool(options.get(CONF_INCLUDE_UNAVAILABLE, False))
         )
     else:
-        encoder = RoutingLineEncoder(encoder_config(options))
+        encoder = line_encoder = RoutingLineEncoder(encoder_config(options))
+        convert = line_encoder.convert
     max_age_days = options.get(CONF_SPOOL_MAX_AGE_DAYS)
     spool = Spool(
         spool_path(hass, entry.entry_id),
@@ -498,7 +500,7 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
         resilience=resilience,
         clock=clock,
         run_sync=hass.async_add_executor_job,
-        convert=to_record,
+        convert=convert,
         config=PipelineConfig(
             batch_points=int(options.get(CONF_BATCH_SIZE, DEFAULT_BATCH_SIZE)),
             batch_bytes=int(options.get(CONF_BATCH_BYTES, DEFAULT_BATCH_BYTES)),

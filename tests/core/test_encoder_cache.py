@@ -16,6 +16,7 @@ from custom_components.ha_ingestor.core.encoder import (
     EncoderConfig,
     EncodeResult,
     EventRecord,
+    JsonEventEncoder,
     LineProtocolEncoder,
     MeasurementStrategy,
 )
@@ -247,3 +248,97 @@ def test_extra_and_context_bypass_the_cache() -> None:
     line = encoder.encode(rec("1", attrs, context_id="01C", extra={"ctx_t": 2}))
     assert line == b'W,domain=sensor,entity_id=temp context_id="01C",ctx_t=2,value=1 %d' % T
     assert not encoder._lines
+
+
+# --------------------------------------------------------------------------- cached_line
+
+
+def _uncached_outcome(config: EncoderConfig, record: EventRecord) -> tuple[Any, ...]:
+    result = LineProtocolEncoder(config).encode_many([record])
+    return (
+        result.lines,
+        result.skipped,
+        result.rejected,
+        result.dropped_values,
+        result.truncated_values,
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(config=CONFIGS, records=record_batches())
+def test_cached_line_answers_only_what_the_full_path_writes_unchanged(
+    config: EncoderConfig, records: list[EventRecord]
+) -> None:
+    """Whenever ``cached_line`` answers, the full path writes exactly that line.
+
+    Only bare states reach it (no enrichment ``extra``), and Home Assistant's
+    ``last_changed`` is never after ``last_updated``, so it is in range
+    whenever the timestamp is: records outside those premises are left out.
+    """
+    encoder = cached(config)
+    for record in records:
+        if record.extra or record.last_changed_ns != T:
+            continue
+        encoder.encode_many([record])  # fills the cache the way a flush does
+        answer = (
+            encoder.cached_line(record.entity_id, record.state, record.attributes, record.time_ns)
+            if type(record.time_ns) is int
+            else None
+        )
+        if answer is None:
+            continue
+        assert not config.include_context_id
+        lines, skipped, rejected, dropped, truncated = _uncached_outcome(config, record)
+        assert lines == [(record.time_ns, answer)]
+        assert (skipped, rejected, dropped, truncated) == (0, [], 0, 0)
+
+
+def test_cached_line_answers_plain_states_of_a_known_attributes_object() -> None:
+    encoder = cached(EncoderConfig(max_string_bytes=8))
+    attrs = Frozen(unit_of_measurement="W", friendly_name="P")
+    assert encoder.cached_line("sensor.temp", "1", attrs, T) is None  # nothing cached yet
+    encoder.encode(rec("0", attrs))
+    for state, fields in [
+        ("21.5", "value=21.5"),
+        ("3", "value=3"),
+        ("on", 'state="on",value=1'),
+        ("idle", 'state="idle"'),
+        ('a"b', 'state="a\\"b"'),
+    ]:
+        expected = b'W,domain=sensor,entity_id=temp friendly_name_str="P",%s %d' % (
+            fields.encode(),
+            T + 1,
+        )
+        # A state shape met for the first time needs its template rendered first.
+        assert encoder.cached_line("sensor.temp", state, attrs, T + 1) in (None, expected)
+        assert encoder.encode(rec(state, attrs, time_ns=T + 1)) == expected
+        assert encoder.cached_line("sensor.temp", state, attrs, T + 1) == expected
+    # Everything the full path must see: its counters or its checks.
+    assert encoder.cached_line("sensor.temp", "1", Frozen(attrs), T) is None  # other object
+    assert encoder.cached_line("sensor.other", "1", attrs, T) is None  # other entity
+    assert encoder.cached_line("sensor.temp", "unknown", attrs, T) is None  # skipped
+    assert encoder.cached_line("sensor.temp", "nan", attrs, T) is None  # value dropped
+    assert encoder.cached_line("sensor.temp", "x" * 20, attrs, T) is None  # text cut
+    assert encoder.cached_line("sensor.temp", "1", attrs, 2**63) is None  # out of range
+    with_context = cached(EncoderConfig(include_context_id=True))
+    with_context.encode(rec("0", attrs))
+    assert with_context._lines
+    assert with_context.cached_line("sensor.temp", "1", attrs, T) is None
+
+
+def test_a_cut_attribute_keeps_its_state_on_the_full_path() -> None:
+    """A template that dropped or cut a value is never used without its counters."""
+    encoder = cached(EncoderConfig(max_string_bytes=4))
+    attrs = Frozen(friendly_name="a long name", bad=float("nan"))
+    result = encoder.encode_many([rec("1", attrs)])
+    assert (result.dropped_values, result.truncated_values) == (1, 1)
+    assert encoder._lines  # cached, with its counts ...
+    assert encoder.cached_line("sensor.temp", "2", attrs, T) is None  # ... so no shortcut
+
+
+def test_rendered_points_pass_through_in_order() -> None:
+    rendered = (T + 5, b"already rendered")
+    for encoder in (cached(), JsonEventEncoder()):
+        result = encoder.encode_many([rec("1", time_ns=T), rendered, rec("2", time_ns=T + 9)])
+        assert [time_ns for time_ns, _ in result.lines] == [T, T + 5, T + 9]
+        assert result.lines[1] is rendered

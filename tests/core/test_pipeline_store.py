@@ -92,3 +92,23 @@ def test_store_records_the_gap_a_full_spool_dropped(tmp_path: Path) -> None:
     oldest_after = spool.stats().oldest_time_ns
     assert pipeline.gaps == [(10, oldest_after)]
     spool.close()
+
+
+def test_store_keeps_rendered_points_in_capture_order(tmp_path: Path) -> None:
+    """A converter may render a point itself (the line cache's fast path)."""
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.open()
+    pipeline = store_pipeline(spool)
+
+    def rendering(item: Any) -> EventRecord | tuple[int, bytes] | None:
+        if isinstance(item, bytes):
+            return int(item.rsplit(b" ", 1)[1]), item
+        return convert(item)
+
+    pipeline._convert = rendering
+    batch = [("sensor.a", "1", 10), b"pre,x=1 value=2 20", "boom", ("sensor.c", "3", 30)]
+    result, appended = pipeline._store(batch)
+    assert (result.stored, result.rejected) == (3, 1)
+    assert [r.time_ns for r in spool.peek(10, 1 << 20)] == [10, 20, 30]
+    assert appended.rows.payloads[1] == b"pre,x=1 value=2 20"
+    spool.close()

@@ -197,10 +197,15 @@ class EncodeResult:
     truncated_values: int = 0
 
 
+#: ``(time_ns, payload)``: a point the host already rendered (see
+#: :meth:`LineProtocolEncoder.cached_line`); encoders pass it through in order.
+type Rendered = tuple[int, bytes]
+
+
 class Encoder(Protocol):
     """What the flush job needs from an encoder."""
 
-    def encode_many(self, records: Iterable[EventRecord]) -> EncodeResult:
+    def encode_many(self, records: Iterable[EventRecord | Rendered]) -> EncodeResult:
         """Encode records without raising; see :class:`EncodeResult`."""
 
 
@@ -318,6 +323,21 @@ def _format_float(value: float) -> str:
     """Format like influxdb-client: ``str(value)`` without a trailing ``.0``."""
     text = repr(value)
     return text[:-2] if text.endswith(".0") else text
+
+
+def _render(pieces: tuple[str, ...], text: str | None, value: float | None, time_ns: int) -> str:
+    """Render a line from its template pieces and the state's ``state`` / ``value`` fields."""
+    if text is None:
+        number = repr(value)  # _format_float, inlined for the hot path
+        if number.endswith(".0"):
+            number = number[:-2]
+        return f"{pieces[0]}value={number}{pieces[1]}{time_ns}"
+    if value is None:
+        return f'{pieces[0]}state="{text.translate(_ESCAPE_STRING)}"{pieces[1]}{time_ns}'
+    return (
+        f'{pieces[0]}state="{text.translate(_ESCAPE_STRING)}"{pieces[1]}'
+        f"value={_format_float(value)}{pieces[2]}{time_ns}"
+    )
 
 
 def _field_text(key: str, value: Any) -> str:
@@ -705,17 +725,7 @@ class LineProtocolEncoder:
         if state in _SKIPPED_STATES and not self._include_unknown:
             # Only an entity id already checked may be skipped without _check_record.
             return None if record.entity_id in self._lines else _MISS
-        try:
-            value: float | None = float(state)
-        except ValueError:
-            value = None
-        text: str | None
-        if value is not None and value - value == 0.0:
-            # A finite number (the usual state): only the value field.
-            text, dropped, truncated, shape = None, 0, 0, _VALUE_ONLY
-        else:
-            text, value, dropped, truncated = self._state_parts(state)
-            shape = _TEXT_AND_VALUE if value is not None else _TEXT_ONLY
+        text, value, dropped, truncated, shape = self._parse_state(state)
         slot = self._lines.get(record.entity_id)
         if slot is None or slot[0] is not attributes:
             if not _immutable_values(attributes):
@@ -732,20 +742,56 @@ class LineProtocolEncoder:
         template = slot[1].get(shape)
         if template is None:
             template = slot[1][shape] = self._template(record, shape)
-        pieces = template.pieces
-        if text is None:
-            number = repr(value)  # _format_float, inlined for the hot path
-            if number.endswith(".0"):
-                number = number[:-2]
-            line = f"{pieces[0]}value={number}{pieces[1]}{time_ns}"
-        elif value is None:
-            line = f'{pieces[0]}state="{text.translate(_ESCAPE_STRING)}"{pieces[1]}{time_ns}'
-        else:
-            line = (
-                f'{pieces[0]}state="{text.translate(_ESCAPE_STRING)}"{pieces[1]}'
-                f"value={_format_float(value)}{pieces[2]}{time_ns}"
-            )
+        line = _render(template.pieces, text, value, time_ns)
         return line, dropped + template.dropped, truncated + template.truncated
+
+    def cached_line(
+        self, entity_id: str, state: str, attributes: Mapping[str, Any], time_ns: int
+    ) -> bytes | None:
+        """Return the line of a plain state change straight from the line cache, or None.
+
+        The flush job's fast path for Home Assistant states: no
+        :class:`EventRecord` is built when ``attributes`` is the very object
+        this entity's cached template was rendered from (HA reuses it while
+        only the state changes). None (context ids on, attributes not seen
+        before, an unknown state, a value dropped or cut) means: encode an
+        EventRecord instead, which also fills the cache and counts what it
+        drops. ``last_changed`` is not part of a line, so it is not needed here.
+        """
+        slot = self._lines.get(entity_id)
+        if (
+            slot is None
+            or slot[0] is not attributes
+            or self._with_context
+            or not _MIN_TIME_NS <= time_ns <= _MAX_TIME_NS
+            or state in _SKIPPED_STATES
+        ):
+            return None
+        text, value, dropped, truncated, shape = self._parse_state(state)
+        template = slot[1].get(shape)
+        if template is None or dropped or truncated or template.dropped or template.truncated:
+            return None
+        return _render(template.pieces, text, value, time_ns).encode("utf-8")
+
+    def _parse_state(
+        self, state: str
+    ) -> tuple[str | None, float | None, int, int, tuple[bool, bool]]:
+        """:meth:`_state_parts` plus the line shape, with a shortcut for plain numbers."""
+        try:
+            value: float | None = float(state)
+        except ValueError:
+            value = None
+        if value is not None and value - value == 0.0:
+            # A finite number (the usual state): only the value field.
+            return None, value, 0, 0, _VALUE_ONLY
+        text, value, dropped, truncated = self._state_parts(state)
+        return (
+            text,
+            value,
+            dropped,
+            truncated,
+            (_TEXT_AND_VALUE if value is not None else _TEXT_ONLY),
+        )
 
     def _template(self, record: EventRecord, shape: tuple[bool, bool]) -> _Template:
         """Render the attribute-derived part of ``record``'s line for one state shape."""
@@ -804,12 +850,15 @@ class LineProtocolEncoder:
         encoded = self._line(record)
         return None if encoded is None else encoded[0].encode("utf-8")
 
-    def encode_many(self, records: Iterable[EventRecord]) -> EncodeResult:
+    def encode_many(self, records: Iterable[EventRecord | Rendered]) -> EncodeResult:
         """Encode many records; never raises (bad records end up in ``rejected``)."""
         result = EncodeResult()
         append = result.lines.append
         cached = self._cached
         for record in records:
+            if isinstance(record, tuple):
+                append(record)
+                continue
             try:
                 encoded = cached(record)
                 if isinstance(encoded, _Miss):
@@ -880,10 +929,13 @@ class JsonEventEncoder:
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return text.encode("utf-8")
 
-    def encode_many(self, records: Iterable[EventRecord]) -> EncodeResult:
+    def encode_many(self, records: Iterable[EventRecord | Rendered]) -> EncodeResult:
         """Encode many records; never raises (bad records end up in ``rejected``)."""
         result = EncodeResult()
         for record in records:
+            if isinstance(record, tuple):
+                result.lines.append(record)
+                continue
             try:
                 payload = self.encode(record)
             except EncodeError as exc:

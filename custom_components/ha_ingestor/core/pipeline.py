@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from .clock import Clock
-from .encoder import Encoder, EventRecord, record_debug_payload
+from .encoder import Encoder, EventRecord, Rendered, record_debug_payload
 from .health import HealthReport, HealthTolerances
 from .resilience import Resilience
 from .spool import AppendResult, OverflowPolicy, RowIds, Spool, SpoolStats
@@ -66,11 +66,15 @@ class Pipeline:
         resilience: Resilience,
         clock: Clock,
         run_sync: RunSync,
-        convert: Callable[[Any], EventRecord | None],
+        convert: Callable[[Any], EventRecord | Rendered | None],
         config: PipelineConfig | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
-        """Wire the pipeline; ``convert`` turns a captured item into a record (off-loop)."""
+        """Wire the pipeline; ``convert`` turns a captured item into a record (off-loop).
+
+        ``convert`` may also return a point it rendered itself (the line
+        cache's fast path), which the encoder passes through in order.
+        """
         self._config = config or PipelineConfig()
         self._encoder = encoder
         self._spool = spool
@@ -290,7 +294,7 @@ class Pipeline:
         reasons: list[str] = []
         convert = self._convert
 
-        def records() -> Iterator[EventRecord]:
+        def records() -> Iterator[EventRecord | Rendered]:
             # Converted while encoding, so each record is freed right after its
             # line is made: thousands of live records would only feed the GC.
             for item in batch:
