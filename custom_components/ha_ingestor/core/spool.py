@@ -78,6 +78,8 @@ _INSERT_ROWS: Final = 6000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 199
 _INSERT_PREFIX: Final = (
     "INSERT INTO pending (time_ns, payload, size, enqueued_at, attempts) VALUES "
 )
+_TIME: Final = itemgetter(0)  # of a (time_ns, payload, ...) row
+_PAYLOAD: Final = itemgetter(1)
 _SCAN: Final = 1000  # rows per head scan when evicting
 _META_DROPPED: Final = "dropped_total"
 _META_DEAD_DROPPED: Final = "dead_letter_dropped"
@@ -433,8 +435,8 @@ class _SqliteStore:
         return self._insert_chunks(
             rows,
             lambda chunk: _columns(
-                [t for t, _ in chunk],
-                [bytes(p) for _, p in chunk],
+                list(map(_TIME, chunk)),
+                list(map(bytes, map(_PAYLOAD, chunk))),
                 [enqueued_at] * len(chunk),
                 [0] * len(chunk),
             ),
@@ -1041,24 +1043,28 @@ class Spool:
 
         Returns (stored, dropped).
         """
-        fitting = [row for row in rows if len(row[1]) <= self.max_bytes]
+        # Column-wise builtins (map, sum, max) instead of loops over the rows: an
+        # append takes thousands of rows while the event loop waits for the GIL.
+        sizes = list(map(len, map(_PAYLOAD, rows)))
+        if sizes and max(sizes) <= self.max_bytes:
+            fitting: Sequence[Row] = rows
+        else:
+            fitting = [row for row, size in zip(rows, sizes, strict=True) if size <= self.max_bytes]
+            sizes = [size for size in sizes if size <= self.max_bytes]
         dropped = len(rows) - len(fitting)  # a single row larger than the spool
+        accepted: Sequence[Row]
         if self.overflow is OverflowPolicy.DROP_NEWEST:
+            # Refuse the first row that does not fit and everything after it (order kept).
             room = self.max_bytes - store.nbytes
-            accepted: list[Row] = []
-            for row in fitting:
-                if len(row[1]) > room:
-                    break  # refuse this and everything after it, keeping order
-                accepted.append(row)
-                room -= len(row[1])
+            accepted = fitting[: bisect_right(list(accumulate(sizes)), room)]
             dropped += len(fitting) - len(accepted)
         else:
-            total = sum(len(row[1]) for row in fitting)
+            total = sum(sizes)
             start = 0
             while total > self.max_bytes:  # the batch alone is too big: oldest go first
-                total -= len(fitting[start][1])
+                total -= sizes[start]
                 start += 1
-            accepted = fitting[start:]
+            accepted = fitting[start:] if start else fitting
             dropped += start
             excess = store.nbytes + total - self.max_bytes
             if excess > 0:
@@ -1117,7 +1123,7 @@ class Spool:
             oldest_before = None
             if (
                 self.max_age_seconds is not None
-                or store.nbytes + sum(len(payload) for _, payload in rows) > self.max_bytes
+                or store.nbytes + sum(map(len, map(_PAYLOAD, rows))) > self.max_bytes
             ):
                 oldest = store.oldest()  # for the caller's record of what was dropped
                 oldest_before = oldest[0] if oldest else None
@@ -1135,7 +1141,7 @@ class Spool:
                 and store.ids_of_last(stored, last_ids[0])
             ):
                 last = last_ids[0]
-                handed = Rows(range(last - stored + 1, last + 1), [p for _, p in rows])
+                handed = Rows(range(last - stored + 1, last + 1), list(map(_PAYLOAD, rows)))
             return AppendResult(stored, dropped + refused, oldest_before, handed, store.serial)
 
         return self._run("append", action)
