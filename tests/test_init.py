@@ -17,7 +17,8 @@ from homeassistant.helpers import (
     entity_registry as er,
     label_registry as lr,
 )
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.ha_ingestor.const import (
     CONF_CONTEXT_ENTITIES,
@@ -141,6 +142,7 @@ async def test_unreachable_at_setup_captures_and_delivers_later(
 async def test_restart_mid_outage_loses_nothing(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
     influxdb_v1: InfluxV1Server,
     influx_db: str,
 ) -> None:
@@ -162,6 +164,13 @@ async def test_restart_mid_outage_loses_nothing(
     await hass.async_block_till_done()
     hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
     await hass.async_block_till_done()
+    # The spool is closed: later changes and flush ticks must not touch it.
+    hass.states.async_set("sensor.restart", "late", {"unit_of_measurement": "kWh"})
+    freezer.tick(timedelta(seconds=5))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    assert runtime.pipeline.buffered == 0
+    assert "spool is not open" not in caplog.text
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     assert spool_path(hass, entry.entry_id).exists()

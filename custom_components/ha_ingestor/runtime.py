@@ -215,15 +215,20 @@ class IngestorRuntime:
 
     async def async_shutdown(self) -> None:
         """Unload: stop listening, flush memory to the spool and close it."""
+        self._stop_listening()
+        # Issues describe a running pipeline; an unloaded entry has none.
+        async_clear_issues(self.hass, self.entry)
+        await self._async_close()
+
+    @callback
+    def _stop_listening(self) -> None:
+        """Drop every bus listener and timer (state changes, flush ticks, refreshes)."""
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()
         if self._entity_update_pending is not None:
             self._entity_update_pending()
             self._entity_update_pending = None
-        # Issues describe a running pipeline; an unloaded entry has none.
-        async_clear_issues(self.hass, self.entry)
-        await self._async_close()
 
     async def _async_close(self) -> None:
         if self._closed:
@@ -244,6 +249,9 @@ class IngestorRuntime:
         await self.pipeline.flush()
 
     async def _async_on_final_write(self, _event: Event) -> None:
+        # The spool closes now: a flush tick or a capture after this would only
+        # fail or pile up in memory (entries are not unloaded at shutdown).
+        self._stop_listening()
         await self._async_close()
 
     # --- capture -----------------------------------------------------------------------
