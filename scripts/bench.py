@@ -349,6 +349,22 @@ async def stream(hass: Any, group: Entities, rate: float, stop: asyncio.Event, s
 # --------------------------------------------------------------------------- harness
 
 
+async def confirm_http_config(hass: Any) -> None:
+    """Confirm the http settings HA migrated from this run's YAML (HA 2026.10 and later).
+
+    Unconfirmed, HA reverts them after five minutes by restarting itself: in a
+    run longer than that, the FINAL_WRITE of that stop closed ha_ingestor's
+    spool in the middle of a phase.
+    """
+    try:
+        from homeassistant.components.http.config import DATA_STORE  # noqa: PLC0415
+    except ImportError:  # releases without stored http settings
+        return
+    store = hass.data.get(DATA_STORE)
+    if store is not None and getattr(store, "revert_deadline", None) is not None:
+        await store.async_promote_pending()
+
+
 @dataclass
 class Harness:
     """The servers, the Home Assistant instance and the two integrations."""
@@ -452,6 +468,7 @@ influxdb:
         # Built-in: YAML is imported into its config entry by a background flow.
         if not await async_setup_component(hass, "influxdb", config):
             raise RuntimeError("the built-in influxdb integration did not set up")
+        await confirm_http_config(hass)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             entries = hass.config_entries.async_entries("influxdb")
