@@ -39,10 +39,7 @@ homeassistant:
   latitude: 52.37
   longitude: 4.89
   elevation: 0
-http:
-  server_host: 127.0.0.1
-  server_port: {ha_port}
-frontend:
+{http}frontend:
 config:
 history:
 logbook:
@@ -176,6 +173,44 @@ def write_json(path: Path, key: str, data: object, version: int, minor: int = 1)
     )
 
 
+def http_storage(path: Path, ha_port: int) -> bool:
+    """Store HA's http settings as confirmed ("stable") on releases that keep them in storage.
+
+    Since 2026.10 HA migrates YAML http settings into a *pending* trial that it
+    reverts by restarting itself five minutes later unless someone confirms it
+    in the UI; the restarted HA then listened on every interface, port 8123.
+    Returns False on releases that read the http settings from YAML only.
+    """
+    try:
+        from homeassistant.components.http import config as http_config  # noqa: PLC0415
+    except ImportError:
+        return False
+    schema = getattr(http_config, "HTTP_STORAGE_SCHEMA", None)
+    if schema is None:
+        return False
+    stored = json.loads(path.read_text(encoding="utf-8")).get("data", {}) if path.exists() else {}
+    stable = stored.get(http_config.KEY_STABLE) or {
+        **schema({}),
+        "created_at": datetime.now(UTC).isoformat(),
+        "error": None,
+        "error_message": None,
+    }
+    # Ports may change between runs; keep HA on loopback.
+    stable.update(server_port=ha_port, server_host=["127.0.0.1"])
+    write_json(
+        path,
+        "http",
+        {
+            http_config.KEY_STABLE: stable,
+            http_config.KEY_PENDING: None,
+            http_config.KEY_YAML_MIGRATION_DONE: True,
+        },
+        version=http_config.STORAGE_VERSION,
+        minor=http_config.STORAGE_MINOR_VERSION,
+    )
+    return True
+
+
 def prepare_config(ha_port: int, influx_port: int) -> None:
     """Create the config dir, the dev login and the ha_ingestor entry once."""
     storage = CONFIG / ".storage"
@@ -184,8 +219,10 @@ def prepare_config(ha_port: int, influx_port: int) -> None:
     if link.is_symlink() or link.exists():
         link.unlink() if link.is_symlink() else shutil.rmtree(link)
     link.symlink_to(REPO / "custom_components")
+    stored_http = http_storage(storage / "http", ha_port)
+    yaml_http = f"http:\n  server_host: 127.0.0.1\n  server_port: {ha_port}\n"
     (CONFIG / "configuration.yaml").write_text(
-        CONFIGURATION_YAML.format(ha_port=ha_port), encoding="utf-8"
+        CONFIGURATION_YAML.format(http="" if stored_http else yaml_http), encoding="utf-8"
     )
     if not (storage / "onboarding").exists():
         subprocess.run(
@@ -202,15 +239,6 @@ def prepare_config(ha_port: int, influx_port: int) -> None:
             {"done": ["user", "core_config", "analytics", "integration"]},
             version=4,
         )
-    # Since 2026.x HA keeps the http settings in storage after a one-time YAML
-    # migration and then ignores the YAML: keep the stored ones on this run's port.
-    http_file = storage / "http"
-    if http_file.exists():
-        http = json.loads(http_file.read_text(encoding="utf-8"))
-        stable = http.get("data", {}).get("stable") or {}
-        stable["server_port"] = ha_port
-        stable["server_host"] = ["127.0.0.1"]
-        http_file.write_text(json.dumps(http, indent=2), encoding="utf-8")
     entries_file = storage / "core.config_entries"
     entries = (
         json.loads(entries_file.read_text(encoding="utf-8"))["data"]["entries"]
