@@ -347,9 +347,8 @@ class IngestorRuntime:
 
     @property
     def backlog(self) -> int:
-        """Points waiting for delivery: in memory plus in the spool."""
-        stats = self.pipeline.stats
-        return self.pipeline.buffered + (stats.pending_count if stats is not None else 0)
+        """Points waiting for delivery: in memory plus in the spool (see Pipeline.backlog)."""
+        return self.pipeline.backlog
 
     async def async_requeue_dead_letters(self) -> int:
         """Move quarantined points back to the queue and try to deliver them."""

@@ -359,3 +359,26 @@ async def test_unexpected_error_does_not_kill_the_loop(tmp_path: Path) -> None:
             max_points=1,
             max_bytes=1,
         )
+
+
+async def test_backlog_leaves_out_rows_delivered_but_not_deleted_yet(
+    session: aiohttp.ClientSession, influxdb_v1: InfluxV1Server, influx_db: str, tmp_path: Path
+) -> None:
+    """Accepted rows are deleted with the next spool write; the backlog drops at delivery."""
+    h = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db)
+    await h.start()
+    await h.capture_flushed(20)
+    assert h.pipeline.backlog == 20
+    # As while the next flush job runs: the uploader waits for its rows instead of
+    # reading the spool, so the delete of what it delivered waits too.
+    h.pipeline.uploader.expect_handoff(True)
+    await h.until(lambda: h.resilience.metrics.events_sent == 20)
+    assert h.pending() == 20  # still spooled ...
+    assert h.pipeline.uploader.undeleted == 20
+    assert h.pipeline.backlog == 0  # ... but not waiting
+    h.pipeline.uploader.expect_handoff(False)
+    await h.until(lambda: h.pending() == 0)
+    assert h.pipeline.backlog == 0
+    assert h.pipeline.uploader.undeleted == 0
+    await h.stop()
+    assert await count_points(influxdb_v1, influx_db) == 20

@@ -127,6 +127,18 @@ class Pipeline:
         """Items captured but not yet flushed to the spool."""
         return len(self._buffer)
 
+    @property
+    def backlog(self) -> int:
+        """Points waiting for delivery: the memory batch and the spool.
+
+        Rows the destination already accepted stay spooled until the next
+        write deletes them; they are not waiting, so they are not counted.
+        """
+        stats = self._stats
+        if stats is None:
+            return len(self._buffer)
+        return len(self._buffer) + max(0, stats.pending_count - self.uploader.undeleted)
+
     async def async_open(self) -> None:
         """Open the spool (off the loop)."""
         await self._spool_call(self._spool.open)
@@ -222,11 +234,10 @@ class Pipeline:
     def health(self) -> HealthReport:
         """Assess health from the engine and the latest spool statistics."""
         stats = self._stats
-        backlog = self.buffered
+        backlog = self.backlog
         oldest_age: float | None = None
         storage_failed = False
         if stats is not None:
-            backlog += stats.pending_count
             storage_failed = stats.storage_failed
             if stats.oldest_time_ns is not None:
                 oldest_age = max(0.0, self._clock.time() - stats.oldest_time_ns / 1e9)

@@ -154,6 +154,11 @@ class Uploader:
         if not expecting:
             self.wake()
 
+    @property
+    def undeleted(self) -> int:
+        """Rows the destination accepted that are still spooled (deleted with the next write)."""
+        return len(self._delivered)
+
     def take_delivered(self) -> RowIds | None:
         """Ids accepted by the destination and not deleted yet (the caller deletes them)."""
         if not self._delivered or self._generation is None:
