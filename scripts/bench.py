@@ -779,22 +779,28 @@ async def baseline_run(h: Harness, group: Entities, n: int) -> float:
     return rate
 
 
-async def shipping_run(
-    h: Harness, name: str, group: Entities, db: str, busy: Callable[[], bool], *, n: int
-) -> dict[str, Any]:
-    """Produce ``n`` changes that only ``name`` ships; its landing and production rates."""
+async def produce_while_polling(
+    h: Harness, group: Entities, n: int, target: tuple[str, str, str, Callable[[], bool]]
+) -> tuple[float, dict[str, dict[str, Any]]]:
+    """Produce ``n`` changes on ``group`` while counting the ``n`` points of ``target``.
+
+    ``target``: (name, database, measurement, busy), as in :func:`wait_landed`.
+
+    Polling starts with production: the first point's time is part of the
+    sustained rate. Returns the production seconds and :func:`wait_landed`'s result.
+    """
     assert h.influx is not None
+    name, db, measurement, busy = target
     producing = [True]
 
     def still_busy() -> bool:
         return producing[0] or busy()
 
     t0 = time.monotonic()
-    # Poll while producing: the first point's time is part of the sustained rate.
     poller = asyncio.create_task(
         wait_landed(
             h.influx,
-            {name: (db, group.unit, n, still_busy)},
+            {name: (db, measurement, n, still_busy)},
             t0,
             stall=10.0,
             limit=max(180.0, n / 500),
@@ -805,8 +811,14 @@ async def shipping_run(
         await produce(h.hass, group, n)
     finally:
         producing[0] = False
-    seconds = time.monotonic() - t0
-    landed = await poller
+    return time.monotonic() - t0, await poller
+
+
+async def shipping_run(
+    h: Harness, name: str, group: Entities, db: str, busy: Callable[[], bool], *, n: int
+) -> dict[str, Any]:
+    """Produce ``n`` changes that only ``name`` ships; its landing and production rates."""
+    seconds, landed = await produce_while_polling(h, group, n, (name, db, group.unit, busy))
     out = {
         "production_seconds": seconds,
         "production_rate": n / seconds,
@@ -1381,25 +1393,13 @@ async def busy_database_run(h: Harness, n: int, ingestor: dict[str, Any]) -> dic
         str(n),
         str(rate),
     )
-    producing = [True]
-    t0 = time.monotonic()
-    poller = asyncio.create_task(
-        wait_landed(
-            h.influx,
-            {"load": (DB_LOAD, "load", n, lambda: producing[0] or loader.returncode is None)},
-            t0,
-            stall=10.0,
-            limit=max(180.0, n / 500),
-            poll=0.25,
-        )
+    seconds, _ = await produce_while_polling(
+        h,
+        Entities(TP_BASELINE, 100),
+        n,
+        ("load", DB_LOAD, "load", lambda: loader.returncode is None),
     )
-    try:
-        await produce(h.hass, Entities(TP_BASELINE, 100), n)
-    finally:
-        producing[0] = False
-    seconds = time.monotonic() - t0
     await loader.wait()
-    await poller
     production_rate = n / seconds
     return {
         "load_rate": rate,

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 import logging
-from typing import Any
+from typing import Any, Self
 
 from .clock import Clock
 from .encoder import Encoder, EventRecord, Rendered, record_debug_payload
@@ -47,11 +47,21 @@ class PipelineConfig:
 class FlushResult:
     """What one flush did."""
 
-    captured: int
-    stored: int
-    skipped: int
-    rejected: int
-    dropped: int
+    captured: int = 0
+    stored: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    dropped: int = 0
+
+    def __add__(self, other: Self) -> Self:
+        """Sum two results field by field (a flush of several slices)."""
+        return type(self)(
+            self.captured + other.captured,
+            self.stored + other.stored,
+            self.skipped + other.skipped,
+            self.rejected + other.rejected,
+            self.dropped + other.dropped,
+        )
 
 
 class Pipeline:
@@ -176,7 +186,7 @@ class Pipeline:
             if not remaining:
                 return None
             metrics.add_events_received(remaining)
-            total = FlushResult(captured=0, stored=0, skipped=0, rejected=0, dropped=0)
+            total = FlushResult()
             self.uploader.expect_handoff(True)
             # The first slice is one upload batch, so the uploader starts early.
             size = self._config.batch_points
@@ -197,13 +207,7 @@ class Pipeline:
                         metrics.add_events_dropped(result.dropped)
                     if result.rejected:
                         metrics.add_points_quarantined(result.rejected)
-                    total = FlushResult(
-                        captured=total.captured + result.captured,
-                        stored=total.stored + result.stored,
-                        skipped=total.skipped + result.skipped,
-                        rejected=total.rejected + result.rejected,
-                        dropped=total.dropped + result.dropped,
-                    )
+                    total += result
             finally:
                 self.uploader.expect_handoff(False)
         self._changed()

@@ -78,8 +78,11 @@ _INSERT_ROWS: Final = 6000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 199
 _INSERT_PREFIX: Final = (
     "INSERT INTO pending (time_ns, payload, size, enqueued_at, attempts) VALUES "
 )
-_TIME: Final = itemgetter(0)  # of a (time_ns, payload, ...) row
+# Columns of a (time_ns, payload) row, or of a _NewRow (time_ns, payload, enqueued_at, attempts).
+_TIME: Final = itemgetter(0)
 _PAYLOAD: Final = itemgetter(1)
+_ENQUEUED: Final = itemgetter(2)
+_ATTEMPTS: Final = itemgetter(3)
 _SCAN: Final = 1000  # rows per head scan when evicting
 _META_DROPPED: Final = "dropped_total"
 _META_DEAD_DROPPED: Final = "dead_letter_dropped"
@@ -423,10 +426,10 @@ class _SqliteStore:
         self._insert_chunks(
             rows,
             lambda chunk: _columns(
-                [t for t, _, _, _ in chunk],
-                [p for _, p, _, _ in chunk],
-                [at for _, _, at, _ in chunk],
-                [n for _, _, _, n in chunk],
+                list(map(_TIME, chunk)),
+                list(map(_PAYLOAD, chunk)),
+                list(map(_ENQUEUED, chunk)),
+                list(map(_ATTEMPTS, chunk)),
             ),
         )
 
@@ -666,7 +669,7 @@ class _MemoryStore:
         return self._next_id
 
     def ids_of_last(self, count: int, last_id: int) -> bool:
-        """Ids here are handed out one by one under the spool's lock: always true."""
+        """Whether ``last_id`` is the newest id: ids here are handed out one by one."""
         return last_id == self._next_id
 
     def head(self, limit: int) -> list[tuple[int, int, float]]:
@@ -1210,15 +1213,21 @@ class Spool:
         # Read-only unless there is something to delete (BEGIN / COMMIT are steps).
         return self._run("advance", action, read_only=True)
 
-    def quarantine(self, ids: Sequence[int], reason: str, category: str) -> int:
+    def quarantine(
+        self, ids: Sequence[int], reason: str, category: str, generation: int | None = None
+    ) -> int:
         """Move pending rows (by id) to the dead-letter table; return how many moved.
 
         Rows no longer pending (delivered or dropped meanwhile) are skipped.
+        With ``generation`` (the store the ids were read from, see
+        :class:`RowIds`), ids of another store move nothing.
         """
         if not ids:
             return 0
 
         def action(store: _Store) -> int:
+            if generation is not None and generation != store.serial:
+                return 0
             now = self._clock()
             taken = store.take(ids)
             store.insert_dead([(t, p, reason, category, now, n + 1) for _, t, p, n in taken])

@@ -325,7 +325,9 @@ class Uploader:
 
     async def _quarantine(self, rows: Rows, err: DeliveryError) -> None:
         """Move poison points to the dead-letter table, counted and logged once."""
-        await self._run_sync(self._spool.quarantine, rows.ids, err.message, err.category.value)
+        await self._run_sync(
+            self._spool.quarantine, rows.ids, err.message, err.category.value, self._generation
+        )
         self._res.metrics.add_points_quarantined(len(rows))
         _LOGGER.warning(
             "Quarantined %d point(s) rejected by %s (%s): %s",
