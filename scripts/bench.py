@@ -885,6 +885,26 @@ async def phase_throughput(h: Harness) -> None:
         "median": statistics.median(ratios) if ratios else None,
     }
     out["busy_database"] = await busy_database_run(h, n, out["ha_ingestor"])
+    # The most any integration in HA's process could land here, against baselines
+    # run back to back with it (order alternating), as the pairs above.
+    ceilings: list[tuple[float, float]] = []
+    for k in range(h.opts.pairs):
+        if k % 2:
+            ceiling = await ceiling_run(h, n, out["ha_ingestor"]["rate"], f"load_c{k}")
+            baseline = await baseline_run(h, base, n)
+        else:
+            baseline = await baseline_run(h, base, n)
+            ceiling = await ceiling_run(h, n, out["ha_ingestor"]["rate"], f"load_c{k}")
+        ceilings.append((baseline, ceiling))
+    ceiling_ratios = [r for b, c in ceilings if (r := ratio(c, b)) is not None]
+    out["ceiling"] = {
+        "baseline_rates": [b for b, _ in ceilings],
+        "production_rates": [c for _, c in ceilings],
+        "ratios": ceiling_ratios,
+        "median": statistics.median(ceiling_ratios) if ceiling_ratios else None,
+    }
+    # Landed against the ceiling: pair medians divided, both against their baselines.
+    out["ceiling"]["landed_ratio"] = ratio(out["pairs"]["median"], out["ceiling"]["median"])
     out["production_rate"] = out["baseline"]["production_rate"]
     out["ratio"] = ratio(out["ha_ingestor"]["rate"], out["builtin"]["rate"])
     out["ratio_end_to_end"] = ratio(
@@ -1242,6 +1262,24 @@ def report(h: Harness) -> str:
                 None,
                 ">= 1x",
             )
+        if (ceiling := tp.get("ceiling")) and ceiling["ratios"]:
+            spread = ceiling["ratios"]
+            row(
+                "  ceiling: HA rate with a keep-only listener + that load / baseline,"
+                f" median of {len(spread)} pairs ({min(spread):.2f}-{max(spread):.2f}x)",
+                times(ceiling["median"]),
+                None,
+                None,
+                "",
+            )
+            row(
+                "  landed / ceiling (paired medians): the share of what any"
+                " in-HA integration could land here",
+                times(ceiling["landed_ratio"]),
+                None,
+                None,
+                "",
+            )
         row(
             "  landed after HA stopped, events/s (catch-up, HA idle)",
             ing["after_rate"],
@@ -1372,34 +1410,119 @@ def report(h: Harness) -> str:
     return "\n".join(out)
 
 
-async def busy_database_run(h: Harness, n: int, ingestor: dict[str, Any]) -> dict[str, Any]:
+async def ceiling_run(h: Harness, n: int, load_rate: float, measurement: str) -> float:
+    """HA's production rate with the least any in-HA integration must cost it.
+
+    The baseline load while (a) a listener that only keeps each new state for a
+    once-a-second hand-off (no filter, no encoding, no spool, no upload) is on
+    HA's bus, and (b) ``scripts/bench_load.py`` makes InfluxDB ingest
+    ``load_rate`` points/s from outside HA. No integration running in HA's
+    process can land more than this on the machine: it must at least listen, and
+    the database must at least ingest on the same cores. ``load_rate`` is what HA
+    Ingestor landed, below what a perfect integration would make the database
+    take, so this ceiling is generous.
+    """
+    from homeassistant.const import EVENT_STATE_CHANGED  # noqa: PLC0415
+    from homeassistant.core import callback  # noqa: PLC0415
+
+    hass = h.hass
+    kept: list[Any] = []
+    keep = kept.append
+
+    @callback
+    def listener(event: Any) -> None:
+        keep(event.data["new_state"])
+
+    def hand_off() -> None:
+        # What a flush job gets: the second's states, released on the loop here.
+        kept.clear()
+        handle[0] = hass.loop.call_later(1.0, hand_off)
+
+    remove = hass.bus.async_listen(EVENT_STATE_CHANGED, listener)
+    handle = [hass.loop.call_later(1.0, hand_off)]
+    try:
+        busy = await busy_database_run(
+            h, n, {"rate": load_rate, "production_rate": None}, measurement=measurement
+        )
+        return float(busy["production_rate"])
+    finally:
+        remove()
+        handle[0].cancel()
+        kept.clear()
+
+
+def write_shipped_lines(h: Harness, group: Entities, n: int, path: Path) -> None:
+    """``n`` changes of ``group`` as HA Ingestor writes them, one line each, to ``path``.
+
+    Made by HA Ingestor's own encoder with the loaded entry's options, so a load
+    written from outside HA carries the same tags and fields as shipped points.
+    Timestamps lie an hour back, a microsecond apart.
+    """
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    from homeassistant.core import State  # noqa: PLC0415
+
+    from custom_components.ha_ingestor.records import RoutingLineEncoder  # noqa: PLC0415
+    from custom_components.ha_ingestor.runtime import encoder_config  # noqa: PLC0415
+
+    encoder = RoutingLineEncoder(encoder_config(h.ingestor_entry.options))
+    start = datetime.now(UTC) - timedelta(hours=1)
+    ids, attrs, size = group.ids, group.attrs, group.size
+    written = 0
+    with path.open("wb") as fh:
+        for first in range(0, n, 5000):
+            states = [
+                State(
+                    ids[i % size],
+                    str(i),
+                    attrs[i % size],
+                    last_updated=start + timedelta(microseconds=i),
+                )
+                for i in range(first, min(n, first + 5000))
+            ]
+            lines = encoder.encode_many(map(encoder.convert, states)).lines
+            fh.writelines(line + b"\n" for _, line in lines)
+            written += len(lines)
+    if written != n:
+        raise RuntimeError(f"encoded {written} of {n} load lines")
+
+
+async def busy_database_run(
+    h: Harness, n: int, ingestor: dict[str, Any], *, measurement: str = "load"
+) -> dict[str, Any]:
     """HA's production rate while InfluxDB ingests what HA Ingestor landed, from outside HA.
 
     The same load on the baseline entities (shipped by neither integration) while
-    ``scripts/bench_load.py``, a separate process, writes as many points at the
-    rate HA Ingestor landed them, and the same count polling runs: InfluxDB does
-    the same work on the shared cores, HA's process does none of the shipping.
-    Compared with HA's rate while HA Ingestor ships, it tells the database's
-    share of the slowdown from the integration's.
+    ``scripts/bench_load.py``, a separate process, writes the lines HA Ingestor
+    would ship for ``n`` such changes (into ``measurement``) at the rate HA
+    Ingestor landed them, and the same count polling runs: InfluxDB does the same
+    work on the shared cores, HA's process does none of the shipping. Compared
+    with HA's rate while HA Ingestor ships, it tells the database's share of the
+    slowdown from the integration's.
     """
     assert h.influx is not None
     rate = ingestor.get("rate") or ingestor["production_rate"]
+    lines = h.root / f"{measurement}.lp"
+    await asyncio.to_thread(write_shipped_lines, h, Entities(measurement, 100), n, lines)
     loader = await asyncio.create_subprocess_exec(
         sys.executable,
         str(Path(__file__).with_name("bench_load.py")),
         h.server.url,
         DB_LOAD,
-        "load",
-        str(n),
+        str(lines),
         str(rate),
     )
-    seconds, _ = await produce_while_polling(
-        h,
-        Entities(TP_BASELINE, 100),
-        n,
-        ("load", DB_LOAD, "load", lambda: loader.returncode is None),
-    )
-    await loader.wait()
+    try:
+        seconds, _ = await produce_while_polling(
+            h,
+            Entities(TP_BASELINE, 100),
+            n,
+            ("load", DB_LOAD, measurement, lambda: loader.returncode is None),
+        )
+        if await loader.wait():
+            raise RuntimeError(f"bench_load.py exited with {loader.returncode}")
+    finally:
+        lines.unlink()
     production_rate = n / seconds
     return {
         "load_rate": rate,
