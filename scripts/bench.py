@@ -830,6 +830,37 @@ async def shipping_run(
     return out
 
 
+async def paired_runs(
+    h: Harness,
+    base: Entities,
+    ks: range,
+    measure: Callable[[int, float], Awaitable[float]],
+    pairs: list[tuple[float, float]],
+) -> dict[str, Any]:
+    """A baseline run and ``measure(k, latest baseline rate)`` back to back for each ``k``.
+
+    The order alternates with ``k``, so drift in HA's own rate does not favour
+    either side. ``pairs`` holds (baseline, measured) rates already taken; the
+    new pairs are added to it. Returns the rates, the ratios and their median.
+    """
+    latest = pairs[-1][0] if pairs else 0.0
+    for k in ks:
+        if k % 2:
+            rate = await measure(k, latest)
+            latest = await baseline_run(h, base, h.opts.events)
+        else:
+            latest = await baseline_run(h, base, h.opts.events)
+            rate = await measure(k, latest)
+        pairs.append((latest, rate))
+    ratios = [r for b, rate in pairs if (r := ratio(rate, b)) is not None]
+    return {
+        "baseline_rates": [b for b, _ in pairs],
+        "rates": [rate for _, rate in pairs],
+        "ratios": ratios,
+        "median": statistics.median(ratios) if ratios else None,
+    }
+
+
 async def phase_throughput(h: Harness) -> None:
     """1. Sustained events/s landed, against the rate HA produces the state changes at.
 
@@ -866,46 +897,24 @@ async def phase_throughput(h: Harness) -> None:
         )
     # HA's own rate drifts between runs on a shared host: more baseline / ha_ingestor
     # pairs, each pair back to back (order alternating), give the ratio a spread.
-    pairs = [(out["baseline"]["production_rate"], out["ha_ingestor"]["rate"])]
-    for k in range(1, h.opts.pairs):
+
+    async def shipped(k: int, _baseline: float) -> float:
         # Same entities (the filters match), a measurement of its own to count.
         group = Entities(TP_INGESTOR, 100, unit=f"{TP_INGESTOR}_p{k}")
-        if k % 2:
-            shipped = await shipping_run(h, "ha_ingestor", group, DB_INGESTOR, ingestor_busy, n=n)
-            baseline = await baseline_run(h, base, n)
-        else:
-            baseline = await baseline_run(h, base, n)
-            shipped = await shipping_run(h, "ha_ingestor", group, DB_INGESTOR, ingestor_busy, n=n)
-        pairs.append((baseline, shipped["rate"]))
-    ratios = [r for b, landed in pairs if (r := ratio(landed, b)) is not None]
-    out["pairs"] = {
-        "baseline_rates": [b for b, _ in pairs],
-        "landed_rates": [landed for _, landed in pairs],
-        "ratios": ratios,
-        "median": statistics.median(ratios) if ratios else None,
-    }
+        run = await shipping_run(h, "ha_ingestor", group, DB_INGESTOR, ingestor_busy, n=n)
+        return float(run["rate"])
+
+    first = (out["baseline"]["production_rate"], out["ha_ingestor"]["rate"])
+    out["pairs"] = await paired_runs(h, base, range(1, h.opts.pairs), shipped, [first])
     out["busy_database"] = await busy_database_run(h, n, out["ha_ingestor"])
-    # The most any integration in HA's process could land here, against baselines
-    # run back to back with it (order alternating), as the pairs above.
-    # The database takes points as fast as HA made them in the latest baseline run:
-    # what an integration that kept up with HA's full rate would make it ingest.
-    ceilings: list[tuple[float, float]] = []
-    baseline = pairs[-1][0]
-    for k in range(h.opts.pairs):
-        if k % 2:
-            ceiling = await ceiling_run(h, n, baseline, f"load_c{k}")
-            baseline = await baseline_run(h, base, n)
-        else:
-            baseline = await baseline_run(h, base, n)
-            ceiling = await ceiling_run(h, n, baseline, f"load_c{k}")
-        ceilings.append((baseline, ceiling))
-    ceiling_ratios = [r for b, c in ceilings if (r := ratio(c, b)) is not None]
-    out["ceiling"] = {
-        "baseline_rates": [b for b, _ in ceilings],
-        "production_rates": [c for _, c in ceilings],
-        "ratios": ceiling_ratios,
-        "median": statistics.median(ceiling_ratios) if ceiling_ratios else None,
-    }
+
+    # The most any integration in HA's process could land here. The database takes
+    # points as fast as HA made them in the latest baseline run: what an integration
+    # that kept up with HA's full rate would make it ingest.
+    async def ceiling(k: int, baseline: float) -> float:
+        return await ceiling_run(h, n, baseline, f"load_c{k}")
+
+    out["ceiling"] = await paired_runs(h, base, range(h.opts.pairs), ceiling, [])
     # Landed against the ceiling: pair medians divided, both against their baselines.
     out["ceiling"]["landed_ratio"] = ratio(out["pairs"]["median"], out["ceiling"]["median"])
     out["production_rate"] = out["baseline"]["production_rate"]
