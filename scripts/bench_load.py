@@ -5,8 +5,9 @@ InfluxDB ingests, written by this separate process, the very lines HA Ingestor
 ships for the same changes (same tags and fields: a point's string fields cost
 InfluxDB several times what a lone ``value`` does), at the rate HA Ingestor
 landed them (the database's share of the slowdown, told apart from the
-integration's work inside HA) or at HA's baseline rate (the ceiling run). Standard library only; per batch it only
-reads and sends, so its own CPU stays small.
+integration's work inside HA) or at HA's baseline rate (the ceiling run).
+Standard library only; per batch it only reads and sends, so its own CPU stays
+small.
 
     python scripts/bench_load.py URL DATABASE LINES_FILE RATE
 """
