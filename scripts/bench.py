@@ -244,6 +244,12 @@ def times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def paired_label(paired: dict[str, Any]) -> str:
+    """``median of N back-to-back pairs (lo-hi x)`` for a :func:`paired_runs` result."""
+    spread = paired["ratios"]
+    return f"median of {len(spread)} back-to-back pairs ({min(spread):.2f}-{max(spread):.2f}x)"
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     """a / b when both are known and b is not 0."""
     if a is None or b is None or b == 0:
@@ -833,25 +839,27 @@ async def shipping_run(
 async def paired_runs(
     h: Harness,
     base: Entities,
-    ks: range,
+    count: int,
     measure: Callable[[int, float], Awaitable[float]],
-    pairs: list[tuple[float, float]],
+    first: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """A baseline run and ``measure(k, latest baseline rate)`` back to back for each ``k``.
+    """``count`` pairs of a baseline run and ``measure(index, baseline rate)``, back to back.
 
-    The order alternates with ``k``, so drift in HA's own rate does not favour
-    either side. ``pairs`` holds (baseline, measured) rates already taken; the
-    new pairs are added to it. Returns the rates, the ratios and their median.
+    The order alternates with the pair's index (pair 0 runs the baseline first),
+    so drift in HA's own rate favours neither side; ``measure`` gets the latest
+    baseline rate taken before it. ``first``: a (baseline, measured) pair
+    already taken. Returns the rates, the ratios and their median.
     """
-    latest = pairs[-1][0] if pairs else 0.0
-    for k in ks:
-        if k % 2:
-            rate = await measure(k, latest)
-            latest = await baseline_run(h, base, h.opts.events)
+    pairs = [first] if first else []
+    while len(pairs) < count:
+        index = len(pairs)
+        if index % 2:
+            rate = await measure(index, pairs[-1][0])
+            baseline = await baseline_run(h, base, h.opts.events)
         else:
-            latest = await baseline_run(h, base, h.opts.events)
-            rate = await measure(k, latest)
-        pairs.append((latest, rate))
+            baseline = await baseline_run(h, base, h.opts.events)
+            rate = await measure(index, baseline)
+        pairs.append((baseline, rate))
     ratios = [r for b, rate in pairs if (r := ratio(rate, b)) is not None]
     return {
         "baseline_rates": [b for b, _ in pairs],
@@ -905,7 +913,7 @@ async def phase_throughput(h: Harness) -> None:
         return float(run["rate"])
 
     first = (out["baseline"]["production_rate"], out["ha_ingestor"]["rate"])
-    out["pairs"] = await paired_runs(h, base, range(1, h.opts.pairs), shipped, [first])
+    out["pairs"] = await paired_runs(h, base, h.opts.pairs, shipped, first)
     out["busy_database"] = await busy_database_run(h, n, out["ha_ingestor"])
 
     # The most any integration in HA's process could land here. The database takes
@@ -914,7 +922,7 @@ async def phase_throughput(h: Harness) -> None:
     async def ceiling(k: int, baseline: float) -> float:
         return await ceiling_run(h, n, baseline, f"load_c{k}")
 
-    out["ceiling"] = await paired_runs(h, base, range(h.opts.pairs), ceiling, [])
+    out["ceiling"] = await paired_runs(h, base, h.opts.pairs, ceiling)
     # Landed against the ceiling: pair medians divided, both against their baselines.
     out["ceiling"]["landed_ratio"] = ratio(out["pairs"]["median"], out["ceiling"]["median"])
     out["production_rate"] = out["baseline"]["production_rate"]
@@ -1236,10 +1244,8 @@ def report(h: Harness) -> str:
             ">= 1x",
         )
         if (pairs := tp.get("pairs")) and len(pairs["ratios"]) > 1:
-            spread = pairs["ratios"]
             row(
-                f"  the same, median of {len(spread)} back-to-back pairs"
-                f" ({min(spread):.2f}-{max(spread):.2f}x)",
+                f"  the same, {paired_label(pairs)}",
                 times(pairs["median"]),
                 None,
                 None,
@@ -1275,10 +1281,9 @@ def report(h: Harness) -> str:
                 ">= 1x",
             )
         if (ceiling := tp.get("ceiling")) and ceiling["ratios"]:
-            spread = ceiling["ratios"]
             row(
-                "  ceiling: HA rate with a keep-only listener + that load / baseline,"
-                f" median of {len(spread)} pairs ({min(spread):.2f}-{max(spread):.2f}x)",
+                "  ceiling: HA rate, keep-only listener + that load at the baseline rate,"
+                f" / baseline, {paired_label(ceiling)}",
                 times(ceiling["median"]),
                 None,
                 None,
@@ -1428,9 +1433,9 @@ async def ceiling_run(h: Harness, n: int, load_rate: float, measurement: str) ->
     The baseline load while (a) a listener that only keeps each new state for a
     once-a-second hand-off (no filter, no encoding, no spool, no upload) is on
     HA's bus, and (b) ``scripts/bench_load.py`` makes InfluxDB ingest
-    ``load_rate`` points/s from outside HA. No integration running in HA's
-    process can land more than this on the machine: it must at least listen, and
-    the database must at least ingest on the same cores (``load_rate``: HA's
+    ``load_rate`` points/s from outside HA. An integration in HA's process must
+    at least listen, and the database must at least ingest on the same cores, so
+    no such integration should be expected to land more (``load_rate``: HA's
     baseline rate, what an integration that kept up with it would send).
     """
     from homeassistant.const import EVENT_STATE_CHANGED  # noqa: PLC0415
@@ -1452,10 +1457,7 @@ async def ceiling_run(h: Harness, n: int, load_rate: float, measurement: str) ->
     remove = hass.bus.async_listen(EVENT_STATE_CHANGED, listener)
     handle = [hass.loop.call_later(1.0, hand_off)]
     try:
-        busy = await busy_database_run(
-            h, n, {"rate": load_rate, "production_rate": None}, measurement=measurement
-        )
-        return float(busy["production_rate"])
+        return await loaded_production_rate(h, n, load_rate, measurement)
     finally:
         remove()
         handle[0].cancel()
@@ -1498,21 +1500,14 @@ def write_shipped_lines(h: Harness, group: Entities, n: int, path: Path) -> None
         raise RuntimeError(f"encoded {written} of {n} load lines")
 
 
-async def busy_database_run(
-    h: Harness, n: int, ingestor: dict[str, Any], *, measurement: str = "load"
-) -> dict[str, Any]:
-    """HA's production rate while InfluxDB ingests what HA Ingestor landed, from outside HA.
+async def loaded_production_rate(h: Harness, n: int, load_rate: float, measurement: str) -> float:
+    """HA's production rate on the baseline entities while InfluxDB takes a load from outside.
 
-    The same load on the baseline entities (shipped by neither integration) while
     ``scripts/bench_load.py``, a separate process, writes the lines HA Ingestor
-    would ship for ``n`` such changes (into ``measurement``) at the rate HA
-    Ingestor landed them, and the same count polling runs: InfluxDB does the same
-    work on the shared cores, HA's process does none of the shipping. Compared
-    with HA's rate while HA Ingestor ships, it tells the database's share of the
-    slowdown from the integration's.
+    would ship for ``n`` changes (into ``measurement``) at ``load_rate`` points/s,
+    while HA makes ``n`` changes that neither integration ships and the same
+    count polling runs as when HA Ingestor ships.
     """
-    assert h.influx is not None
-    rate = ingestor.get("rate") or ingestor["production_rate"]
     lines = h.root / f"{measurement}.lp"
     await asyncio.to_thread(write_shipped_lines, h, Entities(measurement, 100), n, lines)
     loader = await asyncio.create_subprocess_exec(
@@ -1521,7 +1516,7 @@ async def busy_database_run(
         h.server.url,
         DB_LOAD,
         str(lines),
-        str(rate),
+        str(load_rate),
     )
     try:
         seconds, _ = await produce_while_polling(
@@ -1534,7 +1529,20 @@ async def busy_database_run(
             raise RuntimeError(f"bench_load.py exited with {loader.returncode}")
     finally:
         lines.unlink()
-    production_rate = n / seconds
+    return n / seconds
+
+
+async def busy_database_run(h: Harness, n: int, ingestor: dict[str, Any]) -> dict[str, Any]:
+    """HA's production rate while InfluxDB ingests what HA Ingestor landed, from outside HA.
+
+    InfluxDB does the same work on the shared cores as while HA Ingestor ships,
+    HA's process none of the shipping. Compared with HA's rate while HA
+    Ingestor ships, it tells the database's share of the slowdown from the
+    integration's.
+    """
+    assert h.influx is not None
+    rate = ingestor.get("rate") or ingestor["production_rate"]
+    production_rate = await loaded_production_rate(h, n, rate, "load")
     return {
         "load_rate": rate,
         "production_rate": production_rate,

@@ -79,6 +79,7 @@ def record_from_event(event: Event[Mapping[str, Any]]) -> EventRecord:
     )
 
 
+# EventType is not a str to mypy; rendered states carry no record to read it from.
 _STATE_CHANGED: Final = str(EVENT_STATE_CHANGED)
 
 type Captured = State | Event[Any] | tuple[State | None, Mapping[str, Any]] | None
@@ -138,16 +139,13 @@ class RoutingLineEncoder:
 
         def states() -> Iterator[EventRecord | Rendered]:
             for record in records:
-                if isinstance(record, tuple):  # a rendered state (see convert)
-                    event_type: str = _STATE_CHANGED
-                else:
-                    event_type = record.event_type
+                # A tuple is a state convert already rendered.
+                event_type: str = _STATE_CHANGED if isinstance(record, tuple) else record.event_type
                 if event_type not in order:
                     order.append(event_type)
-                if event_type == EVENT_STATE_CHANGED:
+                if isinstance(record, tuple) or event_type == EVENT_STATE_CHANGED:
                     yield record
                 else:
-                    assert not isinstance(record, tuple)
                     events.setdefault(event_type, []).append(record)
 
         encoded_states = self._states.encode_many(states())
