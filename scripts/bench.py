@@ -21,7 +21,10 @@ Then it measures, with the same generated load for both:
 3. drain rate of a spooled backlog vs raw batched writes of the same lines;
 4. RSS growth while that backlog is spooled through capture + flush;
 5. seconds from the server's return to the first new point being queryable;
-6. events lost during an outage.
+6. events lost during an outage;
+7. CPU per state change at a steady rate (a busy home, not a stress test): Home
+   Assistant's process (all threads and its event loop alone) and InfluxDB's,
+   each integration's run against a run that ships nothing.
 
 It prints a table (ratios are ha_ingestor / built-in; no pass/fail) and, with
 ``--json PATH``, writes the figures as JSON. Everything it starts (InfluxDB, Home
@@ -45,6 +48,7 @@ import os
 from pathlib import Path
 import platform
 import queue
+import resource
 import shutil
 import signal
 import statistics
@@ -115,6 +119,8 @@ class Options:
     keep: bool
     quick: bool
     pairs: int = 3
+    cost_rate: float = 2000.0
+    cost_seconds: float = 20.0
     phases: tuple[str, ...] = ()
 
 
@@ -124,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         prog="scripts/bench",
         description="ha_ingestor vs the built-in influxdb integration in one Home Assistant.",
     )
-    parser.add_argument("--quick", action="store_true", help="smaller figures (~2-3 min)")
+    parser.add_argument("--quick", action="store_true", help="smaller figures (~5-6 min)")
     parser.add_argument(
         "--events", type=int, help="state changes per throughput run (500000; quick 200000)"
     )
@@ -144,6 +150,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument(
         "--rate", type=float, default=100.0, help="events/s of the steady stream (100)"
+    )
+    parser.add_argument(
+        "--cost-rate",
+        type=float,
+        default=2000.0,
+        help="state changes/s of the CPU-cost runs (2000)",
+    )
+    parser.add_argument(
+        "--cost-seconds", type=float, help="seconds of each CPU-cost run (20; quick 10)"
     )
     parser.add_argument(
         "--flush-chunk",
@@ -192,13 +207,17 @@ def parse_args(argv: list[str] | None = None) -> Options:
         keep=bool(args.keep),
         quick=quick,
         pairs=int(args.pairs),
+        cost_rate=float(args.cost_rate),
+        cost_seconds=float(pick(args.cost_seconds, 20.0, 10.0)),
         phases=tuple(args.phase or ()),
     )
     for name in ("events", "listener_events", "backlog", "pairs"):
         if getattr(opts, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if opts.outage <= 0 or opts.return_outage <= 0 or opts.rate <= 0:
-        parser.error("--outage, --return-outage and --rate must be > 0")
+    if min(opts.outage, opts.return_outage, opts.rate, opts.cost_rate, opts.cost_seconds) <= 0:
+        parser.error(
+            "--outage, --return-outage, --rate, --cost-rate and --cost-seconds must be > 0"
+        )
     return opts
 
 
@@ -1006,6 +1025,134 @@ async def phase_outage(h: Harness) -> None:
     await h.wait_ingestor_idle(60)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of another process so far (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    # Fields after the command name (which may hold spaces): utime, stime at 11, 12.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (Home Assistant, all threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def cost_run(h: Harness, group: Entities, settle: float) -> dict[str, Any]:
+    """CPU spent while ``group`` changes at ``--cost-rate`` for ``--cost-seconds``.
+
+    The window is the stream plus a fixed ``settle`` (the same for every run),
+    so the shipping of the last second's changes is in it too. Measured: this
+    process (Home Assistant, every thread), its event loop's thread alone (the
+    bench runs on HA's loop) and InfluxDB's process.
+    """
+    assert h.server is not None
+    assert h.server.proc is not None
+    influxd = h.server.proc.pid
+    stop = asyncio.Event()
+    # Every run starts with nothing left for the collector: a full collection of
+    # HA's heap takes ~0.25 s here, as much as a run's whole difference.
+    gc.collect()
+    cpu0, loop0, db0 = own_cpu_seconds(), time.thread_time(), process_cpu_seconds(influxd)
+    gen = asyncio.create_task(stream(h.hass, group, h.opts.cost_rate, stop, 0))
+    try:
+        await asyncio.sleep(h.opts.cost_seconds)
+    finally:
+        stop.set()
+        generated = await gen
+    await asyncio.sleep(settle)
+    return {
+        "generated": generated,
+        "cpu_seconds": own_cpu_seconds() - cpu0,
+        "loop_cpu_seconds": time.thread_time() - loop0,
+        "influxd_cpu_seconds": process_cpu_seconds(influxd) - db0,
+    }
+
+
+def cost_per_event(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """Microseconds per state change above the runs that shipped nothing.
+
+    Off the loop (worker threads: HA Ingestor's flush job, the built-in's
+    thread) and on it; HA's own per-change work is nearly all on the loop and
+    drifts by a few per cent between runs, so the loop's figure is the noisy one.
+    """
+    n = run["generated"]
+
+    def off_loop(r: dict[str, Any]) -> float:
+        return float(r["cpu_seconds"] - r["loop_cpu_seconds"])
+
+    return {
+        "off_loop_us": (off_loop(run) - off_loop(base)) / n * 1e6,
+        "loop_us": (run["loop_cpu_seconds"] - base["loop_cpu_seconds"]) / n * 1e6,
+        "cpu_us": (run["cpu_seconds"] - base["cpu_seconds"]) / n * 1e6,
+        "influxd_us": (run["influxd_cpu_seconds"] - base["influxd_cpu_seconds"]) / n * 1e6,
+    }
+
+
+async def phase_cost(h: Harness) -> None:
+    """7. CPU per state change shipped at a steady rate (what a busy home pays).
+
+    Seven runs of ``--cost-seconds`` at ``--cost-rate`` changes/s, each
+    integration's twice between three that ship nothing (entities both exclude):
+    base, ha_ingestor, built-in, base, built-in, ha_ingestor, base. An
+    integration's CPU per change is the mean of its runs minus the mean of the
+    runs that shipped nothing, so HA's own work for a state change, the
+    generator and the idle load cancel out. At this rate HA is idle most of the
+    time: unlike phase 1, this is the cost, not the contention of a machine at
+    its limit.
+    """
+    assert h.influx is not None
+    settle = 3.0  # > a flush interval and the built-in's 1 s batch timeout
+    stamp = int(time.time())
+    groups = {
+        "base": Entities(TP_BASELINE, 100, unit=f"{TP_BASELINE}_cost{stamp}"),
+        "ha_ingestor": Entities(TP_INGESTOR, 100, unit=f"{TP_INGESTOR}_cost{stamp}"),
+        "builtin": Entities(TP_BUILTIN, 100, unit=f"{TP_BUILTIN}_cost{stamp}"),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in groups}
+    order = ("base", "ha_ingestor", "builtin", "base", "builtin", "ha_ingestor", "base")
+    for name in order:
+        runs[name].append(await cost_run(h, groups[name], settle))
+        # Outside the window: everything shipped lands before the next run starts.
+        await h.wait_ingestor_idle(60)
+        await h.wait_builtin_idle(60)
+    keys = ("generated", "cpu_seconds", "loop_cpu_seconds", "influxd_cpu_seconds")
+    mean = {
+        name: {key: statistics.fmean(run[key] for run in group) for key in keys}
+        for name, group in runs.items()
+    }
+    base = mean["base"]
+    out: dict[str, Any] = {
+        "rate": h.opts.cost_rate,
+        "seconds": h.opts.cost_seconds,
+        "runs": runs,
+        "base_us": base["cpu_seconds"] / base["generated"] * 1e6,
+        "base_loop_us": base["loop_cpu_seconds"] / base["generated"] * 1e6,
+        # How far the runs that shipped nothing differ on the loop, per change: the
+        # loop figures below are only as good as this.
+        "base_loop_spread_us": (
+            max(run["loop_cpu_seconds"] / run["generated"] for run in runs["base"])
+            - min(run["loop_cpu_seconds"] / run["generated"] for run in runs["base"])
+        )
+        * 1e6,
+    }
+    for name, db in (("ha_ingestor", DB_INGESTOR), ("builtin", DB_BUILTIN)):
+        generated = sum(run["generated"] for run in runs[name])
+        landed = await h.influx.count(db, groups[name].unit)
+        out[name] = {
+            **cost_per_event(mean[name], base),
+            "generated": generated,
+            "landed": landed,
+        }
+        # The share of one core this rate costs HA's process.
+        out[name]["core_share"] = out[name]["cpu_us"] * h.opts.cost_rate / 1e6
+    out["ratio"] = ratio(out["ha_ingestor"]["cpu_us"], out["builtin"]["cpu_us"])
+    out["ratio_off_loop"] = ratio(out["ha_ingestor"]["off_loop_us"], out["builtin"]["off_loop_us"])
+    out["ratio_influxd"] = ratio(out["ha_ingestor"]["influxd_us"], out["builtin"]["influxd_us"])
+    h.results["cost"] = out
+
+
 def _export_lines(spool_file: Path, out: Path, batch: int) -> list[tuple[int, int, int]]:
     """Copy the spooled lines into ``out`` as ready POST bodies of ``batch`` lines.
 
@@ -1406,6 +1553,61 @@ def report(h: Harness) -> str:
             None,
             "",
         )
+    if co := r.get("cost"):
+        ing, bui = co["ha_ingestor"], co["builtin"]
+        row(
+            f"7 HA's CPU per state change shipped, us, {co['rate']:g}/s for {co['seconds']:g} s",
+            ing["cpu_us"],
+            bui["cpu_us"],
+            co["ratio"],
+            "",
+            d=1,
+        )
+        row(
+            "  off the event loop (worker threads), us",
+            ing["off_loop_us"],
+            bui["off_loop_us"],
+            co["ratio_off_loop"],
+            "",
+            d=1,
+        )
+        row(
+            f"  on the event loop, us (runs shipping nothing differ by {co['base_loop_spread_us']:.1f})",
+            ing["loop_us"],
+            bui["loop_us"],
+            None,
+            "",
+            d=1,
+        )
+        row(
+            "  share of one core at that rate",
+            f"{ing['core_share']:.1%}",
+            f"{bui['core_share']:.1%}",
+            None,
+            "",
+        )
+        row(
+            "  HA's own CPU per state change, shipped by neither (all / loop), us",
+            f"{co['base_us']:.1f} / {co['base_loop_us']:.1f}",
+            None,
+            None,
+            "",
+        )
+        row(
+            "  InfluxDB's CPU per point, us",
+            ing["influxd_us"],
+            bui["influxd_us"],
+            co["ratio_influxd"],
+            "",
+            d=1,
+        )
+        row(
+            "  landed / generated",
+            f"{ing['landed']:,}/{ing['generated']:,}",
+            f"{bui['landed']:,}/{bui['generated']:,}",
+            None,
+            "",
+        )
     headers = ("metric", "ha_ingestor", "built-in", "ratio", "target")
     widths = [max(len(x[i]) for x in (headers, *rows)) for i in range(5)]
 
@@ -1563,6 +1765,7 @@ PHASES: list[tuple[str, str, Callable[[Harness], Awaitable[None]]]] = [
     ("throughput", "1 throughput", phase_throughput),
     ("return", "5 time to data flowing", phase_return),
     ("outage", "6 loss during an outage", phase_outage),
+    ("cost", "7 CPU per state change at a steady rate", phase_cost),
 ]
 
 
