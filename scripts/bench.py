@@ -1074,8 +1074,9 @@ def cost_per_event(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     """Microseconds per state change above the runs that shipped nothing.
 
     Off the loop (worker threads: HA Ingestor's flush job, the built-in's
-    thread) and on it; HA's own per-change work is nearly all on the loop and
-    drifts by a few per cent between runs, so the loop's figure is the noisy one.
+    thread) and on it. HA's own per-change work is nearly all on the loop and
+    differs between runs that ship nothing by 5-25 % here (``base_loop_spread_us``),
+    so the loop's figure is the noisy one.
     """
     n = run["generated"]
 
