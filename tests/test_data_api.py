@@ -4,12 +4,18 @@ The reference receiver (scripts/data_api_receiver.py) runs as a real server.
 """
 
 from datetime import timedelta
+import logging
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.ha_ingestor.const import (
     CONF_KIND,
@@ -20,6 +26,7 @@ from custom_components.ha_ingestor.const import (
     DOMAIN,
     DestinationKind,
 )
+from custom_components.ha_ingestor.registry_sync import DEVICES_PATH, RegistrySync, all_devices
 from tests.common import settle
 from tests.data_api import DataApiReceiver
 
@@ -119,5 +126,121 @@ async def test_registry_sync(
     )
     water = data_api_receiver.entities()["sensor.boiler_water"]
     assert water["deleted"] or water["device_id"] is None
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+def demo_devices(hass: HomeAssistant, count: int) -> list[dr.DeviceEntry]:
+    """``count`` devices of another integration's entry, with one entity each."""
+    other = MockConfigEntry(domain="demo")
+    other.add_to_hass(hass)
+    dev_reg = dr.async_get(hass)
+    ent_reg = er.async_get(hass)
+    devices = []
+    for i in range(count):
+        device = dev_reg.async_get_or_create(
+            config_entry_id=other.entry_id, identifiers={("demo", f"d{i}")}, name=f"Demo {i}"
+        )
+        ent_reg.async_get_or_create(
+            "sensor", "demo", f"t{i}", device_id=device.id, suggested_object_id=f"demo_{i}"
+        )
+        devices.append(device)
+    return devices
+
+
+async def start_sync(hass: HomeAssistant, receiver: DataApiReceiver) -> tuple[Any, RegistrySync]:
+    """Set up an entry with registry sync on; return it and its sync."""
+    entry = data_api_entry(receiver, **{CONF_REGISTRY_SYNC: True})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    sync = entry.runtime_data.registry_sync
+    assert sync is not None
+    return entry, sync
+
+
+async def test_registry_sync_keeps_changes_while_the_data_api_fails(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    freezer: FrozenDateTimeFactory,
+    data_api_receiver: DataApiReceiver,
+) -> None:
+    """Refused pushes (503) keep every change pending; all arrive once the data-api answers.
+
+    Figure: 0 registry changes lost across three refused pushes.
+    """
+    devices = demo_devices(hass, 2)
+    await data_api_receiver.inject_fault(503, count=3, path=DEVICES_PATH)
+    entry, sync = await start_sync(hass, data_api_receiver)
+
+    await settle(hass, freezer, lambda: sync.last_error is not None)
+    assert sync.pending >= len(devices) + len(devices)  # devices and their entities
+    assert data_api_receiver.devices() == {}
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert diagnostics["registry_sync"]["last_error"] == sync.last_error
+    assert diagnostics["registry_sync"]["pending"] == sync.pending
+
+    await settle(hass, freezer, lambda: sync.pending == 0, step=5.0)
+    assert sync.last_error is None
+    assert {d.id for d in devices} <= set(data_api_receiver.devices())
+    assert {"sensor.demo_0", "sensor.demo_1"} <= set(data_api_receiver.entities())
+    refused = [r for r in await data_api_receiver.requests() if r["fault"]]
+    assert len(refused) == 3
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_registry_sync_splits_a_batch_and_drops_only_the_rejected_item(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    freezer: FrozenDateTimeFactory,
+    data_api_receiver: DataApiReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """413 halves the batch; 400 bisects the first half down to one item, dropped alone.
+
+    The receiver's fault queue answers the first device push with 413, then the
+    next two with 400: with three or four devices (this integration's own
+    service device may be one), exactly the first item ends up alone and is
+    dropped, counted and logged; every other device arrives.
+    """
+    demo_devices(hass, 3)
+    await data_api_receiver.inject_fault(413, count=1, path=DEVICES_PATH)
+    await data_api_receiver.inject_fault(400, count=2, path=DEVICES_PATH)
+    caplog.set_level(logging.WARNING)
+    entry, sync = await start_sync(hass, data_api_receiver)
+
+    await settle(hass, freezer, lambda: sync.pending == 0)
+    registry = {d.id for d in all_devices(dr.async_get(hass))}
+    assert len(registry) in (3, 4)
+    received = set(data_api_receiver.devices())
+    assert sync.rejected == 1
+    assert len(registry - received) == 1
+    assert received <= registry
+    assert sync.last_error is None
+    assert caplog.text.count("rejected by the data-api") == 1
+    statuses = [r["status"] for r in await data_api_receiver.requests() if r["fault"]]
+    assert statuses == [413, 400, 400]
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert diagnostics["registry_sync"]["rejected"] == 1
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_registry_sync_marks_a_removed_entity_deleted(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, data_api_receiver: DataApiReceiver
+) -> None:
+    """Removing an entity from the registry upserts it as deleted."""
+    demo_devices(hass, 1)
+    entry, sync = await start_sync(hass, data_api_receiver)
+    await settle(hass, freezer, lambda: "sensor.demo_0" in data_api_receiver.entities())
+    assert data_api_receiver.entities()["sensor.demo_0"]["deleted"] is False
+
+    er.async_get(hass).async_remove("sensor.demo_0")
+    await settle(
+        hass,
+        freezer,
+        lambda: data_api_receiver.entities()["sensor.demo_0"]["deleted"] and sync.pending == 0,
+    )
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

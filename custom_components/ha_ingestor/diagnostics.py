@@ -73,6 +73,9 @@ async def async_get_config_entry_diagnostics(
         "spool": None if stats is None else asdict(stats),
         "dead_letters": [_dead_letter(letter) for letter in letters],
         "repair_issues": sorted(runtime.issues),
+        "registry_sync": (
+            None if runtime.registry_sync is None else runtime.registry_sync.as_dict()
+        ),
     }
     # Error messages and reasons may quote a URL or a server's echo of a
     # credential: scrub every string, not just the known keys.

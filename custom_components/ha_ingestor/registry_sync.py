@@ -10,7 +10,6 @@ schedules a full snapshot anyway.
 
 import asyncio
 from collections.abc import Mapping, Sequence
-import contextlib
 from typing import Any
 
 from homeassistant.core import Event, HomeAssistant, callback
@@ -242,12 +241,3 @@ class RegistrySync:
             "rejected": self.rejected,
             "last_error": self.last_error,
         }
-
-
-async def async_cancel(task: asyncio.Task[None] | None) -> None:
-    """Cancel a background task and wait for it."""
-    if task is None or task.done():
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
