@@ -27,7 +27,7 @@ from custom_components.ha_ingestor.const import (
     DestinationKind,
 )
 from custom_components.ha_ingestor.registry_sync import DEVICES_PATH, RegistrySync, all_devices
-from tests.common import settle
+from tests.common import settle, setup_entry, unload_entry
 from tests.data_api import DataApiReceiver
 
 
@@ -151,9 +151,7 @@ def demo_devices(hass: HomeAssistant, count: int) -> list[dr.DeviceEntry]:
 async def start_sync(hass: HomeAssistant, receiver: DataApiReceiver) -> tuple[Any, RegistrySync]:
     """Set up an entry with registry sync on; return it and its sync."""
     entry = data_api_entry(receiver, **{CONF_REGISTRY_SYNC: True})
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     sync = entry.runtime_data.registry_sync
     assert sync is not None
     return entry, sync
@@ -186,8 +184,7 @@ async def test_registry_sync_keeps_changes_while_the_data_api_fails(
     assert {"sensor.demo_0", "sensor.demo_1"} <= set(data_api_receiver.entities())
     refused = [r for r in await data_api_receiver.requests() if r["fault"]]
     assert len(refused) == 3
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_registry_sync_splits_a_batch_and_drops_only_the_rejected_item(
@@ -223,8 +220,7 @@ async def test_registry_sync_splits_a_batch_and_drops_only_the_rejected_item(
     assert statuses == [413, 400, 400]
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
     assert diagnostics["registry_sync"]["rejected"] == 1
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_registry_sync_marks_a_removed_entity_deleted(
@@ -242,5 +238,4 @@ async def test_registry_sync_marks_a_removed_entity_deleted(
         freezer,
         lambda: data_api_receiver.entities()["sensor.demo_0"]["deleted"] and sync.pending == 0,
     )
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
