@@ -433,7 +433,7 @@ def dashboard_config(path: Path, entity_ids: list[str]) -> dict[str, Any]:
         text = text.replace(used.group(1), mine)
     if path.suffix == ".json":
         return dict(json.loads(text))
-    import yaml  # noqa: PLC0415 - only needed for YAML dashboards
+    import yaml  # type: ignore[import-untyped]  # noqa: PLC0415 - only for YAML dashboards
 
     return dict(yaml.safe_load(text))
 
