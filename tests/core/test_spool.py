@@ -21,6 +21,7 @@ from custom_components.ha_ingestor.core.spool import (
     MEMORY_ID_BASE,
     AppendResult,
     OverflowPolicy,
+    RowIds,
     Spool,
     SpoolRow,
 )
@@ -275,12 +276,16 @@ def test_max_age_across_scan_chunks(db: Path, clock: Clock) -> None:
 
 def test_quarantine_requeue_purge(db: Path, clock: Clock) -> None:
     with Spool(db, clock=clock) as spool:
-        spool.append(rows(4))
+        generation = spool.append(rows(4)).generation
         batch = spool.peek(10, 10_000)
         clock.now += 5
-        assert spool.quarantine([r.id for r in batch[1:3]], "field type conflict", "bad_data") == 2
-        assert spool.quarantine([batch[1].id], "again", "bad_data") == 0  # no longer pending
-        assert spool.quarantine([], "x", "y") == 0
+
+        def ids(rows: list[SpoolRow]) -> RowIds:
+            return RowIds(generation, [r.id for r in rows])
+
+        assert spool.quarantine(ids(batch[1:3]), "field type conflict", "bad_data") == 2
+        assert spool.quarantine(ids(batch[1:2]), "again", "bad_data") == 0  # no longer pending
+        assert spool.quarantine(ids([]), "x", "y") == 0
         assert spool.quarantine_payloads([(77, b"raw")], "unencodable", "bad_data") == 1
         assert spool.quarantine_payloads([], "x", "y") == 0
         letters = spool.dead_letters()
@@ -303,7 +308,7 @@ def test_quarantine_requeue_purge(db: Path, clock: Clock) -> None:
         assert [r.time_ns for r in spool.peek(10, 10_000)] == [0, 3, 1, 2, 77]
         # Attempts survive the round trip.
         again = [r for r in spool.peek(10, 10_000) if r.time_ns == 1]
-        spool.quarantine([r.id for r in again], "still bad", "bad_data")
+        spool.quarantine(ids(again), "still bad", "bad_data")
         assert spool.dead_letters()[0].attempts == 2
 
         spool.quarantine_payloads([(5, b"p")], "r", "c")
@@ -491,11 +496,11 @@ def test_commit_failure_falls_back(db: Path, clock: Clock, flaky: list[FlakyConn
 def test_memory_mode_full_api(db: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Path, "mkdir", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "full")))
     spool = open_spool(db, clock, max_bytes=100, max_age_seconds=50, max_dead_letter_bytes=20)
-    spool.append(rows(12))
+    generation = spool.append(rows(12)).generation
     batch = spool.peek(5, 1000)
     assert spool.peek(5, 25) == batch[:2]
     assert spool.delete([batch[0].id, 12345]) == 1
-    assert spool.quarantine([r.id for r in batch[1:4]], "r", "bad_data") == 3
+    assert spool.quarantine(RowIds(generation, [r.id for r in batch[1:4]]), "r", "bad_data") == 3
     assert spool.stats().dead_letter_count == 2  # trimmed to 20 bytes
     assert spool.stats().dead_letter_dropped == 1
     assert [d.attempts for d in spool.dead_letters()] == [1, 1]

@@ -176,7 +176,7 @@ def test_hand_back_and_advance(tmp_path: Path, mode: str, monkeypatch: pytest.Mo
     assert list(spool.advance(stale, stale.generation, ids[2], 10, 1 << 20).rows.ids) == ids[2:]
     assert spool.append([], delivered=stale) == spool_mod.AppendResult(0, 0)
     assert spool.delete_delivered(stale) == 0
-    assert spool.quarantine(ids, "bad", "bad_data", generation=stale.generation) == 0
+    assert spool.quarantine(stale, "bad", "bad_data") == 0
     assert spool.stats().pending_count == 3
     assert spool.stats().dead_letter_count == 0
     # Deleting through append, in the same job as the next rows.

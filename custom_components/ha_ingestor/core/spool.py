@@ -1213,28 +1213,23 @@ class Spool:
         # Read-only unless there is something to delete (BEGIN / COMMIT are steps).
         return self._run("advance", action, read_only=True)
 
-    def quarantine(
-        self, ids: Sequence[int], reason: str, category: str, generation: int | None = None
-    ) -> int:
-        """Move pending rows (by id) to the dead-letter table; return how many moved.
+    def quarantine(self, rows: RowIds, reason: str, category: str) -> int:
+        """Move pending rows to the dead-letter table; return how many moved.
 
-        Rows no longer pending (delivered or dropped meanwhile) are skipped.
-        With ``generation`` (the store the ids were read from, see
-        :class:`RowIds`), ids of another store move nothing.
+        Rows no longer pending (delivered or dropped meanwhile) are skipped, and
+        ids of another store move nothing (see :class:`RowIds`).
         """
-        if not ids:
-            return 0
 
         def action(store: _Store) -> int:
-            if generation is not None and generation != store.serial:
+            if not _applies(rows, store):
                 return 0
             now = self._clock()
-            taken = store.take(ids)
+            taken = store.take(rows.ids)
             store.insert_dead([(t, p, reason, category, now, n + 1) for _, t, p, n in taken])
             self._trim_dead(store)
             return len(taken)
 
-        return self._run("quarantine", action)
+        return self._run("quarantine", action) if rows.ids else 0
 
     def quarantine_payloads(
         self, payloads: Sequence[tuple[int, bytes]], reason: str, category: str

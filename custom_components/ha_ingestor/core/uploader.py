@@ -325,13 +325,20 @@ class Uploader:
 
     async def _quarantine(self, rows: Rows, err: DeliveryError) -> None:
         """Move poison points to the dead-letter table, counted and logged once."""
-        await self._run_sync(
-            self._spool.quarantine, rows.ids, err.message, err.category.value, self._generation
+        # Rows come from a read or a hand-over, and both set the generation.
+        assert self._generation is not None
+        moved: int = await self._run_sync(
+            self._spool.quarantine,
+            RowIds(self._generation, list(rows.ids)),
+            err.message,
+            err.category.value,
         )
-        self._res.metrics.add_points_quarantined(len(rows))
+        # Fewer than sent when rows left the queue meanwhile or belong to a store
+        # no longer in use: count what the dead-letter table really holds.
+        self._res.metrics.add_points_quarantined(moved)
         _LOGGER.warning(
             "Quarantined %d point(s) rejected by %s (%s): %s",
-            len(rows),
+            moved,
             self._active_endpoint,
             err.category.value,
             err.message,
