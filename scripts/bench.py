@@ -1079,14 +1079,12 @@ def cost_per_event(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     so the loop's figure is the noisy one.
     """
     n = run["generated"]
-
-    def off_loop(r: dict[str, Any]) -> float:
-        return float(r["cpu_seconds"] - r["loop_cpu_seconds"])
-
+    cpu_us = (run["cpu_seconds"] - base["cpu_seconds"]) / n * 1e6
+    loop_us = (run["loop_cpu_seconds"] - base["loop_cpu_seconds"]) / n * 1e6
     return {
-        "off_loop_us": (off_loop(run) - off_loop(base)) / n * 1e6,
-        "loop_us": (run["loop_cpu_seconds"] - base["loop_cpu_seconds"]) / n * 1e6,
-        "cpu_us": (run["cpu_seconds"] - base["cpu_seconds"]) / n * 1e6,
+        "cpu_us": cpu_us,
+        "loop_us": loop_us,
+        "off_loop_us": cpu_us - loop_us,
         "influxd_us": (run["influxd_cpu_seconds"] - base["influxd_cpu_seconds"]) / n * 1e6,
     }
 
@@ -1105,11 +1103,11 @@ async def phase_cost(h: Harness) -> None:
     """
     assert h.influx is not None
     settle = 3.0  # > a flush interval and the built-in's 1 s batch timeout
-    stamp = int(time.time())
+    # Measurements of their own (the bench's databases are new each run).
     groups = {
-        "base": Entities(TP_BASELINE, 100, unit=f"{TP_BASELINE}_cost{stamp}"),
-        "ha_ingestor": Entities(TP_INGESTOR, 100, unit=f"{TP_INGESTOR}_cost{stamp}"),
-        "builtin": Entities(TP_BUILTIN, 100, unit=f"{TP_BUILTIN}_cost{stamp}"),
+        "base": Entities(TP_BASELINE, 100, unit=f"{TP_BASELINE}_cost"),
+        "ha_ingestor": Entities(TP_INGESTOR, 100, unit=f"{TP_INGESTOR}_cost"),
+        "builtin": Entities(TP_BUILTIN, 100, unit=f"{TP_BUILTIN}_cost"),
     }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in groups}
     order = ("base", "ha_ingestor", "builtin", "base", "builtin", "ha_ingestor", "base")
@@ -1124,6 +1122,7 @@ async def phase_cost(h: Harness) -> None:
         for name, group in runs.items()
     }
     base = mean["base"]
+    base_loop_us = [run["loop_cpu_seconds"] / run["generated"] * 1e6 for run in runs["base"]]
     out: dict[str, Any] = {
         "rate": h.opts.cost_rate,
         "seconds": h.opts.cost_seconds,
@@ -1132,11 +1131,7 @@ async def phase_cost(h: Harness) -> None:
         "base_loop_us": base["loop_cpu_seconds"] / base["generated"] * 1e6,
         # How far the runs that shipped nothing differ on the loop, per change: the
         # loop figures below are only as good as this.
-        "base_loop_spread_us": (
-            max(run["loop_cpu_seconds"] / run["generated"] for run in runs["base"])
-            - min(run["loop_cpu_seconds"] / run["generated"] for run in runs["base"])
-        )
-        * 1e6,
+        "base_loop_spread_us": max(base_loop_us) - min(base_loop_us),
     }
     for name, db in (("ha_ingestor", DB_INGESTOR), ("builtin", DB_BUILTIN)):
         generated = sum(run["generated"] for run in runs[name])
