@@ -17,6 +17,9 @@ class ErrorCategory(StrEnum):
     BAD_DATA = "bad_data"
     TOO_LARGE = "too_large"
     STORAGE = "storage"
+    #: The destination answers but refuses every point sent (a proxy answering 400
+    #: to plain HTTP, a receiver whose validation got stricter): a setup fault.
+    REJECTED = "rejected"
 
 
 class ErrorKind(StrEnum):
@@ -38,6 +41,7 @@ _KIND_BY_CATEGORY: dict[ErrorCategory, ErrorKind] = {
     ErrorCategory.TLS: ErrorKind.CONFIG,
     ErrorCategory.AUTH: ErrorKind.CONFIG,
     ErrorCategory.NOT_FOUND: ErrorKind.CONFIG,
+    ErrorCategory.REJECTED: ErrorKind.CONFIG,
     ErrorCategory.BAD_DATA: ErrorKind.BAD_DATA,
     ErrorCategory.TOO_LARGE: ErrorKind.TOO_LARGE,
     ErrorCategory.STORAGE: ErrorKind.STORAGE,
