@@ -10,13 +10,13 @@ from custom_components.ha_ingestor.core.logthrottle import ThrottledLog
 def test_one_line_per_cause_per_interval(caplog: pytest.LogCaptureFixture) -> None:
     """1 000 rejections in one interval log 1 line; the next interval's line says 999."""
     now = [0.0]
-    log = ThrottledLog(logging.getLogger("t"), interval=60.0, monotonic=lambda: now[0])
+    throttle = ThrottledLog(logging.getLogger("t"), interval=60.0, monotonic=lambda: now[0])
     with caplog.at_level(logging.WARNING):
-        logged = sum(log.warning("reject", "point rejected: %s", i) for i in range(1000))
+        logged = sum(throttle.warning("reject", "point rejected: %s", i) for i in range(1000))
         assert logged == 1
-        assert log.warning("other", "another cause")
+        assert throttle.warning("other", "another cause")
         now[0] = 61.0
-        assert log.warning("reject", "point rejected: %s", "x")
+        assert throttle.warning("reject", "point rejected: %s", "x")
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [
         "point rejected: 0",
@@ -27,8 +27,8 @@ def test_one_line_per_cause_per_interval(caplog: pytest.LogCaptureFixture) -> No
 
 def test_forget_lets_the_next_line_through() -> None:
     """After forget(), the same cause logs again at once."""
-    log = ThrottledLog(logging.getLogger("t"), interval=60.0, monotonic=lambda: 0.0)
-    assert log.warning("c", "m")
-    assert not log.warning("c", "m")
-    log.forget("c")
-    assert log.warning("c", "m")
+    throttle = ThrottledLog(logging.getLogger("t"), interval=60.0, monotonic=lambda: 0.0)
+    assert throttle.warning("c", "m")
+    assert not throttle.warning("c", "m")
+    throttle.forget("c")
+    assert throttle.warning("c", "m")
