@@ -6,7 +6,7 @@ from typing import Any
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
-from homeassistant.util.ssl import client_context
+from homeassistant.util.ssl import create_client_context
 from yarl import URL
 
 from .const import (
@@ -131,8 +131,12 @@ def resolve_ca_path(hass: HomeAssistant, path: str) -> str:
 
 
 def _load_ca(path: str) -> ssl.SSLContext:
-    """Load a custom CA bundle (blocking: run in the executor)."""
-    context = client_context()
+    """Build a private context trusting the default CAs plus the bundle at ``path``.
+
+    Blocking: run in the executor. Never HA's shared ``client_context()``: a CA
+    loaded into that would be trusted by every integration until restart.
+    """
+    context = create_client_context()
     try:
         context.load_verify_locations(cafile=path)
     except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
@@ -141,7 +145,7 @@ def _load_ca(path: str) -> ssl.SSLContext:
 
 
 async def async_load_ca(hass: HomeAssistant, path: str) -> ssl.SSLContext:
-    """HA's client TLS context trusting the PEM bundle at ``path`` as well.
+    """Return a private client TLS context trusting the PEM bundle at ``path`` as well.
 
     Runs in the executor (file and certificate loading block). Raises
     :class:`CaCertError` when the file is missing or holds no certificate.
