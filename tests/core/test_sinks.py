@@ -17,7 +17,9 @@ import hashlib
 import json
 import socket
 import ssl
+import tracemalloc
 from typing import Any
+import zlib
 
 import aiohttp
 from aiohttp import web
@@ -604,6 +606,125 @@ def test_error_text_from_header_when_body_empty() -> None:
     err = classify_response(400, b"", {"X-Influxdb-Error": "boom"}, where="w")
     assert err is not None
     assert "boom" in err.message
+
+
+# --- hostile answers: bounded reads ------------------------------------------------
+
+HUGE = 100 * 1024 * 1024
+
+
+def _deep_json(depth: int) -> str:
+    return '{"error": ' + "[" * depth + "]" * depth + "}"
+
+
+def test_deeply_nested_json_error_is_plain_text() -> None:
+    """A 100 000-deep JSON error body (RecursionError in ``json``) is classified, no crash."""
+    body = _deep_json(100_000).encode()
+    err = classify_response(400, body, {"Content-Type": "application/json"}, where="w")
+    assert err is not None
+    assert err.category is ErrorCategory.BAD_DATA
+    assert len(err.message) <= sinks.MAX_ERROR_TEXT + 50
+
+
+async def _peak_during(call: Awaitable[object]) -> tuple[int, BaseException | None]:
+    """Run ``call``; return the peak traced memory (bytes) and what it raised."""
+    tracemalloc.start()
+    try:
+        try:
+            await call
+        except Exception as exc:
+            raised: BaseException | None = exc
+        else:
+            raised = None
+        return tracemalloc.get_traced_memory()[1], raised
+    finally:
+        tracemalloc.stop()
+
+
+async def test_huge_error_body_is_read_bounded(socket_enabled: None) -> None:
+    """Fake server streaming a 100 MiB error body: at most 8 KiB is read, then the socket closes.
+
+    Figures: the sink's traced memory peak (the in-process test server included) stays under 4 MiB
+    for a 100 MiB answer,
+    the server manages to send only what socket buffers hold (< 16 MiB) before
+    the client closes, and the error is classified (SERVER, one short line).
+    """
+    sent = 0
+    chunk = b"x" * 65536
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        resp = web.StreamResponse(status=502)
+        resp.content_length = HUGE
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while sent < HUGE:
+                await resp.write(chunk)
+                sent += len(chunk)
+        return resp
+
+    async with fake_server(handler) as server, aiohttp.ClientSession() as session:
+        sink = create_sink(v1(server.url), session)
+        peak, raised = await _peak_during(sink.write([b"m v=1"]))
+        for _ in range(100):  # let the handler see the closed connection
+            if sent >= HUGE or not server.seen:
+                break
+            await asyncio.sleep(0.01)
+    assert isinstance(raised, DeliveryError)
+    assert raised.category is ErrorCategory.SERVER
+    assert len(raised.message) < sinks.MAX_ERROR_TEXT + 100
+    assert peak < 4 * 1024 * 1024
+    assert sent < 16 * 1024 * 1024
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """Gzip of ``size`` zero bytes, compressed chunk by chunk (blocking)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = bytes(1024 * 1024)
+    parts = [packer.compress(block) for _ in range(size // len(block))]
+    return b"".join([*parts, packer.flush()])
+
+
+async def test_gzip_bomb_error_body_is_not_inflated(socket_enabled: None) -> None:
+    """Fake server answering 500 with a gzip body inflating to 200 MiB: no more than 8 KiB read.
+
+    Figure: the compressed answer is ~200 KiB, it would inflate to 200 MiB; the
+    traced memory peak of the write stays under 4 MiB and the error is SERVER.
+    """
+    loop = asyncio.get_running_loop()
+    bomb = await loop.run_in_executor(None, _gzip_bomb, 200 * 1024 * 1024)
+    assert len(bomb) < 1024 * 1024
+    handler = _raw_answer(500, bomb, {"Content-Encoding": "gzip", "Content-Type": "text/plain"})
+    async with fake_server(handler) as server, aiohttp.ClientSession() as session:
+        sink = create_sink(v1(server.url), session)
+        peak, raised = await _peak_during(sink.write([b"m v=1"]))
+    assert isinstance(raised, DeliveryError)
+    assert raised.category is ErrorCategory.SERVER
+    assert peak < 4 * 1024 * 1024
+
+
+async def test_deeply_nested_json_answer(socket_enabled: None) -> None:
+    """Fake server answering 400 with 100 000-deep JSON (200 KB): classified BAD_DATA, no crash."""
+    body = _deep_json(100_000).encode()
+    handler = _raw_answer(400, body, {"Content-Type": "application/json"})
+    async with fake_server(handler) as server, aiohttp.ClientSession() as session:
+        sink = create_sink(v1(server.url), session)
+        with pytest.raises(DeliveryError) as exc:
+            await sink.write([b"m v=1"])
+        # The connection was dropped with the unread rest: the next request still works.
+        with pytest.raises(DeliveryError):
+            await sink.write([b"m v=2"])
+    assert exc.value.category is ErrorCategory.BAD_DATA
+    assert len(server.seen) == 2
+
+
+def _raw_answer(status: int, body: bytes, headers: dict[str, str]) -> Handler:
+    """A handler sending ``body`` bytes as they are (no compression by the server)."""
+
+    async def handler(_: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, headers=headers)
+
+    return handler
 
 
 # --- Retry-After ---------------------------------------------------------------------

@@ -31,7 +31,9 @@ URL"), never as BAD_DATA: they usually come from a reverse proxy or a wrong
 endpoint, and bisecting would quarantine (lose) perfectly good points, while a
 config fault pauses delivery and keeps everything spooled until the user acts.
 
-Secrets (passwords, tokens, credentials embedded in the URL) never appear in
+An answer's body is read up to :data:`MAX_BODY_BYTES` (decoded) and JSON that is
+nested too deeply counts as plain text, so a hostile server cannot exhaust memory
+or the stack. Secrets (passwords, tokens, credentials embedded in the URL) never appear in
 reprs, :attr:`Sink.endpoint` or error messages. ``asyncio.CancelledError`` is
 never caught. Nothing here imports ``homeassistant``.
 """
@@ -47,7 +49,7 @@ import json
 import math
 import socket
 import ssl as ssl_module
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import aiohttp
 from multidict import CIMultiDict
@@ -56,6 +58,10 @@ from yarl import URL
 from .errors import DeliveryError, ErrorCategory
 
 MAX_ERROR_TEXT: Final = 300
+#: At most this much of an answer's body is read (after decompression): enough
+#: for any error message or retention-policy list, and a hostile or broken
+#: server (or a gzip bomb) cannot make us buffer more.
+MAX_BODY_BYTES: Final = 8192
 DEFAULT_TIMEOUT: Final = 30.0
 _PRECISIONS: Final = frozenset({"ns", "u", "ms", "s", "m", "h"})
 _TRANSIENT_STATUS: Final = {
@@ -145,10 +151,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 def _server_text(body: bytes, headers: Mapping[str, str]) -> str:
     """Extract the server's error message (InfluxDB JSON, header, or raw text)."""
     text = body.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
+    data = _loads(text)
     if isinstance(data, dict):
         for key in ("error", "message"):
             if isinstance(data.get(key), str) and data[key]:
@@ -160,6 +163,32 @@ def _server_text(body: bytes, headers: Mapping[str, str]) -> str:
     if len(text) > MAX_ERROR_TEXT:
         text = text[:MAX_ERROR_TEXT] + "…"
     return text
+
+
+def _loads(text: str | bytes) -> Any:
+    """Parse JSON, or return ``None`` when it is not valid or nested too deeply."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # a hostile "[[[[..." exhausts the C stack guard
+        return None
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int = MAX_BODY_BYTES) -> bytes:
+    """Read at most ``limit`` bytes of the (decoded) body; close the connection if more is left.
+
+    aiohttp inflates compressed bodies in bounded steps as they are consumed,
+    so stopping here also stops a decompression bomb.
+    """
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await resp.content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    if not resp.content.at_eof():
+        # Unread bytes would poison a pooled keep-alive connection: drop it.
+        resp.close()
+    return bytes(body)
 
 
 def classify_response(
@@ -368,7 +397,7 @@ class _HttpSink:
                 # A redirected POST would turn into a GET and silently lose the body.
                 allow_redirects=False,
             ) as resp:
-                body = await resp.read()
+                body = await read_bounded(resp)
                 return resp.status, body, CIMultiDict(resp.headers)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a DeliveryError
             err = classify_exception(exc, where=where)
@@ -453,9 +482,9 @@ class InfluxV1Sink(_HttpSink):
         if status != 200:
             return  # not allowed to read: the first write will tell
         try:
-            results = json.loads(body)["results"][0]
+            results = _loads(body)["results"][0]
             names = {row[0] for row in results["series"][0]["values"]}
-        except (ValueError, KeyError, IndexError, TypeError):
+        except (KeyError, IndexError, TypeError):
             return
         if rp not in names:
             raise DeliveryError(
