@@ -1,15 +1,33 @@
 """Repair issues appear with their cause and clear themselves when it is gone."""
 
+from pathlib import Path
+
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 import pytest
 
-from custom_components.ha_ingestor.const import CONF_OUTAGE_REPAIR_AFTER, CONF_SPOOL_MAX_MB, DOMAIN
+from custom_components.ha_ingestor.const import (
+    CONF_OUTAGE_REPAIR_AFTER,
+    CONF_SPOOL_MAX_MB,
+    CONF_SSL_CA_CERT,
+    DOMAIN,
+)
+from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
 from custom_components.ha_ingestor.repairs import async_create_fix_flow
-from tests.common import ENTRY_ID, settle, setup_entry, unload_entry, v1_entry
-from tests.servers import InfluxV1Server, free_port
+from custom_components.ha_ingestor.runtime import spool_path
+from tests.common import (
+    ENTRY_ID,
+    PASSWORD,
+    remove_spool,
+    settle,
+    setup_entry,
+    unload_entry,
+    v1_entry,
+)
+from tests.servers import InfluxV1Server, free_port, unique_name
+from tests.tls import TlsProxy, ignore_handshake_errors, make_pki
 
 
 async def run_fix_flow(hass: HomeAssistant, issue_id: str) -> tuple[str, str]:
@@ -178,4 +196,146 @@ async def test_storage_failure_issue(
     assert "No space left" in issue.translation_placeholders["error"]
     rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
     assert [r["value"] for r in rows] == [7.0]
+    await unload_entry(hass, entry)
+
+
+async def test_missing_database_raises_issue_until_delivery_resumes(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    issue_registry: ir.IssueRegistry,
+    influxdb_v1: InfluxV1Server,
+    socket_enabled: None,
+) -> None:
+    """Real InfluxDB, database missing (404 JSON): a translated issue quoting the server;
+    once the database exists and delivery resumes, the issue is gone.
+
+    Figure: 1 event captured while paused, 1 delivered after resume (0 lost).
+    """
+    database = unique_name("missing")
+    entry = v1_entry(influxdb_v1.url, database)
+    await setup_entry(hass, entry)
+    runtime = entry.runtime_data
+    hass.states.async_set("sensor.lost_db", "3", {"unit_of_measurement": "W"})
+    issue_id = f"destination_not_found_{ENTRY_ID}"
+    try:
+        await settle(
+            hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
+        )
+        issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+        assert issue.translation_key == "destination_not_found"
+        assert issue.severity is ir.IssueSeverity.ERROR
+        assert "database not found" in issue.translation_placeholders["error"]
+        assert runtime.backlog == 1
+        await influxdb_v1.acreate_database(database)
+        runtime.async_retry_now()
+        await settle(
+            hass,
+            freezer,
+            lambda: (
+                runtime.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None
+            ),
+        )
+        rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', database)
+        assert [r["value"] for r in rows] == [3.0]
+    finally:
+        await influxdb_v1.adrop_database(database)
+    await unload_entry(hass, entry)
+
+
+async def test_tls_failure_raises_issue_until_delivery_resumes(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    issue_registry: ir.IssueRegistry,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+    tmp_path: Path,
+) -> None:
+    """Real TLS proxy in front of InfluxDB serving a self-signed certificate: a TLS issue
+    naming the CA option; once it serves the certificate signed by the entry's CA and
+    delivery resumes, the issue is gone.
+
+    Figure: 1 event captured while paused, 1 delivered after resume (0 lost).
+    """
+    pki = await hass.async_add_executor_job(make_pki, tmp_path / "pki")
+    wrong = await hass.async_add_executor_job(lambda: pki.server_context(trusted=False))
+    right = await hass.async_add_executor_job(lambda: pki.server_context(trusted=True))
+    issue_id = f"tls_failure_{ENTRY_ID}"
+    with ignore_handshake_errors(hass.loop):
+        async with TlsProxy(influxdb_v1.port, wrong) as proxy:
+            entry = v1_entry(proxy.url, influx_db)
+            await hass.async_add_executor_job(remove_spool, spool_path(hass, entry.entry_id))
+            entry.add_to_hass(hass)
+            hass.config_entries.async_update_entry(
+                entry, data={**entry.data, CONF_SSL_CA_CERT: str(pki.ca_cert)}
+            )
+            assert await hass.config_entries.async_setup(entry.entry_id)
+            runtime = entry.runtime_data
+            hass.states.async_set("sensor.tls", "4", {"unit_of_measurement": "W"})
+            await settle(
+                hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
+            )
+            issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+            assert issue.translation_key == "tls_failure"
+            assert "TLS failure" in issue.translation_placeholders["error"]
+            assert runtime.backlog == 1
+            await proxy.serve(right)
+            runtime.async_retry_now()
+            await settle(
+                hass,
+                freezer,
+                lambda: (
+                    runtime.backlog == 0
+                    and issue_registry.async_get_issue(DOMAIN, issue_id) is None
+                ),
+            )
+            await unload_entry(hass, entry)
+    rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
+    assert [r["value"] for r in rows] == [4.0]
+
+
+async def test_rejected_pause_raises_scrubbed_issue_until_delivery_resumes(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    issue_registry: ir.IssueRegistry,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """A REJECTED pause shows the server's answer (secrets scrubbed) until delivery resumes.
+
+    The pause is fed to the entry's resilience as the uploader reports it (the
+    uploader's detection of "refuses every point" is tested in the core); the
+    destination itself is real InfluxDB. Figure: 1 event kept while paused, 1
+    delivered after resume (0 lost).
+    """
+    entry = v1_entry(influxdb_v1.url, influx_db)
+    await setup_entry(hass, entry)
+    runtime = entry.runtime_data
+    hass.states.async_set("sensor.rejected", "6", {"unit_of_measurement": "W"})
+    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent == 1)
+    runtime.pipeline.resilience.on_failure(
+        DeliveryError(
+            ErrorCategory.REJECTED,
+            f"every point refused (HTTP 400): plain HTTP sent to HTTPS port {PASSWORD}",
+            status=400,
+        )
+    )
+    runtime.async_refresh()
+    issue_id = f"destination_rejected_{ENTRY_ID}"
+    issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_key == "destination_rejected"
+    error = issue.translation_placeholders["error"]
+    assert "plain HTTP sent to HTTPS port" in error
+    assert PASSWORD not in error
+    hass.states.async_set("sensor.rejected", "7", {"unit_of_measurement": "W"})
+    await runtime.async_flush()
+    assert runtime.backlog == 1
+    runtime.async_retry_now()
+    await settle(
+        hass,
+        freezer,
+        lambda: runtime.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None,
+    )
+    rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
+    assert [r["value"] for r in rows] == [6.0, 7.0]
     await unload_entry(hass, entry)

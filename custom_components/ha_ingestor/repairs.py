@@ -16,7 +16,13 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 import voluptuous as vol
 
-from .const import CONF_OUTAGE_REPAIR_AFTER, DEFAULT_OUTAGE_REPAIR_AFTER, DOMAIN
+from .const import (
+    CONF_OUTAGE_REPAIR_AFTER,
+    CONF_PASSWORD,
+    CONF_TOKEN,
+    DEFAULT_OUTAGE_REPAIR_AFTER,
+    DOMAIN,
+)
 from .core.errors import ErrorCategory
 from .core.health import format_duration
 from .redact import scrub_text
@@ -32,8 +38,20 @@ ISSUE_SPOOL_OVERFLOW = "spool_overflow"
 ISSUE_POINTS_QUARANTINED = "points_quarantined"
 ISSUE_EXTENDED_OUTAGE = "extended_outage"
 ISSUE_STORAGE_FAILURE = "storage_failure"
+ISSUE_NOT_FOUND = "destination_not_found"
+ISSUE_TLS_FAILURE = "tls_failure"
+ISSUE_REJECTED = "destination_rejected"
+#: Paused causes other than auth (which has its reauth issue) and their issue.
+PAUSE_ISSUES: dict[ErrorCategory, str] = {
+    ErrorCategory.NOT_FOUND: ISSUE_NOT_FOUND,
+    ErrorCategory.TLS: ISSUE_TLS_FAILURE,
+    ErrorCategory.REJECTED: ISSUE_REJECTED,
+}
 ISSUES = (
     ISSUE_AUTH_FAILED,
+    ISSUE_NOT_FOUND,
+    ISSUE_TLS_FAILURE,
+    ISSUE_REJECTED,
     ISSUE_SPOOL_OVERFLOW,
     ISSUE_POINTS_QUARANTINED,
     ISSUE_EXTENDED_OUTAGE,
@@ -68,6 +86,11 @@ def issue_id(key: str, entry_id: str) -> str:
     return f"{key}_{entry_id}"
 
 
+def entry_secrets(entry: ConfigEntry[Any]) -> list[str]:
+    """The entry's secret values, to scrub from any text shown to the user."""
+    return [str(value) for key in (CONF_TOKEN, CONF_PASSWORD) if (value := entry.data.get(key))]
+
+
 def _wanted(runtime: "IngestorRuntime", entry: ConfigEntry[Any]) -> dict[str, _Issue]:
     """Return the issues the current facts call for."""
     title = {"entry_title": entry.title}
@@ -78,6 +101,13 @@ def _wanted(runtime: "IngestorRuntime", entry: ConfigEntry[Any]) -> dict[str, _I
     if resilience.paused_reason is ErrorCategory.AUTH:
         wanted[ISSUE_AUTH_FAILED] = _Issue(
             severity=ir.IssueSeverity.ERROR, placeholders=title, fixable=True
+        )
+    paused = resilience.paused_reason
+    if paused is not None and paused in PAUSE_ISSUES:
+        error = report.inputs.last_error if report is not None else None
+        wanted[PAUSE_ISSUES[paused]] = _Issue(
+            severity=ir.IssueSeverity.ERROR,
+            placeholders={**title, "error": scrub_text(error or "unknown", entry_secrets(entry))},
         )
     if report is not None and report.inputs.recent_dropped > 0:
         wanted[ISSUE_SPOOL_OVERFLOW] = _Issue(
