@@ -245,7 +245,6 @@ async def test_missing_database_raises_issue_until_delivery_resumes(
 async def test_tls_failure_raises_issue_until_delivery_resumes(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
-    issue_registry: ir.IssueRegistry,
     influxdb_v1: InfluxV1Server,
     influx_db: str,
     tmp_path: Path,
@@ -256,6 +255,7 @@ async def test_tls_failure_raises_issue_until_delivery_resumes(
 
     Figure: 1 event captured while paused, 1 delivered after resume (0 lost).
     """
+    issue_registry = ir.async_get(hass)
     pki = await hass.async_add_executor_job(make_pki, tmp_path / "pki")
     wrong = await hass.async_add_executor_job(lambda: pki.server_context(trusted=False))
     right = await hass.async_add_executor_job(lambda: pki.server_context(trusted=True))

@@ -87,7 +87,7 @@ def issue_id(key: str, entry_id: str) -> str:
 
 
 def entry_secrets(entry: ConfigEntry[Any]) -> list[str]:
-    """The entry's secret values, to scrub from any text shown to the user."""
+    """Return the entry's secret values, to scrub from any text shown to the user."""
     return [str(value) for key in (CONF_TOKEN, CONF_PASSWORD) if (value := entry.data.get(key))]
 
 
