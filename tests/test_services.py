@@ -3,13 +3,15 @@
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import DOMAIN
 from custom_components.ha_ingestor.core.state import ConnectionState
-from tests.common import settle, setup_entry, unload_entry, v1_entry
-from tests.servers import free_port
+from tests.common import ENTRY_ID, PREFIX, settle, setup_entry, unload_entry, v1_entry
+from tests.servers import InfluxV1Server, free_port
 
 
 @pytest.mark.usefixtures("socket_enabled")
@@ -43,7 +45,8 @@ async def test_actions(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> N
 
 
 @pytest.mark.parametrize(
-    "action", ["flush", "retry_now", "reset_circuit_breaker", "requeue_dead_letters"]
+    "action",
+    ["flush", "retry_now", "reset_circuit_breaker", "requeue_dead_letters", "purge_dead_letters"],
 )
 @pytest.mark.usefixtures("socket_enabled")
 async def test_invalid_targets(hass: HomeAssistant, action: str) -> None:
@@ -88,4 +91,68 @@ async def test_backfill_actions(hass: HomeAssistant) -> None:
         DOMAIN, "cancel_backfill", target, blocking=True, return_response=True
     )
     assert response == {"cancelled": False}
+    await unload_entry(hass, entry)
+
+
+async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """Real InfluxDB field-type conflicts fill a small quarantine: what its cap deletes is
+    counted (sensor, translated repair, persisted across a reload) and the purge action
+    deletes the rest deliberately.
+
+    Real spool file. Figures: 12 good points delivered; 3 conflicting points
+    quarantined, the cap keeps 1 and deletes 2 (sensor 2, repair "2"); purge
+    answers {"purged": 1}; after a reload the sensor still says 2.
+    """
+    now_ns = int(dt_util.utcnow().timestamp() * 1e9) - 1
+    status, _ = await influxdb_v1.awrite(
+        influx_db, f'W,domain=sensor,entity_id=other value="text" {now_ns}'.encode()
+    )
+    assert status == 204
+    entry = v1_entry(influxdb_v1.url, influx_db)
+    await setup_entry(hass, entry)
+    runtime = entry.runtime_data
+    # Room for one quarantined line of about 60 bytes, not two.
+    runtime.pipeline.spool.max_dead_letter_bytes = 100
+    for i in range(12):
+        # One series each: the frozen clock gives every point the same timestamp.
+        hass.states.async_set(f"sensor.good_{i}", str(i), {"unit_of_measurement": "V"})
+        if i % 4 == 0:
+            hass.states.async_set(f"sensor.conflict_{i}", str(i), {"unit_of_measurement": "W"})
+    dropped_id = f"sensor.{PREFIX}_quarantined_points_dropped"
+    quarantined_id = f"sensor.{PREFIX}_quarantined_points"
+    issue_id = f"quarantine_dropped_{ENTRY_ID}"
+    issues = ir.async_get(hass)
+    await settle(
+        hass,
+        freezer,
+        lambda: runtime.backlog == 0 and issues.async_get_issue(DOMAIN, issue_id) is not None,
+    )
+    assert hass.states.get(dropped_id).state == "2"
+    assert hass.states.get(quarantined_id).state == "1"
+    issue = issues.async_get_issue(DOMAIN, issue_id)
+    assert issue.translation_key == "quarantine_dropped"
+    assert issue.translation_placeholders["count"] == "2"
+    rows = await influxdb_v1.aquery('SELECT "value" FROM "V"', influx_db)
+    assert len(rows) == 12
+
+    response = await hass.services.async_call(
+        DOMAIN,
+        "purge_dead_letters",
+        {"config_entry_id": entry.entry_id},
+        blocking=True,
+        return_response=True,
+    )
+    assert response == {"purged": 1}
+    assert issues.async_get_issue(DOMAIN, f"points_quarantined_{ENTRY_ID}") is None
+    await settle(hass, freezer, lambda: hass.states.get(quarantined_id).state == "0")
+
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await settle(hass, freezer, lambda: entry.runtime_data.pipeline.stats is not None)
+    assert hass.states.get(dropped_id).state == "2"
     await unload_entry(hass, entry)

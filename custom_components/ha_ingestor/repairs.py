@@ -23,8 +23,10 @@ from .const import (
     DEFAULT_OUTAGE_REPAIR_AFTER,
     DOMAIN,
 )
+from .core.clock import SystemClock
 from .core.errors import ErrorCategory
 from .core.health import format_duration
+from .core.metrics import WindowCounter
 from .redact import scrub_text
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 ISSUE_AUTH_FAILED = "auth_failed"
 ISSUE_SPOOL_OVERFLOW = "spool_overflow"
 ISSUE_POINTS_QUARANTINED = "points_quarantined"
+ISSUE_QUARANTINE_DROPPED = "quarantine_dropped"
 ISSUE_EXTENDED_OUTAGE = "extended_outage"
 ISSUE_STORAGE_FAILURE = "storage_failure"
 ISSUE_NOT_FOUND = "destination_not_found"
@@ -54,6 +57,7 @@ ISSUES = (
     ISSUE_REJECTED,
     ISSUE_SPOOL_OVERFLOW,
     ISSUE_POINTS_QUARANTINED,
+    ISSUE_QUARANTINE_DROPPED,
     ISSUE_EXTENDED_OUTAGE,
     ISSUE_STORAGE_FAILURE,
 )
@@ -62,6 +66,28 @@ ISSUES = (
 _CONFIRM_SCHEMA: Any = vol.Schema({})
 #: Placeholders that keep changing (counts, durations) refresh at most this often.
 PLACEHOLDER_REFRESH = 60.0
+#: An issue about deleted points stays this long after the last deletion.
+RECENT_WINDOW = 3600.0
+
+
+class RecentDrops:
+    """Turns the spool's persisted total of deleted dead letters into "deleted recently".
+
+    The first total seen after setup is the baseline: deletions before it were
+    reported while they happened (the sensor keeps the persisted total).
+    """
+
+    def __init__(self) -> None:
+        """Start without a baseline."""
+        self._seen: int | None = None
+        self._recent = WindowCounter(SystemClock(), horizon=RECENT_WINDOW, bucket=60.0)
+
+    def update(self, total: int) -> int:
+        """Record the current total; return how many were deleted within the window."""
+        if self._seen is not None and total > self._seen:
+            self._recent.add(total - self._seen)
+        self._seen = total
+        return self._recent.recent()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,6 +145,15 @@ def _wanted(runtime: "IngestorRuntime", entry: ConfigEntry[Any]) -> dict[str, _I
             severity=ir.IssueSeverity.WARNING,
             placeholders={**title, "count": str(stats.dead_letter_count)},
             fixable=True,
+        )
+    if stats is not None and (recent := runtime.quarantine_drops.update(stats.dead_letter_dropped)):
+        wanted[ISSUE_QUARANTINE_DROPPED] = _Issue(
+            severity=ir.IssueSeverity.WARNING,
+            placeholders={
+                **title,
+                "count": str(recent),
+                "total": str(stats.dead_letter_dropped),
+            },
         )
     if stats is not None and stats.storage_failed:
         wanted[ISSUE_STORAGE_FAILURE] = _Issue(

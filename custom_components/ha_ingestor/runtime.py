@@ -83,7 +83,7 @@ from .destination import async_ssl_context, target_from_data
 from .filters import EntityMatcher
 from .records import RoutingLineEncoder, context_fields, to_record
 from .registry_sync import RegistrySync
-from .repairs import async_clear_issues, async_sync_issues
+from .repairs import RecentDrops, async_clear_issues, async_sync_issues
 
 #: Entities are refreshed at most this often, so an event storm cannot flood the recorder.
 ENTITY_UPDATE_INTERVAL = 1.0
@@ -165,6 +165,8 @@ class IngestorRuntime:
     started_at: float = field(default_factory=time.time)
     #: Repair issues currently raised for this entry (owned by repairs.py).
     issues: dict[str, Any] = field(default_factory=dict)
+    #: Quarantined points deleted by the dead-letter cap, recently (owned by repairs.py).
+    quarantine_drops: RecentDrops = field(default_factory=RecentDrops)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -355,6 +357,12 @@ class IngestorRuntime:
         moved = await self.pipeline.requeue_dead_letters()
         self.async_refresh()
         return moved
+
+    async def async_purge_dead_letters(self) -> int:
+        """Delete every quarantined point (action); return how many."""
+        purged = await self.pipeline.purge_dead_letters()
+        self.async_refresh()
+        return purged
 
     @callback
     def async_retry_now(self) -> None:

@@ -142,6 +142,17 @@ SENSORS: tuple[IngestorSensorEntityDescription, ...] = (
         ),
     ),
     IngestorSensorEntityDescription(
+        key="quarantine_dropped",
+        translation_key="quarantine_dropped",
+        native_unit_of_measurement=UNIT_POINTS,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        # Quarantined points deleted by the dead-letter size cap (persisted in the spool).
+        value_fn=lambda rt: (
+            None if (stats := rt.pipeline.stats) is None else stats.dead_letter_dropped
+        ),
+    ),
+    IngestorSensorEntityDescription(
         key="last_success",
         translation_key="last_success",
         device_class=SensorDeviceClass.TIMESTAMP,

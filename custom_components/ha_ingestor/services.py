@@ -26,6 +26,7 @@ SERVICE_FLUSH = "flush"
 SERVICE_RETRY_NOW = "retry_now"
 SERVICE_RESET_CIRCUIT_BREAKER = "reset_circuit_breaker"
 SERVICE_REQUEUE_DEAD_LETTERS = "requeue_dead_letters"
+SERVICE_PURGE_DEAD_LETTERS = "purge_dead_letters"
 SERVICE_BACKFILL = "backfill"
 SERVICE_CANCEL_BACKFILL = "cancel_backfill"
 ATTR_START = "start"
@@ -114,6 +115,18 @@ def async_setup_services(hass: HomeAssistant) -> None:
         DOMAIN,
         SERVICE_REQUEUE_DEAD_LETTERS,
         requeue_dead_letters,
+        schema=ENTRY_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+
+    async def purge_dead_letters(call: ServiceCall) -> ServiceResponse:
+        runtime = async_get_runtime(hass, call.data[ATTR_CONFIG_ENTRY_ID])
+        return {"purged": await runtime.async_purge_dead_letters()}
+
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_PURGE_DEAD_LETTERS,
+        purge_dead_letters,
         schema=ENTRY_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
     )

@@ -231,6 +231,13 @@ class Pipeline:
         self._changed()
         return moved
 
+    async def purge_dead_letters(self) -> int:
+        """Delete every quarantined point deliberately; return how many."""
+        purged: int = await self._spool_call(self._spool.purge_dead_letters)
+        self.uploader.wake()
+        self._changed()
+        return purged
+
     def retry_now(self) -> None:
         """Manual retry."""
         self.uploader.retry_now()
