@@ -63,7 +63,9 @@ from custom_components.ha_ingestor.const import (
     DestinationKind,
 )
 from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
-from tests.servers import InfluxV1Server, free_port
+from custom_components.ha_ingestor.core.sinks import Missing, NotFoundError
+from tests.proxy import FaultProxy, Mode
+from tests.servers import InfluxV1Server, VictoriaMetricsServer, free_port
 
 TRANSLATIONS = json.loads(
     (Path(__file__).parent.parent / "custom_components/ha_ingestor/translations/en.json").read_text(
@@ -355,25 +357,39 @@ def _err(
         (
             DestinationKind.INFLUXDB_V2,
             V2_INPUT,
-            _err(ErrorCategory.NOT_FOUND, 'bucket "ha" not found', 404),
+            NotFoundError(Missing.DATABASE, 'bucket "ha" not found', status=404),
             CONF_BUCKET,
             "bucket_not_found",
         ),
         (
             DestinationKind.INFLUXDB_V2,
             V2_INPUT,
-            _err(ErrorCategory.NOT_FOUND, "API endpoint not found (HTTP 404): wrong API", 404),
+            NotFoundError(Missing.API, "API endpoint not found (HTTP 404)", status=404),
             "base",
             "wrong_api",
         ),
         (
             DestinationKind.INFLUXDB_V2,
             V2_INPUT,
-            _err(ErrorCategory.NOT_FOUND, "redirected (HTTP 301)", 301),
+            NotFoundError(Missing.URL, "redirected (HTTP 301)", status=301),
             "base",
             "not_found",
         ),
         (DestinationKind.INFLUXDB_V2, V2_INPUT, _err(ErrorCategory.TLS), "base", "ssl_error"),
+        (
+            DestinationKind.INFLUXDB_V2,
+            V2_INPUT,
+            _err(ErrorCategory.REJECTED, status=400),
+            "base",
+            "rejected",
+        ),
+        (
+            DestinationKind.INFLUXDB_V2,
+            V2_INPUT,
+            _err(ErrorCategory.NOT_FOUND, "a 404 without a type", 404),
+            "base",
+            "not_found",
+        ),
         (
             DestinationKind.INFLUXDB_V2,
             V2_INPUT,
@@ -385,14 +401,14 @@ def _err(
         (
             DestinationKind.INFLUXDB_V1,
             V1_INPUT,
-            _err(ErrorCategory.NOT_FOUND, 'database not found: "home_assistant"', 404),
+            NotFoundError(Missing.DATABASE, 'database not found: "home_assistant"', status=404),
             CONF_DATABASE,
             "database_not_found",
         ),
         (
             DestinationKind.INFLUXDB_V1,
             V1_INPUT | {CONF_RETENTION_POLICY: "weekly"},
-            _err(ErrorCategory.NOT_FOUND, "retention policy not found: weekly"),
+            NotFoundError(Missing.RETENTION_POLICY, "retention policy not found: weekly"),
             CONF_RETENTION_POLICY,
             "retention_policy_not_found",
         ),
@@ -406,7 +422,7 @@ def _err(
         (
             DestinationKind.DATA_API,
             API_INPUT,
-            _err(ErrorCategory.NOT_FOUND, "not found", 404),
+            NotFoundError(Missing.DATABASE, "not found", status=404),
             "base",
             "not_found",
         ),
@@ -1139,3 +1155,30 @@ async def test_user_flow_real_influxdb_v2_api_missing(
         result["flow_id"], V2_INPUT | {CONF_URL: influxdb_v1.url}
     )
     assert result["errors"] == {"base": "wrong_api"}
+
+
+@pytest.mark.servers
+async def test_user_flow_v2_rejected_then_real_victoria_metrics(
+    hass: HomeAssistant, victoria_metrics: VictoriaMetricsServer, socket_enabled: None
+) -> None:
+    """A real proxy answering nginx's generic 400 to everything is refused ("rejected");
+    the same form against real VictoriaMetrics (204 to the empty write) creates the entry.
+    """
+    body = b"<html><center>The plain HTTP request was sent to HTTPS port</center></html>"
+    async with FaultProxy(victoria_metrics.port, mode=Mode.ANSWER) as proxy:
+        proxy.answer = (
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        result = await start(hass, DestinationKind.INFLUXDB_V2)
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], V2_INPUT | {CONF_URL: proxy.url}
+        )
+        assert result["errors"] == {"base": "rejected"}
+        assert_translated(result)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], V2_INPUT | {CONF_URL: victoria_metrics.url}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()

@@ -102,6 +102,7 @@ from .core.retry import (
     PolicyError,
     build_policy,
 )
+from .core.sinks import Missing, NotFoundError
 from .core.spool import OverflowPolicy
 
 # Home Assistant installs probatio under the voluptuous name (see services.py): the
@@ -296,16 +297,20 @@ def _delivery_error(kind: DestinationKind, err: DeliveryError) -> tuple[str, str
         return "base", "invalid_auth"
     if category is ErrorCategory.TLS:
         return "base", "ssl_error"
+    if category is ErrorCategory.REJECTED:
+        return "base", "rejected"
     if category is ErrorCategory.NOT_FOUND:
-        if "retention policy not found" in err.message:
+        missing = err.missing if isinstance(err, NotFoundError) else Missing.URL
+        if missing is Missing.RETENTION_POLICY:
             return CONF_RETENTION_POLICY, "retention_policy_not_found"
-        if err.status == 404 and kind is not DestinationKind.DATA_API:
+        if kind is not DestinationKind.DATA_API:
             # A JSON "not found" names the database/bucket; a bare 404 is a missing route.
-            if err.message.startswith("API endpoint not found"):
+            if missing is Missing.API:
                 return "base", "wrong_api"
-            if kind is DestinationKind.INFLUXDB_V2:
-                return CONF_BUCKET, "bucket_not_found"
-            return CONF_DATABASE, "database_not_found"
+            if missing is Missing.DATABASE:
+                if kind is DestinationKind.INFLUXDB_V2:
+                    return CONF_BUCKET, "bucket_not_found"
+                return CONF_DATABASE, "database_not_found"
         return "base", "not_found"
     # bad_data / too_large / storage cannot come from an empty probe: unexpected.
     return "base", "unknown"

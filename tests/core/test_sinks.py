@@ -36,6 +36,7 @@ from custom_components.ha_ingestor.core.sinks import (
     create_sink,
     parse_retry_after,
 )
+from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server, VictoriaMetricsServer, free_port, unique_name
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -403,13 +404,76 @@ async def test_v2_request_shape(socket_enabled: None) -> None:
     assert req.body == b"a v=1\nb v=2"
 
 
-async def test_v2_check_accepts_400_for_empty_body(socket_enabled: None) -> None:
-    """Fake server: InfluxDB 2 rejects an empty write with 400 after auth: check passes."""
-    handler = answer(400, '{"code":"invalid","message":"writing requires points"}')
+async def test_v2_check_accepts_influxdb2_empty_write_answer(socket_enabled: None) -> None:
+    """Fake server (no InfluxDB 2.x here; the answer is its write handler's, sent only
+    after token, org, bucket and permission passed): the check passes.
+    """
+    handler = answer(
+        400,
+        '{"code":"invalid","message":"writing requires points"}',
+        content_type="application/json",
+    )
     async with fake_server(handler) as server, aiohttp.ClientSession() as session:
         sink = create_sink(InfluxV2Target(url=server.url, org="o", bucket="b", token="t"), session)
         await sink.check()
     assert server.seen[0].body == b""
+
+
+NGINX_PLAIN_HTTP = (
+    b"<html><head><title>400 The plain HTTP request was sent to HTTPS port</title></head>"
+    b"<body><center><h1>400 Bad Request</h1>"
+    b"<center>The plain HTTP request was sent to HTTPS port</center></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body"),
+    [
+        (400, "text/html", NGINX_PLAIN_HTTP),
+        (400, "application/json", b'{"code":"invalid","message":"unable to parse"}'),
+        (400, "text/plain", b"writing requires points"),
+        (422, "application/json", b'{"error":"unprocessable"}'),
+    ],
+)
+async def test_v2_check_refuses_other_400(
+    socket_enabled: None, status: int, content_type: str, body: bytes
+) -> None:
+    """Real TCP proxy answering every request itself (what nginx does for plain HTTP on its
+    HTTPS port): any 400 / 422 but InfluxDB 2's exact JSON is REJECTED, never success.
+
+    Figure: 1 request sent, the check fails with REJECTED quoting the server.
+    """
+    reason = {400: "Bad Request", 422: "Unprocessable Entity"}[status]
+    raw = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    requests: list[Mode] = []
+    async with FaultProxy(free_port(), mode=Mode.ANSWER) as proxy:
+        proxy.answer = raw
+        proxy.on_request = requests.append
+        async with aiohttp.ClientSession() as session:
+            sink = create_sink(
+                InfluxV2Target(url=proxy.url, org="o", bucket="b", token="tok-secret"), session
+            )
+            with pytest.raises(DeliveryError) as exc:
+                await sink.check()
+    assert exc.value.category is ErrorCategory.REJECTED
+    assert exc.value.status == status
+    assert "tok-secret" not in exc.value.message
+    assert len(requests) == 1
+    if body is NGINX_PLAIN_HTTP:
+        assert "plain HTTP request was sent to HTTPS port" in exc.value.message
+
+
+async def test_v2_check_on_victoria_metrics(
+    victoria_metrics: VictoriaMetricsServer, http_session: aiohttp.ClientSession
+) -> None:
+    """Real VictoriaMetrics answers 204 to the empty test write: the check passes."""
+    sink = create_sink(
+        InfluxV2Target(url=victoria_metrics.url, org="o", bucket="b", token="t"), http_session
+    )
+    await sink.check()
 
 
 async def test_data_api_write_and_check(socket_enabled: None) -> None:

@@ -26,6 +26,10 @@ refused, reset, disconnected, other OSError NETWORK         transient
 timeout (connect or read)                   TIMEOUT         transient
 ==========================================  ==============  ===========================
 
+NOT_FOUND errors are :class:`NotFoundError`, typed with what is :class:`Missing`.
+The v2 setup check (an empty write) accepts only 2xx and InfluxDB 2.x's own
+"writing requires points" answer; any other 400 / 422 there is REJECTED.
+
 Unknown 4xx answers are treated as a configuration fault (NOT_FOUND: "check the
 URL"), never as BAD_DATA: they usually come from a reverse proxy or a wrong
 endpoint, and bisecting would quarantine (lose) perfectly good points, while a
@@ -43,6 +47,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 import email.utils
+from enum import StrEnum
 import gzip
 import hashlib
 import json
@@ -70,6 +75,35 @@ _TRANSIENT_STATUS: Final = {
 }
 # aiohttp >= 3.11 has a dedicated DNS error; older ones wrap socket.gaierror.
 _DNS_ERROR: Final[type[Exception] | None] = getattr(aiohttp, "ClientConnectorDNSError", None)
+#: InfluxDB 2.x's answer to an empty write: it comes only after the token, the
+#: org, the bucket and the write permission were checked (its write handler).
+_EMPTY_WRITE_CODE: Final = "invalid"
+_EMPTY_WRITE_MESSAGE: Final = "writing requires points"
+
+
+class Missing(StrEnum):
+    """What a NOT_FOUND answer says is missing or wrong."""
+
+    DATABASE = "database"  # 404 JSON "database/bucket ... not found"
+    RETENTION_POLICY = "retention_policy"
+    API = "api"  # a bare 404: no such route (API version or path)
+    URL = "url"  # redirected, another 4xx, or an unusable URL
+
+
+class NotFoundError(DeliveryError):
+    """A NOT_FOUND failure that says what is missing (typed, for the config flow)."""
+
+    def __init__(
+        self,
+        missing: Missing,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """Create the error; ``message`` must never contain secrets."""
+        super().__init__(ErrorCategory.NOT_FOUND, message, status=status, retry_after=retry_after)
+        self.missing = missing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +225,16 @@ async def read_bounded(resp: aiohttp.ClientResponse, limit: int = MAX_BODY_BYTES
     return bytes(body)
 
 
+def _is_empty_write_answer(body: bytes) -> bool:
+    """Whether ``body`` is InfluxDB 2.x's answer to an empty write (see the v2 check)."""
+    data = _loads(body)
+    return (
+        isinstance(data, dict)
+        and data.get("code") == _EMPTY_WRITE_CODE
+        and data.get("message") == _EMPTY_WRITE_MESSAGE
+    )
+
+
 def classify_response(
     status: int,
     body: bytes,
@@ -215,6 +259,9 @@ def classify_response(
             category, f"{message} ({where})", status=status, retry_after=retry_after
         )
 
+    def missing(what: Missing, message: str) -> DeliveryError:
+        return NotFoundError(what, f"{message} ({where})", status=status, retry_after=retry_after)
+
     if status in _TRANSIENT_STATUS:
         return err(_TRANSIENT_STATUS[status], f"HTTP {status}{detail}")
     if status == 503 and "throttled" in lowered:
@@ -222,7 +269,7 @@ def classify_response(
     if status >= 500:
         if "retention policy not found" in lowered:
             # InfluxDB 1.x answers 500 for a missing retention policy: retrying never helps.
-            return err(ErrorCategory.NOT_FOUND, f"retention policy not found{detail}")
+            return missing(Missing.RETENTION_POLICY, f"retention policy not found{detail}")
         return err(ErrorCategory.SERVER, f"server error HTTP {status}{detail}")
     if status == 413:
         return err(ErrorCategory.TOO_LARGE, f"batch too large (HTTP 413){detail}")
@@ -232,17 +279,17 @@ def classify_response(
         return err(ErrorCategory.AUTH, f"not authorized (HTTP {status}){detail}")
     if status == 404:
         if "json" in headers.get("Content-Type", "") and "not found" in lowered:
-            return err(ErrorCategory.NOT_FOUND, text)
-        return err(
-            ErrorCategory.NOT_FOUND,
+            return missing(Missing.DATABASE, text)
+        return missing(
+            Missing.API,
             "API endpoint not found (HTTP 404): wrong API version or URL path? "
             "InfluxDB before 1.8 has no /api/v2/write: use the v1 API",
         )
     if 300 <= status < 400:
         location = headers.get("Location", "")
         target = f" to {_safe_url(location)}" if location else ""
-        return err(ErrorCategory.NOT_FOUND, f"redirected (HTTP {status}){target}: update the URL")
-    return err(ErrorCategory.NOT_FOUND, f"unexpected HTTP {status}{detail}: check the URL")
+        return missing(Missing.URL, f"redirected (HTTP {status}){target}: update the URL")
+    return missing(Missing.URL, f"unexpected HTTP {status}{detail}: check the URL")
 
 
 def _safe_url(raw: str) -> str:
@@ -275,7 +322,7 @@ def classify_exception(exc: BaseException, *, where: str) -> DeliveryError:
     if isinstance(exc, TimeoutError):
         return DeliveryError(ErrorCategory.TIMEOUT, f"timed out ({where})")
     if isinstance(exc, aiohttp.InvalidURL):
-        return DeliveryError(ErrorCategory.NOT_FOUND, f"invalid URL ({where})")
+        return NotFoundError(Missing.URL, f"invalid URL ({where})")
     if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | OSError):
         return DeliveryError(ErrorCategory.NETWORK, f"connection failed: {reason} ({where})")
     return DeliveryError(ErrorCategory.SERVER, f"unexpected client error: {reason} ({where})")
@@ -325,10 +372,10 @@ def _base_url(raw: str) -> URL:
     try:
         url = URL(raw.strip())
     except (TypeError, ValueError):
-        raise DeliveryError(ErrorCategory.NOT_FOUND, "invalid URL") from None
+        raise NotFoundError(Missing.URL, "invalid URL") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise DeliveryError(
-            ErrorCategory.NOT_FOUND, f"invalid URL {_safe_url(raw)}: need http(s)://host[:port]"
+        raise NotFoundError(
+            Missing.URL, f"invalid URL {_safe_url(raw)}: need http(s)://host[:port]"
         )
     return url
 
@@ -401,12 +448,9 @@ class _HttpSink:
                 return resp.status, body, CIMultiDict(resp.headers)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a DeliveryError
             err = classify_exception(exc, where=where)
-            raise DeliveryError(
-                err.category,
-                self._redact(err.message),
-                status=err.status,
-                retry_after=err.retry_after,
-            ) from None
+            err.message = self._redact(err.message)
+            err.args = (err.message,)
+            raise err from None
 
     async def _call(
         self,
@@ -421,11 +465,18 @@ class _HttpSink:
         status, body, resp_headers = await self._request(
             method, path, params=params, data=data, headers=headers
         )
-        err = classify_response(status, body, resp_headers, where=f"{self.endpoint}/{path}")
+        if (err := self._classify(status, body, resp_headers, path)) is not None:
+            raise err
+
+    def _classify(
+        self, status: int, body: bytes, headers: Mapping[str, str], path: str
+    ) -> DeliveryError | None:
+        """:func:`classify_response` with the sink's secrets redacted from the message."""
+        err = classify_response(status, body, headers, where=f"{self.endpoint}/{path}")
         if err is not None:
             err.message = self._redact(err.message)
             err.args = (err.message,)
-            raise err
+        return err
 
 
 class InfluxV1Sink(_HttpSink):
@@ -487,8 +538,8 @@ class InfluxV1Sink(_HttpSink):
         except (KeyError, IndexError, TypeError):
             return
         if rp not in names:
-            raise DeliveryError(
-                ErrorCategory.NOT_FOUND,
+            raise NotFoundError(
+                Missing.RETENTION_POLICY,
                 f"retention policy not found: {rp} ({self.endpoint}/query)",
             )
 
@@ -534,16 +585,31 @@ class InfluxV2Sink(_HttpSink):
 
         ``/api/v2/buckets`` exists only on InfluxDB 2.x / Cloud (VictoriaMetrics and
         InfluxDB 1.8 / 3 lack it), so the universal probe is an empty write, which
-        stores nothing. Servers that reject an empty body do so with 400 / 422
-        *after* authorizing and resolving the bucket, so that also counts as success.
+        stores nothing. VictoriaMetrics and InfluxDB 1.8+ answer 204. InfluxDB 2.x
+        answers 400 ``{"code": "invalid", "message": "writing requires points"}``
+        only after it authorized the token and found the org and bucket: that
+        exact answer is success too. Any other 400 / 422 (a proxy answering HTTP
+        on its HTTPS port, some other service) is REJECTED: nothing would be stored.
         """
-        try:
-            await self._call(
-                "POST", "api/v2/write", params=self._params, data=b"", headers=self._headers
+        path = "api/v2/write"
+        status, body, headers = await self._request(
+            "POST", path, params=self._params, data=b"", headers=self._headers
+        )
+        if status == 400 and _is_empty_write_answer(body):
+            return
+        err = self._classify(status, body, headers, path)
+        if err is None:
+            return
+        if err.category is ErrorCategory.BAD_DATA:
+            text = self._redact(_server_text(body, headers))
+            raise DeliveryError(
+                ErrorCategory.REJECTED,
+                f"an empty test write was refused (HTTP {status})"
+                + (f": {text}" if text else "")
+                + f" ({self.endpoint}/{path})",
+                status=status,
             )
-        except DeliveryError as err:
-            if err.category is not ErrorCategory.BAD_DATA:
-                raise
+        raise err
 
 
 class DataApiSink(_HttpSink):
