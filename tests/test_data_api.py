@@ -3,8 +3,10 @@
 The reference receiver (scripts/data_api_receiver.py) runs as a real server.
 """
 
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 import logging
+import threading
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -26,6 +28,7 @@ from custom_components.ha_ingestor.const import (
     DOMAIN,
     DestinationKind,
 )
+from custom_components.ha_ingestor.core.sinks import DataApiSink
 from custom_components.ha_ingestor.registry_sync import DEVICES_PATH, RegistrySync, all_devices
 from tests.common import settle, setup_entry, unload_entry
 from tests.data_api import DataApiReceiver
@@ -241,3 +244,51 @@ async def test_registry_sync_marks_a_removed_entity_deleted(
         lambda: data_api_receiver.entities()["sensor.demo_0"]["deleted"] and sync.pending == 0,
     )
     await unload_entry(hass, entry)
+
+
+async def test_batch_and_registry_encoding_run_off_the_event_loop(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    data_api_receiver: DataApiReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """gzip + SHA-256 of event batches and gzip of registry items run in executor threads.
+
+    Real reference receiver; the encoders are wrapped only to note their thread.
+    Figure: every encode call (events and registry) ran off the loop thread, and
+    all 5 events arrived.
+    """
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    encode, pack = DataApiSink.encode, DataApiSink.pack
+
+    def spy_encode(payloads: Sequence[bytes]) -> tuple[bytes, str]:
+        threads.append(threading.get_ident())
+        return encode(payloads)
+
+    def spy_pack(items: Sequence[Mapping[str, object]]) -> bytes:
+        threads.append(threading.get_ident())
+        return pack(items)
+
+    monkeypatch.setattr(DataApiSink, "encode", staticmethod(spy_encode))
+    monkeypatch.setattr(DataApiSink, "pack", staticmethod(spy_pack))
+    entry = data_api_entry(data_api_receiver, **{CONF_REGISTRY_SYNC: True})
+    entry.add_to_hass(hass)
+    er.async_get(hass).async_get_or_create("sensor", "demo", "offload", suggested_object_id="x")
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    for i in range(5):
+        hass.states.async_set("sensor.offload", str(i), {"unit_of_measurement": "W"})
+        freezer.tick(timedelta(milliseconds=3))
+    await settle(
+        hass,
+        freezer,
+        lambda: (
+            len(data_api_receiver.events("sensor.offload")) == 5
+            and "sensor.x" in data_api_receiver.entities()
+        ),
+    )
+    assert len(threads) >= 2
+    assert loop_thread not in threads
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()

@@ -3,9 +3,19 @@
 Devices, areas and labels are resolved to entity ids through the registries
 and re-resolved when the registries change, so the bus listener only does a
 dictionary lookup per event.
+
+Re-resolving scans the whole entity registry, and an integration setting up
+fires one registry event per entity: the rescan is debounced
+(:data:`REBUILD_COOLDOWN`). So that a new entity's first states are not judged
+by a stale filter meanwhile, an entity that is created, renamed or moved to
+another device, area or label set (itself or through its device) is decided at
+once from its own entry. Only when such an entity was a member before (it may
+have left) is the registry rescanned at once. Area and label registry events
+(renames, deletions that the entity/device events already report) wait for the
+debounced rescan.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from homeassistant.core import Event, HomeAssistant, callback
@@ -15,6 +25,7 @@ from homeassistant.helpers import (
     entity_registry as er,
     label_registry as lr,
 )
+from homeassistant.helpers.debounce import Debouncer
 from homeassistant.helpers.entityfilter import EntityFilter, convert_filter
 
 from .const import (
@@ -31,7 +42,13 @@ from .const import (
     CONF_INCLUDE_GLOBS,
     CONF_INCLUDE_LABELS,
     DOMAIN,
+    LOGGER,
 )
+
+#: Registry changes within this many seconds share one rescan of the registry.
+REBUILD_COOLDOWN = 1.0
+#: Registry entry fields that decide device/area/label membership.
+_MEMBERSHIP = frozenset({"device_id", "area_id", "labels"})
 
 
 def _list(options: Mapping[str, Any], key: str) -> list[str]:
@@ -45,21 +62,33 @@ def entities_for(
     """Entity ids that belong to any of the devices, areas or labels."""
     if not (devices or areas or labels):
         return set()
-    ent_reg = er.async_get(hass)
     dev_reg = dr.async_get(hass)
     device_set, area_set, label_set = set(devices), set(areas), set(labels)
-    found: set[str] = set()
-    for entry in ent_reg.entities.values():
-        device = dev_reg.async_get(entry.device_id) if entry.device_id else None
-        area_id = entry.area_id or (device.area_id if device else None)
-        entity_labels = set(entry.labels) | (set(device.labels) if device else set())
-        if (
-            (entry.device_id is not None and entry.device_id in device_set)
-            or (area_id is not None and area_id in area_set)
-            or (entity_labels & label_set)
-        ):
-            found.add(entry.entity_id)
-    return found
+    return {
+        entry.entity_id
+        for entry in er.async_get(hass).entities.values()
+        if _belongs(entry, dev_reg, device_set, area_set, label_set)
+    }
+
+
+def _belongs(
+    entry: er.RegistryEntry,
+    dev_reg: dr.DeviceRegistry,
+    devices: set[str],
+    areas: set[str],
+    labels: set[str],
+) -> bool:
+    """Whether one registry entry belongs to any of the devices, areas or labels."""
+    if not (devices or areas or labels):
+        return False
+    device = dev_reg.async_get(entry.device_id) if entry.device_id else None
+    area_id = entry.area_id or (device.area_id if device else None)
+    entity_labels = set(entry.labels) | (set(device.labels) if device else set())
+    return (
+        (entry.device_id is not None and entry.device_id in devices)
+        or (area_id is not None and area_id in areas)
+        or bool(entity_labels & labels)
+    )
 
 
 def own_entities(hass: HomeAssistant) -> set[str]:
@@ -87,7 +116,14 @@ class EntityMatcher:
         self._hass = hass
         self._options = options
         self._nothing = False
+        #: Entity ids resolved from devices/areas/labels by the last rescan.
+        self._resolved: set[str] = set()
+        #: Entities created or renamed since the last rescan: decided from their own entry.
+        self._fresh: set[str] = set()
         self._filter: EntityFilter = self._build()
+        self._debouncer: Debouncer[None] = Debouncer(
+            hass, LOGGER, cooldown=REBUILD_COOLDOWN, immediate=False, function=self.rebuild
+        )
         #: ``decisions[entity_id]`` -> ship it? Cleared in place on registry changes,
         #: so holders of this dict always see current verdicts.
         self.decisions = _Decisions(self._decide)
@@ -106,6 +142,7 @@ class EntityMatcher:
             _list(opts, CONF_EXCLUDE_AREAS),
             _list(opts, CONF_EXCLUDE_LABELS),
         )
+        self._resolved = include | exclude
         # Our own entities are never shipped, even if a domain include matches them.
         exclude |= own_entities(self._hass)
         include -= exclude
@@ -137,10 +174,49 @@ class EntityMatcher:
     def rebuild(self) -> None:
         """Re-resolve devices/areas/labels (registry changed)."""
         self._filter = self._build()
+        self._fresh.clear()
         self.decisions.clear()
 
     def _decide(self, entity_id: str) -> bool:
+        if entity_id in self._fresh and (verdict := self._own_verdict(entity_id)) is not None:
+            return verdict
         return not self._nothing and self._filter(entity_id)
+
+    def _own_verdict(self, entity_id: str) -> bool | None:
+        """Return the verdict a rescan would give from this entity's own entry, if membership decides.
+
+        ``None`` when the entity is in no device/area/label list (nor an entity
+        list): then only domains and globs decide, as for any other entity.
+        """
+        opts = self._options
+        entry = er.async_get(self._hass).async_get(entity_id)
+        dev_reg = dr.async_get(self._hass)
+        if entity_id in _list(opts, CONF_EXCLUDE_ENTITIES) or (
+            entry is not None
+            and (
+                entry.platform == DOMAIN
+                or _belongs(
+                    entry,
+                    dev_reg,
+                    set(_list(opts, CONF_EXCLUDE_DEVICES)),
+                    set(_list(opts, CONF_EXCLUDE_AREAS)),
+                    set(_list(opts, CONF_EXCLUDE_LABELS)),
+                )
+            )
+        ):
+            return False
+        if entity_id in _list(opts, CONF_INCLUDE_ENTITIES) or (
+            entry is not None
+            and _belongs(
+                entry,
+                dev_reg,
+                set(_list(opts, CONF_INCLUDE_DEVICES)),
+                set(_list(opts, CONF_INCLUDE_AREAS)),
+                set(_list(opts, CONF_INCLUDE_LABELS)),
+            )
+        ):
+            return True
+        return None
 
     def __call__(self, entity_id: str) -> bool:
         """Whether ``entity_id`` is shipped (cached)."""
@@ -148,25 +224,57 @@ class EntityMatcher:
 
     @callback
     def async_track_registries(self) -> Callable[[], None]:
-        """Rebuild whenever an entity, device, area or label registry changes."""
+        """Rebuild (debounced) whenever an entity, device, area or label registry changes."""
 
         @callback
         def _changed(_event: Event[Any]) -> None:
-            self.rebuild()
+            self._debouncer.async_schedule_call()
+
+        @callback
+        def _mark(entity_ids: Iterable[str]) -> None:
+            ids = set(entity_ids)
+            if not self._resolved.isdisjoint(ids):
+                # A member may have left its device/area/label: only a rescan can tell.
+                self.rebuild()
+                return
+            self._fresh |= ids
+            for entity_id in ids:
+                self.decisions.pop(entity_id, None)
+            self._debouncer.async_schedule_call()
+
+        @callback
+        def _entity_changed(event: Event[er.EventEntityRegistryUpdatedData]) -> None:
+            data = event.data
+            if data["action"] == "create" or (
+                data["action"] == "update"
+                and ("old_entity_id" in data or not _MEMBERSHIP.isdisjoint(data["changes"]))
+            ):
+                _mark([data["entity_id"]])
+            else:
+                self._debouncer.async_schedule_call()
+
+        @callback
+        def _device_changed(event: Event[dr.EventDeviceRegistryUpdatedData]) -> None:
+            data = event.data
+            if data["action"] == "update" and not _MEMBERSHIP.isdisjoint(data["changes"]):
+                entries = er.async_entries_for_device(
+                    er.async_get(self._hass), data["device_id"], include_disabled_entities=True
+                )
+                _mark(entry.entity_id for entry in entries)
+            else:
+                self._debouncer.async_schedule_call()
 
         unsubs = [
-            self._hass.bus.async_listen(event_type, _changed)
-            for event_type in (
-                er.EVENT_ENTITY_REGISTRY_UPDATED,
-                dr.EVENT_DEVICE_REGISTRY_UPDATED,
-                ar.EVENT_AREA_REGISTRY_UPDATED,
-                lr.EVENT_LABEL_REGISTRY_UPDATED,
-            )
+            self._hass.bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, _entity_changed),
+            self._hass.bus.async_listen(dr.EVENT_DEVICE_REGISTRY_UPDATED, _device_changed),
+            self._hass.bus.async_listen(ar.EVENT_AREA_REGISTRY_UPDATED, _changed),
+            self._hass.bus.async_listen(lr.EVENT_LABEL_REGISTRY_UPDATED, _changed),
         ]
 
         @callback
         def _unsub() -> None:
             for unsub in unsubs:
                 unsub()
+            self._debouncer.async_shutdown()
 
         return _unsub

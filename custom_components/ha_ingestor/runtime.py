@@ -477,7 +477,14 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
     ]
     endpoints = [
         Endpoint(
-            sink=create_sink(target, session, url=url, timeout=DEFAULT_TIMEOUT, ssl=ssl_context),
+            sink=create_sink(
+                target,
+                session,
+                url=url,
+                timeout=DEFAULT_TIMEOUT,
+                ssl=ssl_context,
+                offload=hass.async_add_executor_job,
+            ),
             # Per-URL breakers only matter when there is something to fall back to.
             breaker=CircuitBreaker(policy.breaker, clock, name=url or "primary")
             if len(urls) > 1
