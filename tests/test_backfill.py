@@ -6,10 +6,15 @@ from typing import Any
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.recorder import get_instance
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.util import dt as dt_util
 import pytest
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.ha_ingestor.const import CONF_AUTO_BACKFILL, CONF_SPOOL_MAX_MB
+from custom_components.ha_ingestor.const import CONF_AUTO_BACKFILL, CONF_SPOOL_MAX_MB, DOMAIN
 from custom_components.ha_ingestor.runtime import BackfillRunningError
 from tests.common import settle
 from tests.data_api import DataApiReceiver
@@ -130,5 +135,79 @@ async def test_auto_backfill_fills_what_a_full_spool_dropped(
     assert sorted(states, key=int) == [str(i) for i in range(40)]
     assert runtime.backfill is not None
     assert runtime.backfill.status in ("running", "done")
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_backfill_range_is_bounded_and_progress_shown(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    freezer: FrozenDateTimeFactory,
+    data_api_receiver: DataApiReceiver,
+) -> None:
+    """The action clamps a future end to now, refuses a start older than the recorder keeps
+    (translated error naming the days), and shows progress on the backlog sensor and in
+    diagnostics.
+
+    Figures: a 1970 start is refused with 0 windows read, a start in the future too; an end
+    1 day ahead runs to now;
+    the 3 recorded states are delivered and the attribute and diagnostics say 100 %.
+    """
+    start = dt_util.utcnow()
+    for i in range(3):
+        hass.states.async_set("sensor.bounded", str(i), {"unit_of_measurement": "ppm"})
+        freezer.tick(timedelta(seconds=10))
+    await hass.async_block_till_done()
+    await get_instance(hass).async_block_till_done()
+    entry = data_api_entry(data_api_receiver)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    runtime = entry.runtime_data
+    target = {"config_entry_id": entry.entry_id}
+    keep_days = get_instance(hass).keep_days
+
+    for too_old in ("1970-01-01 00:00:00", dt_util.utcnow() - timedelta(days=keep_days + 1)):
+        with pytest.raises(ServiceValidationError) as err:
+            await hass.services.async_call(
+                DOMAIN, "backfill", {**target, "start": str(too_old)}, blocking=True
+            )
+        assert err.value.translation_key == "backfill_too_old"
+        assert err.value.translation_placeholders["days"] == str(keep_days)
+        assert runtime.backfill is None
+
+    now = dt_util.utcnow()
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN, "backfill", {**target, "start": str(now + timedelta(hours=1))}, blocking=True
+        )
+    assert err.value.translation_key == "backfill_invalid_range"
+    await hass.services.async_call(
+        DOMAIN,
+        "backfill",
+        {**target, "start": str(start), "end": str(now + timedelta(days=1))},
+        blocking=True,
+    )
+    progress = runtime.backfill
+    assert progress is not None
+    assert progress.end == now
+    await settle(
+        hass,
+        freezer,
+        lambda: progress.status == "done" and len(data_api_receiver.events("sensor.bounded")) == 3,
+    )
+    await settle(
+        hass,
+        freezer,
+        lambda: (
+            hass.states.get("sensor.data_api_backlog").attributes.get("backfill_status") == "done"
+        ),
+    )
+    attributes = hass.states.get("sensor.data_api_backlog").attributes
+    assert attributes["backfill_percent"] == 100.0
+    assert attributes["backfill_states"] == 3
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert diagnostics["backfill"]["status"] == "done"
+    assert diagnostics["backfill"]["percent"] == 100.0
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

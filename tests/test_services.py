@@ -75,7 +75,7 @@ async def test_invalid_targets(hass: HomeAssistant, action: str) -> None:
 
 @pytest.mark.usefixtures("socket_enabled")
 async def test_backfill_actions(hass: HomeAssistant) -> None:
-    """An empty range is refused; cancel reports whether a backfill was running."""
+    """Without the recorder a backfill is refused; cancel reports whether one was running."""
     entry = v1_entry(f"http://127.0.0.1:{free_port()}", "nowhere")
     await setup_entry(hass, entry)
     target = {"config_entry_id": entry.entry_id}
@@ -86,7 +86,7 @@ async def test_backfill_actions(hass: HomeAssistant) -> None:
             {**target, "start": "2030-01-02 00:00:00", "end": "2030-01-01 00:00:00"},
             blocking=True,
         )
-    assert err.value.translation_key == "backfill_invalid_range"
+    assert err.value.translation_key == "backfill_no_recorder"
     response = await hass.services.async_call(
         DOMAIN, "cancel_backfill", target, blocking=True, return_response=True
     )

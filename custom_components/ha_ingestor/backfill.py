@@ -29,6 +29,45 @@ WINDOW = timedelta(hours=1)
 ENTITY_BATCH = 50
 #: States handed to the pipeline before yielding to live events.
 FEED_CHUNK = 2000
+#: Oldest history a backfill may start at, in days (the recorder's retention if
+#: shorter): with ``end`` clamped to now, at most a year of hourly windows.
+MAX_DAYS = 365
+
+
+class BackfillRangeError(ValueError):
+    """A backfill range that cannot run; ``key`` and ``placeholders`` translate it."""
+
+    def __init__(self, key: str, placeholders: dict[str, str] | None = None) -> None:
+        """Describe the problem by its translation key."""
+        super().__init__(key)
+        self.key = key
+        self.placeholders = placeholders or {}
+
+
+def bounded_range(
+    hass: HomeAssistant, start: datetime, end: datetime | None
+) -> tuple[datetime, datetime]:
+    """Clamp ``end`` to now; refuse empty ranges and starts older than the recorder keeps.
+
+    Nothing older than the recorder keeps can be replayed, and one call must not
+    loop over hundreds of thousands of windows on the recorder's executor: the
+    range is at most :data:`MAX_DAYS` of :data:`WINDOW` windows.
+    Raises :class:`BackfillRangeError`.
+    """
+    if "recorder" not in hass.config.components:
+        raise BackfillRangeError("backfill_no_recorder")
+    now = dt_util.utcnow()
+    end = now if end is None else min(end, now)
+    if start >= end:
+        raise BackfillRangeError("backfill_invalid_range")
+    days = min(MAX_DAYS, get_instance(hass).keep_days)
+    oldest = now - timedelta(days=days)
+    if start < oldest:
+        raise BackfillRangeError(
+            "backfill_too_old",
+            {"days": str(days), "oldest": dt_util.as_local(oldest).isoformat(timespec="minutes")},
+        )
+    return start, end
 
 
 @dataclass(kw_only=True)
@@ -54,6 +93,15 @@ class BackfillProgress:
         if self.position is None:
             return 0.0
         return round(min(100.0, (self.position - self.start).total_seconds() / total * 100), 1)
+
+    def attributes(self) -> dict[str, Any]:
+        """Flat view for an entity's attributes."""
+        return {
+            "backfill_status": self.status,
+            "backfill_percent": self.percent,
+            "backfill_position": self.position.isoformat() if self.position else None,
+            "backfill_states": self.states,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view."""

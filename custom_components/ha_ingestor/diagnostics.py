@@ -73,6 +73,7 @@ async def async_get_config_entry_diagnostics(
         "spool": None if stats is None else asdict(stats),
         "dead_letters": [_dead_letter(letter) for letter in letters],
         "repair_issues": sorted(runtime.issues),
+        "backfill": None if runtime.backfill is None else runtime.backfill.as_dict(),
         "registry_sync": (
             None if runtime.registry_sync is None else runtime.registry_sync.as_dict()
         ),

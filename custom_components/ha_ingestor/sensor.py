@@ -58,6 +58,11 @@ def _health_attributes(runtime: IngestorRuntime) -> dict[str, Any]:
     }
 
 
+def _backfill_attributes(runtime: IngestorRuntime) -> dict[str, Any]:
+    # The backlog is where a running backfill shows up, so its progress sits here.
+    return {} if runtime.backfill is None else runtime.backfill.attributes()
+
+
 def _oldest_age(runtime: IngestorRuntime) -> float | None:
     report = runtime.health
     if report is None or report.inputs.backlog_oldest_age is None:
@@ -105,6 +110,7 @@ SENSORS: tuple[IngestorSensorEntityDescription, ...] = (
         native_unit_of_measurement=UNIT_EVENTS,
         state_class=SensorStateClass.MEASUREMENT,
         value_fn=lambda rt: rt.backlog,
+        attr_fn=_backfill_attributes,
     ),
     IngestorSensorEntityDescription(
         key="oldest_pending_age",
@@ -210,7 +216,7 @@ class IngestorSensorEntity(IngestorEntity, SensorEntity):
     @property
     @override
     def extra_state_attributes(self) -> Mapping[str, Any] | None:
-        """Extra attributes (health: reason and recommendations)."""
+        """Extra attributes (health: reason and tips; backlog: backfill progress)."""
         if self.entity_description.attr_fn is None:
             return None
         return self.entity_description.attr_fn(self.runtime)

@@ -18,6 +18,7 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
+from .backfill import BackfillRangeError, bounded_range
 from .const import DOMAIN
 from .core.state import ConnectionState
 from .runtime import BackfillRunningError, IngestorConfigEntry, IngestorRuntime
@@ -133,12 +134,18 @@ def async_setup_services(hass: HomeAssistant) -> None:
 
     async def backfill(call: ServiceCall) -> None:
         runtime = async_get_runtime(hass, call.data[ATTR_CONFIG_ENTRY_ID])
-        start = _as_utc(call.data[ATTR_START])
-        end = _as_utc(call.data[ATTR_END]) if ATTR_END in call.data else dt_util.utcnow()
-        if start >= end:
-            raise ServiceValidationError(
-                translation_domain=DOMAIN, translation_key="backfill_invalid_range"
+        try:
+            start, end = bounded_range(
+                hass,
+                _as_utc(call.data[ATTR_START]),
+                _as_utc(call.data[ATTR_END]) if ATTR_END in call.data else None,
             )
+        except BackfillRangeError as err:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key=err.key,
+                translation_placeholders=err.placeholders,
+            ) from err
         try:
             runtime.async_start_backfill(start, end, call.data.get(ATTR_ENTITY_ID))
         except BackfillRunningError as err:
