@@ -292,3 +292,25 @@ async def test_batch_and_registry_encoding_run_off_the_event_loop(
     assert loop_thread not in threads
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
+
+
+async def test_registry_sync_rejections_log_one_line(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    data_api_receiver: DataApiReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A receiver rejecting every device item (400): each is dropped and counted, but the
+    log gets one line for the cause, not one per item.
+
+    Figures: every device rejected and counted; 1 WARNING line.
+    """
+    demo_devices(hass, 3)
+    await data_api_receiver.inject_fault(400, count=50, path=DEVICES_PATH)
+    caplog.set_level(logging.WARNING)
+    entry, sync = await start_sync(hass, data_api_receiver)
+    await settle(hass, freezer, lambda: sync.pending == 0)
+    registry = {d.id for d in all_devices(dr.async_get(hass))}
+    assert sync.rejected == len(registry) >= 3
+    assert caplog.text.count("rejected by the data-api") == 1
+    await unload_entry(hass, entry)

@@ -4,6 +4,7 @@ import json
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
@@ -11,9 +12,10 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.ha_ingestor.const import CONF_FALLBACK_URLS
+from custom_components.ha_ingestor.diagnostics import describe_point, safe_reason
 from custom_components.ha_ingestor.redact import scrub_text, strip_url_credentials
 from tests.common import PASSWORD, USERNAME, settle, setup_entry, unload_entry, v1_entry
-from tests.servers import free_port
+from tests.servers import InfluxV1Server, free_port
 
 
 def test_strip_url_credentials() -> None:
@@ -57,4 +59,95 @@ async def test_diagnostics_have_no_secrets(
     assert diagnostics["spool"]["pending_count"] == 1
     assert diagnostics["dead_letters"] == []
     assert {"connection", "breaker", "metrics", "policy"} <= set(diagnostics["resilience"])
+    await unload_entry(hass, entry)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b'W,domain=camera,entity_id=front value=1,access_token_str="x" 1', ("W", "front")),
+        (b"a\\ b\\,c,entity_id=x\\ y value=1 1", ("a b,c", "x y")),
+        (b"m value=1 1", ("m", None)),
+        (
+            b'{"event_type":"state_changed","entity_id":"lock.door","code":"1"}',
+            (
+                "state_changed",
+                "lock.door",
+            ),
+        ),
+        (b"{" * 100_000, (None, None)),
+        (b"", (None, None)),
+    ],
+)
+def test_describe_point(payload: bytes, expected: tuple[str | None, str | None]) -> None:
+    """Only the measurement (or event type) and the entity are taken from a point."""
+    assert describe_point(payload) == expected
+
+
+def test_reason_quoting_the_line_is_elided() -> None:
+    """A server quoting the rejected line (with attribute values) shows no value of it."""
+    reason = (
+        "unable to parse 'W,entity_id=cam access_token_str=\"tok-SECRET\" 1': invalid number"
+        ' (http://127.0.0.1:8086/write); field "value" on measurement "W"'
+    )
+    safe = safe_reason(reason)
+    assert "tok-SECRET" not in safe
+    assert safe.startswith("unable to parse '…': invalid number")
+    assert 'field "value" on measurement "W"' in safe
+
+
+async def test_dead_letters_show_no_payload(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """A point quarantined by real InfluxDB (field type conflict) from a camera with an
+    ``access_token`` and an alarm ``code`` attribute: diagnostics list its measurement,
+    entity, size and reason, and neither secret.
+
+    Figure: 1 dead letter shown; 0 occurrences of either attribute value.
+    """
+    now_ns = int(dt_util.utcnow().timestamp() * 1e9) - 1
+    status, _ = await influxdb_v1.awrite(
+        influx_db, f'W,domain=camera,entity_id=other value="text" {now_ns}'.encode()
+    )
+    assert status == 204
+    entry = v1_entry(influxdb_v1.url, influx_db)
+    await setup_entry(hass, entry)
+    runtime = entry.runtime_data
+    token, code = "cam-tok-8f2b9c1d7e", "alarm-code-90210"
+    hass.states.async_set(
+        "camera.front",
+        "5",
+        {"unit_of_measurement": "W", "access_token": token, "code": code},
+    )
+    await settle(
+        hass,
+        freezer,
+        lambda: runtime.pipeline.stats is not None and runtime.pipeline.stats.dead_letter_count,
+    )
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    text = json.dumps(diagnostics)
+    assert token not in text
+    assert code not in text
+    (letter,) = diagnostics["dead_letters"]
+    assert set(letter) == {
+        "time_ns",
+        "measurement",
+        "entity",
+        "bytes",
+        "reason",
+        "category",
+        "quarantined_at",
+        "attempts",
+    }
+    assert (letter["measurement"], letter["entity"], letter["category"]) == (
+        "W",
+        "front",
+        "bad_data",
+    )
+    assert letter["bytes"] > len(token) + len(code)
+    assert "field type conflict" in letter["reason"]
     await unload_entry(hass, entry)

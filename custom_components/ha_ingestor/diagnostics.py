@@ -1,6 +1,8 @@
 """Diagnostics of ha_ingestor: everything that explains delivery, nothing secret."""
 
 from dataclasses import asdict
+import json
+import re
 from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
@@ -18,9 +20,14 @@ from .redact import scrub, strip_url_credentials
 from .runtime import IngestorConfigEntry
 
 TO_REDACT = {CONF_TOKEN, CONF_PASSWORD, CONF_USERNAME}
-#: Dead letters shown, and how much of each payload (payloads are data, not secrets).
+#: Dead letters shown. Never their payload: attributes may hold secrets (a camera's
+#: ``access_token``, an alarm ``code``); only its size, measurement and entity.
 DEAD_LETTER_SAMPLE = 20
-PAYLOAD_CHARS = 200
+#: Quoted parts of a rejection reason at least this long (or holding "=") are elided.
+_QUOTED = re.compile(r"""(["'])(.*?)(\1|…|$)""")
+_QUOTE_KEEP = 12
+#: Line protocol: the measurement ends at the first unescaped comma or space.
+_LP_HEAD = re.compile(rb"^((?:[^,\\ ]|\\.)*)((?:,(?:[^\\ ]|\\.)*)?)")
 
 
 def _strip_urls(config: dict[str, Any]) -> dict[str, Any]:
@@ -35,14 +42,62 @@ def _strip_urls(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _unescape(raw: bytes) -> str:
+    return re.sub(rb"\\(.)", rb"\1", raw).decode("utf-8", "replace")
+
+
+def describe_point(payload: bytes) -> tuple[str | None, str | None]:
+    """Return the measurement (or event type) and entity of a point, nothing else of it."""
+    if payload.startswith(b"{"):  # a data-api event (JSON)
+        try:
+            data = json.loads(payload)
+        except (ValueError, RecursionError):
+            return None, None
+        if not isinstance(data, dict):
+            return None, None
+        kind, entity = data.get("event_type"), data.get("entity_id")
+        return (
+            kind if isinstance(kind, str) else None,
+            entity if isinstance(entity, str) else None,
+        )
+    match = _LP_HEAD.match(payload)
+    if match is None or not match.group(1):
+        return None, None
+    entity = None
+    for tag in re.split(rb"(?<!\\),", match.group(2))[1:]:
+        key, _, value = tag.partition(b"=")
+        if key == b"entity_id":
+            entity = _unescape(value)
+    return _unescape(match.group(1)), entity
+
+
+def safe_reason(reason: str) -> str:
+    """Return the rejection reason with quoted text that may echo the point elided.
+
+    Servers quote the line they could not parse (with its attribute values); short
+    quoted names such as a field or measurement name stay.
+    """
+
+    def elide(match: re.Match[str]) -> str:
+        inner = match.group(2)
+        if len(inner) < _QUOTE_KEEP and "=" not in inner:
+            return match.group(0)
+        return f"{match.group(1)}…{match.group(1)}"
+
+    return _QUOTED.sub(elide, reason)
+
+
 def _dead_letter(letter: DeadLetter) -> dict[str, Any]:
+    measurement, entity = describe_point(letter.payload)
     return {
         "time_ns": letter.time_ns,
-        "reason": letter.reason,
+        "measurement": measurement,
+        "entity": entity,
+        "bytes": len(letter.payload),
+        "reason": safe_reason(letter.reason),
         "category": letter.category,
         "quarantined_at": letter.quarantined_at,
         "attempts": letter.attempts,
-        "payload": letter.payload[:PAYLOAD_CHARS].decode("utf-8", "replace"),
     }
 
 

@@ -18,6 +18,7 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er
 from .const import LOGGER
 from .core.clock import Clock
 from .core.errors import DeliveryError, ErrorKind
+from .core.logthrottle import ThrottledLog
 from .core.retry import RetryPolicy, RetrySchedule
 from .core.sinks import DataApiSink
 
@@ -122,6 +123,8 @@ class RegistrySync:
         self.full_syncs = 0
         self.rejected = 0
         self.last_error: str | None = None
+        # A data-api whose validation got stricter rejects item after item.
+        self._throttle = ThrottledLog(LOGGER, monotonic=clock.monotonic)
 
     @property
     def pending(self) -> int:
@@ -214,7 +217,12 @@ class RegistrySync:
                 raise
             if len(keys) == 1:
                 # One bad item must not stall the sync forever: drop it, loudly.
-                LOGGER.warning("Registry item %s rejected by the data-api: %s", keys[0], err)
+                self._throttle.warning(
+                    f"rejected {path}",
+                    "Registry item %s rejected by the data-api: %s",
+                    keys[0],
+                    err,
+                )
                 self.rejected += 1
                 pending.pop(keys[0], None)
                 return
