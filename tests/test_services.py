@@ -1,5 +1,7 @@
 """Actions of ha_ingestor: each acts on its entry; bad targets raise translated errors."""
 
+from datetime import timedelta
+
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
@@ -106,7 +108,8 @@ async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
 
     Real spool file. Figures: 12 good points delivered; 3 conflicting points
     quarantined, the cap keeps 1 and deletes 2 (sensor 2, repair "2"); purge
-    answers {"purged": 1}; after a reload the sensor still says 2.
+    answers {"purged": 1}; the repair clears about an hour after the last deletion;
+    after a reload the sensor still says 2.
     """
     now_ns = int(dt_util.utcnow().timestamp() * 1e9) - 1
     status, _ = await influxdb_v1.awrite(
@@ -150,6 +153,17 @@ async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
     assert response == {"purged": 1}
     assert issues.async_get_issue(DOMAIN, f"points_quarantined_{ENTRY_ID}") is None
     await settle(hass, freezer, lambda: hass.states.get(quarantined_id).state == "0")
+
+    # The repair is about recent deletions: it goes an hour after the last one.
+    deleted_at = dt_util.utcnow()
+    await settle(
+        hass,
+        freezer,
+        lambda: issues.async_get_issue(DOMAIN, issue_id) is None,
+        step=60.0,
+        limit=90,
+    )
+    assert dt_util.utcnow() - deleted_at >= timedelta(minutes=55)
 
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
