@@ -16,9 +16,9 @@ from tests.servers import InfluxV1Server
 
 
 def entry_at_version(
-    url: str, database: str, version: int, options: dict[str, object]
+    url: str, database: str, version: int, options: dict[str, object], minor_version: int = 1
 ) -> MockConfigEntry:
-    """The InfluxDB 1.x entry of ``tests.common`` as stored at ``version``.1."""
+    """The InfluxDB 1.x entry of ``tests.common`` as stored at ``version.minor_version``."""
     template = v1_entry(url, database)
     return MockConfigEntry(
         domain=DOMAIN,
@@ -28,7 +28,7 @@ def entry_at_version(
         data=dict(template.data),
         options=options,
         version=version,
-        minor_version=1,
+        minor_version=minor_version,
     )
 
 
@@ -96,3 +96,26 @@ async def test_entry_from_a_newer_release_is_not_loaded(
     assert not await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.MIGRATION_ERROR
+
+
+async def test_entry_from_a_newer_minor_version_loads_unchanged(
+    hass: HomeAssistant, influxdb_v1: InfluxV1Server, influx_db: str
+) -> None:
+    """A newer minor version promises compatibility: it loads, version and options untouched."""
+    options = {CONF_MEASUREMENT_STRATEGY: "domain_device_class"}
+    entry = entry_at_version(
+        influxdb_v1.url,
+        influx_db,
+        IngestorConfigFlow.VERSION,
+        options,
+        minor_version=IngestorConfigFlow.MINOR_VERSION + 1,
+    )
+    await setup_entry(hass, entry)
+
+    assert entry.state is ConfigEntryState.LOADED
+    assert (entry.version, entry.minor_version) == (
+        IngestorConfigFlow.VERSION,
+        IngestorConfigFlow.MINOR_VERSION + 1,
+    )
+    assert dict(entry.options) == options
+    await unload_entry(hass, entry)

@@ -186,3 +186,25 @@ def test_measurement_strategy_options_are_translated() -> None:
     """Every strategy the options flow offers has a label under a valid key."""
     options = load()["selector"]["measurement_strategy"]["options"]
     assert set(options) == {strategy.value for strategy in MeasurementStrategy}
+
+
+def test_icons_use_translation_keys_and_known_states() -> None:
+    """icons.json: valid keys, ``mdi:`` icons, and only states en.json translates."""
+    icons = json.loads((EN_JSON.parent.parent / "icons.json").read_text(encoding="utf-8"))
+    entities = load()["entity"]
+    assert key_problems(icons) == []
+    assert [
+        "/".join(path)
+        for path, value in walk(icons)
+        if not isinstance(value, dict) and not value.startswith("mdi:")
+    ] == []
+    unknown_states = [
+        f"{platform}/{key}/{state}"
+        for platform, by_key in icons["entity"].items()
+        for key, icon in by_key.items()
+        for state in icon.get("state", {})
+        if state not in entities.get(platform, {}).get(key, {}).get("state", {})
+        and not (platform == "binary_sensor" and state in {"on", "off"})
+    ]
+    assert unknown_states == []
+    assert set(icons["services"]) == set(load()["services"])
