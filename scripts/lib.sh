@@ -12,6 +12,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${HA_INGESTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ha_ingestor}"
 SID_ROOT="$CACHE/sid-root"
+DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 # gcc and the headers build the few dependencies that ship no wheel for every release.
 SID_PACKAGES="python3.14,python3.14-venv,python3.14-dev,python3.13,python3.13-venv,ca-certificates,influxdb,victoria-metrics,procps,gcc,g++,libc6-dev"
 
@@ -37,11 +38,17 @@ select_mode() {
   fi
 }
 
+# The Debian mirror debootstrap downloads from: HA_INGESTOR_MIRROR, else the
+# machine's own Debian source. Ubuntu lists no Debian mirror, so there (and in
+# CI) HA_INGESTOR_MIRROR must name one.
 mirror_url() {
+  if [[ -n "${HA_INGESTOR_MIRROR:-}" ]]; then
+    echo "$HA_INGESTOR_MIRROR"; return
+  fi
   local url
   url="$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
     | grep -i debian | grep -v -i security | head -n1 | sed -E 's/^URIs:[[:space:]]*//; s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?//; s/[[:space:]].*$//')" || true
-  [[ -n "$url" ]] || die "cannot find a Debian mirror in /etc/apt/sources.list*; set HA_INGESTOR_MIRROR"
+  [[ -n "$url" ]] || die "no Debian mirror in /etc/apt/sources.list* (Ubuntu lists none): set HA_INGESTOR_MIRROR to the URL of a Debian mirror"
   echo "$url"
 }
 
@@ -52,12 +59,14 @@ ensure_sid_root() {
   fi
   [[ "$(id -u)" == "0" ]] || die "no Python >= 3.14.2 with influxd and victoria-metrics on PATH, and not root: cannot build the Debian sid root. Install them, or run as root on Debian/Ubuntu."
   command -v apt-get >/dev/null 2>&1 || die "no suitable Python on PATH and no apt-get to provision one (Debian/Ubuntu needed)"
-  if ! command -v debootstrap >/dev/null 2>&1 || ! command -v bwrap >/dev/null 2>&1; then
-    log "installing debootstrap and bubblewrap"
+  # Ubuntu ships debootstrap's Debian scripts but not Debian's archive key.
+  if ! command -v debootstrap >/dev/null 2>&1 || ! command -v bwrap >/dev/null 2>&1 \
+    || [[ ! -f "$DEBIAN_KEYRING" ]]; then
+    log "installing debootstrap, bubblewrap and the Debian archive keyring"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap bubblewrap >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap bubblewrap debian-archive-keyring >/dev/null
   fi
-  mkdir -p "$CACHE"
+  mkdir -p "$CACHE" "$CACHE/debs"
   if [[ -f "$stamp" ]]; then
     # An older root: add what the package list gained instead of rebuilding it.
     log "updating the Debian sid root's packages"
@@ -67,10 +76,13 @@ ensure_sid_root() {
       sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $(tr ',' ' ' <<<"$SID_PACKAGES")" \
       >"$CACHE/apt.log" 2>&1 || { tail -n 20 "$CACHE/apt.log" >&2; die "updating the sid root failed (log: $CACHE/apt.log)"; }
   else
-    local mirror="${HA_INGESTOR_MIRROR:-$(mirror_url)}"
+    local mirror
+    mirror="$(mirror_url)"
     log "building Debian sid root in $SID_ROOT (once, ~1 min)"
     rm -rf "$SID_ROOT.tmp"
-    if ! debootstrap --variant=minbase --include="$SID_PACKAGES" sid "$SID_ROOT.tmp" "$mirror" >"$CACHE/debootstrap.log" 2>&1; then
+    # --cache-dir keeps the downloaded packages outside the root, so CI can cache them.
+    if ! debootstrap --variant=minbase --keyring="$DEBIAN_KEYRING" --cache-dir="$CACHE/debs" \
+      --include="$SID_PACKAGES" sid "$SID_ROOT.tmp" "$mirror" >"$CACHE/debootstrap.log" 2>&1; then
       tail -n 20 "$CACHE/debootstrap.log" >&2
       rm -rf "$SID_ROOT.tmp"
       die "debootstrap failed (log: $CACHE/debootstrap.log)"
@@ -96,7 +108,10 @@ in_env() {
   else
     local tty_args=()
     # --unshare-pid: when the command ends (or Ctrl-C), nothing it started survives.
-    bwrap --bind "$SID_ROOT" / --bind "$REPO" /src --unshare-pid --proc /proc --dev /dev --tmpfs /tmp \
+    mkdir -p "$CACHE/pip"
+    # pip's download cache lives outside the root too (CI caches it, not the root).
+    bwrap --bind "$SID_ROOT" / --bind "$REPO" /src --bind "$CACHE/pip" /root/.cache/pip \
+      --unshare-pid --proc /proc --dev /dev --tmpfs /tmp \
       --die-with-parent --chdir /src --clearenv \
       --setenv PATH /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       --setenv HOME /root --setenv LANG C.UTF-8 --setenv TERM "${TERM:-dumb}" \
@@ -132,14 +147,13 @@ ensure_venv() {
 setup_env() {
   select_mode
   if [[ "$MODE" == "sid" ]]; then
-    command -v bwrap >/dev/null 2>&1 || [[ ! -f "$SID_ROOT/.ha_ingestor_stamp" ]] || true
     ensure_sid_root
     sync_host_files
+    # shellcheck disable=SC2034 # read by the scripts that source this file
     PY314=python3.14
-    PY313=python3.13
   else
+    # shellcheck disable=SC2034
     PY314="$NATIVE_PY314"
-    PY313="$(command -v python3.13 || true)"
   fi
   log "mode: $MODE"
 }

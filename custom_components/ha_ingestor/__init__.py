@@ -7,7 +7,8 @@ from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
-from .const import CONF_SSL_CA_CERT, DOMAIN
+from .const import CONF_MEASUREMENT_STRATEGY, CONF_SSL_CA_CERT, DOMAIN
+from .core.encoder import MeasurementStrategy
 from .destination import CaCertError
 from .runtime import IngestorRuntime, async_create_runtime, spool_path
 from .services import async_setup_services
@@ -17,6 +18,8 @@ PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.BUTTON, Platform.S
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 type IngestorConfigEntry = ConfigEntry[IngestorRuntime]
+
+_V1_DOMAIN_DEVICE_CLASS = "domain__device_class"
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
@@ -46,6 +49,24 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
     entry.runtime_data = runtime
     await runtime.async_start()
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> bool:
+    """Bring an entry written by an older release to the current format.
+
+    Version 1 stored the "domain and device class" measurement strategy as
+    ``domain__device_class``, which is not a valid translation key for the
+    option's label; version 2 stores ``domain_device_class``. The measurement
+    names written to the database are unchanged (``sensor__power``). A major
+    version, because an older release would read the new value as an
+    attribute name.
+    """
+    if entry.version == 1:
+        options = dict(entry.options)
+        if options.get(CONF_MEASUREMENT_STRATEGY) == _V1_DOMAIN_DEVICE_CLASS:
+            options[CONF_MEASUREMENT_STRATEGY] = MeasurementStrategy.DOMAIN_DEVICE_CLASS.value
+        hass.config_entries.async_update_entry(entry, options=options, version=2, minor_version=1)
     return True
 
 

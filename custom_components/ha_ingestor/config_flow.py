@@ -371,7 +371,7 @@ class _ConnectionValidator:
 class IngestorConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up, reauthenticate and reconfigure a destination."""
 
-    VERSION = 1
+    VERSION = 2
     MINOR_VERSION = 1
 
     @staticmethod

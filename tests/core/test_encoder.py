@@ -127,7 +127,7 @@ def test_unit_is_a_field_unless_it_is_the_measurement() -> None:
 
 
 def test_domain_device_class_strategy() -> None:
-    config = EncoderConfig(measurement_attr="domain__device_class")
+    config = EncoderConfig(measurement_attr=MeasurementStrategy.DOMAIN_DEVICE_CLASS)
     with_dc = rec("1", {"device_class": "power", "unit_of_measurement": "W"})
     assert line(with_dc, config) == (
         f'sensor__power,domain=sensor,entity_id=temp unit_of_measurement_str="W",value=1 {T}'

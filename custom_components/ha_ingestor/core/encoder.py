@@ -146,7 +146,7 @@ class MeasurementStrategy(StrEnum):
 
     UNIT_OF_MEASUREMENT = "unit_of_measurement"
     DEVICE_CLASS = "device_class"
-    DOMAIN_DEVICE_CLASS = "domain__device_class"
+    DOMAIN_DEVICE_CLASS = "domain_device_class"
     ENTITY_ID = "entity_id"
     DOMAIN = "domain"
     OVERRIDE = "override"
