@@ -6,6 +6,8 @@ from typing import Any, Final, override
 
 from homeassistant.config_entries import (
     ConfigEntry,
+    ConfigEntryDisabler,
+    ConfigError,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlowWithReload,
@@ -33,7 +35,7 @@ from homeassistant.helpers.selector import (
 )
 import voluptuous as vol
 
-from . import destination
+from . import destination, import_builtin
 from .const import (
     CONF_AUTO_BACKFILL,
     CONF_BACKLOG_TOLERANCE,
@@ -110,6 +112,10 @@ type Schema = Any
 
 # Form-only field of the retry step: go on to the parameter form.
 CONF_CUSTOMIZE: Final = "customize"
+# Form-only field of the import confirm step: disable the built-in entry.
+CONF_DISABLE_BUILTIN: Final = "disable_builtin"
+# Menu option of the user step, offered while a built-in influxdb entry exists.
+IMPORT_BUILTIN: Final = "import_builtin"
 
 MIN_BATCH_BYTES: Final = 64 * 1024  # one point may be up to ~16 KiB of strings plus tags
 MAX_BATCH_BYTES: Final = 64 * 1024 * 1024
@@ -378,10 +384,11 @@ class IngestorConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @override
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Ask which kind of destination to add."""
-        return self.async_show_menu(
-            step_id="user", menu_options=[kind.value for kind in DestinationKind]
-        )
+        """Ask which kind of destination to add, or to take over the built-in influxdb."""
+        menu_options = [kind.value for kind in DestinationKind]
+        if import_builtin.builtin_entry(self.hass) is not None:
+            menu_options.insert(0, IMPORT_BUILTIN)
+        return self.async_show_menu(step_id="user", menu_options=menu_options)
 
     async def async_step_influxdb_v2(
         self, user_input: dict[str, Any] | None = None
@@ -427,6 +434,77 @@ class IngestorConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=validator.errors,
             description_placeholders=validator.placeholders,
         )
+
+    _import_plan: import_builtin.ImportPlan
+
+    async def async_step_import_builtin(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Read the built-in influxdb integration's entry and YAML options."""
+        source = import_builtin.builtin_entry(self.hass)
+        if source is None:
+            return self.async_abort(reason="builtin_not_found")
+        try:
+            plan = await import_builtin.async_plan_import(self.hass, source)
+        except import_builtin.BuiltinConnectionError as err:
+            return self.async_abort(
+                reason="builtin_unusable", description_placeholders={"reason": str(err)}
+            )
+        # The same identity as a manual setup of this destination.
+        await self.async_set_unique_id(
+            destination.unique_id_from_data(plan.data), raise_on_progress=False
+        )
+        self._abort_if_unique_id_configured()
+        self._import_plan = plan
+        return await self.async_step_import_builtin_confirm()
+
+    async def async_step_import_builtin_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show what will be shipped and what is left behind; test the connection, create."""
+        plan = self._import_plan
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            validator = _ConnectionValidator(self)
+            if await validator.async_check(plan.data):
+                if user_input.get(CONF_DISABLE_BUILTIN):
+                    await self._async_disable_builtin(plan.source)
+                return self.async_create_entry(
+                    title=destination.title_from_data(plan.data),
+                    data=plan.data,
+                    options=plan.options,
+                )
+            # The form has no connection fields: every error is about the whole import.
+            errors["base"] = next(iter(validator.errors.values()))
+        matched, total = import_builtin.count_matched(self.hass, plan.options)
+        schema: Schema = vol.Schema({vol.Required(CONF_DISABLE_BUILTIN): BooleanSelector()})
+        return self.async_show_form(
+            step_id="import_builtin_confirm",
+            data_schema=self.add_suggested_values_to_schema(
+                schema, user_input or {CONF_DISABLE_BUILTIN: True}
+            ),
+            errors=errors,
+            description_placeholders={
+                "source": plan.source.title,
+                "destination": destination.title_from_data(plan.data),
+                "matched": str(matched),
+                "total": str(total),
+                "settings": import_builtin.describe_options(plan.options),
+                "not_mapped": import_builtin.describe_not_mapped(plan),
+            },
+        )
+
+    async def _async_disable_builtin(self, source: ConfigEntry[Any]) -> None:
+        """Disable the built-in entry so each change is not written twice."""
+        try:
+            await self.hass.config_entries.async_set_disabled_by(
+                source.entry_id, ConfigEntryDisabler.USER
+            )
+        except ConfigError as err:
+            # Removed meanwhile, or not unloadable now (it stays disabled from the next start).
+            LOGGER.warning(
+                "Could not disable the built-in InfluxDB entry %s: %s", source.title, err
+            )
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
         """Start reauthentication after the destination rejected the credentials."""
