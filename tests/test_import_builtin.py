@@ -5,7 +5,7 @@ from configuration.yaml at setup; these tests give it both (a YAML file in the t
 config dir and its own entry), run it against a real InfluxDB 1.6.7, and import.
 """
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 import time
 from typing import Any
@@ -26,10 +26,13 @@ from custom_components.ha_ingestor.const import (
     CONF_BUCKET,
     CONF_DATABASE,
     CONF_DEFAULT_MEASUREMENT,
+    CONF_DOMAIN_OVERRIDES,
+    CONF_ENTITY_OVERRIDES,
     CONF_EXCLUDE_DOMAINS,
     CONF_EXCLUDE_ENTITIES,
     CONF_EXCLUDE_GLOBS,
     CONF_FALLBACK_URLS,
+    CONF_GLOB_OVERRIDES,
     CONF_IGNORE_ATTRIBUTES,
     CONF_INCLUDE_DOMAINS,
     CONF_INCLUDE_ENTITIES,
@@ -54,7 +57,6 @@ from custom_components.ha_ingestor.core.encoder import MeasurementStrategy
 from custom_components.ha_ingestor.import_builtin import (
     BUILTIN_DOMAIN,
     NOTHING_LEFT,
-    REASON_COMPONENT_CONFIG,
     REASON_MAX_RETRIES,
     REASON_MEASUREMENT_ATTR,
     REASON_PRECISION,
@@ -101,12 +103,14 @@ influxdb:
     entity_globs:
       - sensor.tmp_*
   component_config:
-    sensor.kitchen:
-      override_measurement: kitchen
-  component_config_domain:
-    binary_sensor:
+    sensor.kitchen_power:
       ignore_attributes:
-        - friendly_name
+        - firmware
+  component_config_domain:
+    sensor:
+      override_measurement: sensor_domain
+      ignore_attributes:
+        - battery
   component_config_glob:
     sensor.*_power:
       override_measurement: power
@@ -125,25 +129,17 @@ RICH_OPTIONS = {
     CONF_TAGS_ATTRIBUTES: ["room"],
     CONF_IGNORE_ATTRIBUTES: ["icon"],
     CONF_INCLUDE_UNAVAILABLE: False,
+    CONF_ENTITY_OVERRIDES: {"sensor.kitchen_power": {CONF_IGNORE_ATTRIBUTES: ["firmware"]}},
+    CONF_DOMAIN_OVERRIDES: {
+        "sensor": {CONF_OVERRIDE_MEASUREMENT: "sensor_domain", CONF_IGNORE_ATTRIBUTES: ["battery"]}
+    },
+    CONF_GLOB_OVERRIDES: {"sensor.*_power": {CONF_OVERRIDE_MEASUREMENT: "power"}},
 }
 
 RICH_NOT_MAPPED = [
     NotMapped("tags._private", "'hidden'", REASON_TAG),
     NotMapped("ignore_attributes", "room", REASON_TAG_AND_IGNORED),
     NotMapped("max_retries", "3", REASON_MAX_RETRIES),
-    NotMapped(
-        "component_config.sensor.kitchen", "override_measurement=kitchen", REASON_COMPONENT_CONFIG
-    ),
-    NotMapped(
-        "component_config_domain.binary_sensor",
-        "ignore_attributes=['friendly_name']",
-        REASON_COMPONENT_CONFIG,
-    ),
-    NotMapped(
-        "component_config_glob.sensor.*_power",
-        "override_measurement=power",
-        REASON_COMPONENT_CONFIG,
-    ),
 ]
 
 
@@ -207,6 +203,17 @@ async def poll(hass: HomeAssistant, query: Callable[[], Any], *, limit: int = 10
     raise AssertionError("nothing written")
 
 
+async def _rows_if(query: Awaitable[list[dict[str, Any]]], count: int) -> list[dict[str, Any]]:
+    """Return the rows of ``query`` once there are ``count`` of them, else none."""
+    rows = await query
+    return rows if len(rows) >= count else []
+
+
+def _points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows without their empty columns (a multi-measurement query lists every column)."""
+    return [{key: value for key, value in row.items() if value is not None} for row in rows]
+
+
 # --- menu ----------------------------------------------------------------------------------
 
 
@@ -239,10 +246,11 @@ async def test_import_real_builtin_ships_the_same_point(
     influx_db: str,
     unload_all: None,
 ) -> None:
-    """Import from the running built-in, then both write one change: 1 point each, equal.
+    """Import from the running built-in, then both write the same 4 changes: 4 points each.
 
-    Measurement, tags, fields with their types and the timestamp (to the nanosecond)
-    of HA Ingestor's point equal the built-in's for the same state change.
+    Measurement (through entity, glob and domain overrides), tags, fields with their
+    types and the timestamp (to the nanosecond) of each of HA Ingestor's points equal
+    the built-in's; the only difference is the one tag listed as not taken over.
     """
     (config_dir / "configuration.yaml").write_text(RICH_YAML, encoding="utf-8")
     builtin = v1_builtin(influxdb_v1.url, influx_db)
@@ -300,23 +308,30 @@ async def test_import_real_builtin_ships_the_same_point(
         assert await hass.config_entries.async_reload(entry.entry_id)
         await hass.async_block_till_done()
 
+        # Overrides: the domain's for sensor.outside, the glob's over the domain's for
+        # sensor.garage_power, the entity's ignore list over the domain's for
+        # sensor.kitchen_power; none for binary_sensor.door_back.
+        attributes = {
+            "unit_of_measurement": "W",
+            "device_class": "power",
+            "friendly_name": "Probe",
+            "room": "garden",
+            "icon": "mdi:flash",
+            "battery": 97,
+            "firmware": "v1.2",
+        }
+        compared = ("outside", "garage_power", "kitchen_power", "door_back")
+        for object_id in compared[:3]:
+            hass.states.async_set(f"sensor.{object_id}", "21.5", attributes)
         hass.states.async_set(
-            "sensor.outside",
-            "21.5",
-            {
-                "unit_of_measurement": "°C",
-                "device_class": "temperature",
-                "friendly_name": "Outside",
-                "room": "garden",
-                "icon": "mdi:thermometer",
-                "battery": 97,
-                "firmware": "v1.2",
-            },
+            "binary_sensor.door_back", "on", attributes | {"device_class": "door"}
         )
         changed = hass.states.get("sensor.outside")
         assert changed is not None
-        query = 'SELECT * FROM "sensor__temperature"'
-        builtin_rows = await poll(hass, lambda: influxdb_v1.aquery(query, influx_db))
+        query = f"SELECT * FROM /.*/ WHERE entity_id =~ /^({'|'.join(compared)})$/"
+        builtin_rows: list[dict[str, Any]] = await poll(
+            hass, lambda: _rows_if(influxdb_v1.aquery(query, influx_db), len(compared))
+        )
         runtime = entry.runtime_data
         await settle(
             hass,
@@ -324,22 +339,47 @@ async def test_import_real_builtin_ships_the_same_point(
             lambda: (
                 runtime.pipeline.stats is not None
                 and runtime.pipeline.stats.pending_count == 0
-                and runtime.pipeline.resilience.metrics.events_sent >= 1
+                and runtime.pipeline.resilience.metrics.events_sent >= len(compared)
             ),
         )
         ours_rows = await influxdb_v1.aquery(query, ours_db)
-        assert len(builtin_rows) == 1
+        by_entity = {row["entity_id"]: row for row in builtin_rows}
+        assert len(by_entity) == len(builtin_rows) == len(compared)
+        assert {key: row["_measurement"] for key, row in by_entity.items()} == {
+            "outside": "sensor_domain",
+            "garage_power": "power",
+            "kitchen_power": "power",
+            "door_back": "binary_sensor__door",
+        }
+        assert [by_entity[key].get("battery") for key in compared] == [None, None, 97, 97]
+        assert [by_entity[key].get("firmware_str") for key in compared] == [
+            "v1.2",
+            "v1.2",
+            None,
+            "v1.2",
+        ]
         # The one difference is the static tag listed as not taken over.
-        assert builtin_rows[0].pop("_private") == "hidden"
-        assert ours_rows == builtin_rows
-        assert builtin_rows[0]["time"] == round(changed.last_updated_timestamp * 1e6) * 1000
-        assert builtin_rows[0]["site"] == "home"
-        assert builtin_rows[0]["room"] == "garden"
-        assert "icon_str" not in builtin_rows[0]
-        fields = 'SHOW FIELD KEYS FROM "sensor__temperature"'
-        assert await influxdb_v1.aquery(fields, ours_db) == await influxdb_v1.aquery(
-            fields, influx_db
-        )
+        for row in builtin_rows:
+            assert row.pop("_private") == "hidden"
+        assert _points(ours_rows) == _points(builtin_rows)
+        assert {row["time"] for row in builtin_rows} == {
+            round(changed.last_updated_timestamp * 1e6) * 1000
+        }
+        assert {(row["site"], row["room"]) for row in builtin_rows} == {("home", "garden")}
+        assert all(row.get("icon_str") is None for row in builtin_rows)
+        # Same field types. The built-in's database also holds HA Ingestor's own
+        # sensors (its filter includes their domain): its field list is a superset.
+        fields = "SHOW FIELD KEYS"
+        ours_types = {
+            (r["_measurement"], r["fieldKey"], r["fieldType"])
+            for r in await influxdb_v1.aquery(fields, ours_db)
+        }
+        builtin_types = {
+            (r["_measurement"], r["fieldKey"], r["fieldType"])
+            for r in await influxdb_v1.aquery(fields, influx_db)
+        }
+        assert len(ours_types) >= 8
+        assert ours_types <= builtin_types
     finally:
         await influxdb_v1.adrop_database(ours_db)
 

@@ -24,10 +24,13 @@ from .const import (
     CONF_BUCKET,
     CONF_DATABASE,
     CONF_DEFAULT_MEASUREMENT,
+    CONF_DOMAIN_OVERRIDES,
+    CONF_ENTITY_OVERRIDES,
     CONF_EXCLUDE_DOMAINS,
     CONF_EXCLUDE_ENTITIES,
     CONF_EXCLUDE_GLOBS,
     CONF_FALLBACK_URLS,
+    CONF_GLOB_OVERRIDES,
     CONF_IGNORE_ATTRIBUTES,
     CONF_INCLUDE_DOMAINS,
     CONF_INCLUDE_ENTITIES,
@@ -66,10 +69,11 @@ _TAGS: Final = "tags"
 _MEASUREMENT_ATTR: Final = "measurement_attr"
 _PRECISION: Final = "precision"
 _MAX_RETRIES: Final = "max_retries"
-_COMPONENT_CONFIG_KEYS: Final = (
-    "component_config",
-    "component_config_domain",
-    "component_config_glob",
+# The built-in's per entity / domain / glob overrides and ours (same inner keys).
+_COMPONENT_CONFIG: Final = (
+    ("component_config", CONF_ENTITY_OVERRIDES),
+    ("component_config_domain", CONF_DOMAIN_OVERRIDES),
+    ("component_config_glob", CONF_GLOB_OVERRIDES),
 )
 # Defaults the built-in applies to an entry's data (its const.py).
 _DEFAULT_HOST: Final = "localhost"
@@ -101,7 +105,6 @@ REASON_PRECISION: Final = (
     "HA Ingestor writes each state's own time to the microsecond, the built-in cut it to"
     " this precision: the same change lands on a different timestamp"
 )
-REASON_COMPONENT_CONFIG: Final = "per-entity, domain and glob overrides are not supported yet"
 REASON_TAG: Final = (
     "HA Ingestor writes no name starting with '_' (InfluxDB 2 reserves them); the built-in"
     " never wrote an empty tag"
@@ -270,12 +273,17 @@ def options_from_yaml(conf: Mapping[str, Any]) -> tuple[dict[str, Any], list[Not
         not_mapped.append(NotMapped(_PRECISION, str(precision), REASON_PRECISION))
     if retries := conf.get(_MAX_RETRIES):
         not_mapped.append(NotMapped(_MAX_RETRIES, str(retries), REASON_MAX_RETRIES))
-    for key in _COMPONENT_CONFIG_KEYS:
-        for target, settings in (conf.get(key) or {}).items():
-            described = ", ".join(f"{name}={value}" for name, value in dict(settings).items())
-            not_mapped.append(
-                NotMapped(f"{key}.{target}", described or "{}", REASON_COMPONENT_CONFIG)
-            )
+    for theirs, ours in _COMPONENT_CONFIG:
+        overrides: dict[str, dict[str, Any]] = {}
+        for target, settings in (conf.get(theirs) or {}).items():
+            setting: dict[str, Any] = {}
+            if (measurement := settings.get(CONF_OVERRIDE_MEASUREMENT)) is not None:
+                setting[CONF_OVERRIDE_MEASUREMENT] = str(measurement)
+            if (ignored := settings.get(CONF_IGNORE_ATTRIBUTES)) is not None:
+                setting[CONF_IGNORE_ATTRIBUTES] = [str(name) for name in ignored]
+            overrides[str(target)] = setting
+        if overrides:
+            options[ours] = overrides
     return options, not_mapped
 
 
@@ -301,13 +309,22 @@ def describe_options(options: Mapping[str, Any]) -> str:
     lines: list[str] = []
     for key, value in options.items():
         if isinstance(value, Mapping):
-            text = ", ".join(f"{name}={item}" for name, item in value.items())
+            text = "; ".join(f"{name}={_describe(item)}" for name, item in value.items())
         elif isinstance(value, list):
             text = ", ".join(value)
         else:
             text = str(value)
         lines.append(f"- {key}: {text}")
     return "\n".join(lines)
+
+
+def _describe(value: Any) -> str:
+    """Render an option value inside a list line (overrides are nested mappings)."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_describe(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(item) for item in value) + "]"
+    return str(value)
 
 
 def describe_not_mapped(plan: ImportPlan) -> str:
