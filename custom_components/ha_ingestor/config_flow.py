@@ -26,6 +26,7 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -45,6 +46,8 @@ from .const import (
     CONF_CONTEXT_ENTITIES,
     CONF_DATABASE,
     CONF_DEFAULT_MEASUREMENT,
+    CONF_DOMAIN_OVERRIDES,
+    CONF_ENTITY_OVERRIDES,
     CONF_EVENT_TYPES,
     CONF_EXCLUDE_AREAS,
     CONF_EXCLUDE_DEVICES,
@@ -54,6 +57,7 @@ from .const import (
     CONF_EXCLUDE_LABELS,
     CONF_FALLBACK_URLS,
     CONF_FLUSH_INTERVAL,
+    CONF_GLOB_OVERRIDES,
     CONF_IDLE_TOLERANCE,
     CONF_IGNORE_ATTRIBUTES,
     CONF_INCLUDE_AREAS,
@@ -738,9 +742,10 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose what to change."""
-        return self.async_show_menu(
-            step_id="init", menu_options=["retry", "pipeline", "filters", "schema"]
-        )
+        menu_options = ["retry", "pipeline", "filters", "schema"]
+        if self._kind is not DestinationKind.DATA_API:
+            menu_options.append("overrides")
+        return self.async_show_menu(step_id="init", menu_options=menu_options)
 
     # --- retry ---
 
@@ -988,6 +993,125 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
             CONF_TAGS_ATTRIBUTES: tags_attributes,
             CONF_IGNORE_ATTRIBUTES: ignore_attributes,
         }
+
+    # --- per-entity overrides ---
+
+    _overrides: dict[str, dict[str, dict[str, Any]]]
+
+    async def async_step_overrides(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """List the overrides; remove some, and/or go on to add or change one."""
+        current = {
+            key: dict(self.config_entry.options.get(key) or {}) for key in OVERRIDE_LEVELS.values()
+        }
+        if user_input is not None:
+            for choice in user_input.get(CONF_REMOVE_OVERRIDES) or ():
+                level, _, target = choice.partition(":")
+                current[OVERRIDE_LEVELS[level]].pop(target, None)
+            self._overrides = current
+            if user_input.get(CONF_ADD_OVERRIDE):
+                return await self.async_step_override_edit()
+            return self._save_overrides()
+        choices = [
+            SelectOptionDict(
+                value=f"{level}:{target}", label=_override_label(level, target, values)
+            )
+            for level, key in OVERRIDE_LEVELS.items()
+            for target, values in current[key].items()
+        ]
+        fields: dict[Any, Any] = {}
+        if choices:
+            fields[vol.Optional(CONF_REMOVE_OVERRIDES)] = SelectSelector(
+                SelectSelectorConfig(options=choices, multiple=True, mode=SelectSelectorMode.LIST)
+            )
+        fields[vol.Required(CONF_ADD_OVERRIDE, default=not choices)] = BooleanSelector()
+        schema: Schema = vol.Schema(fields)
+        return self.async_show_form(
+            step_id="overrides",
+            data_schema=schema,
+            description_placeholders={"count": str(len(choices))},
+        )
+
+    async def async_step_override_edit(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Add an override, or replace the one of the same entity, domain or pattern."""
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
+        if user_input is not None:
+            targets = {level: _clean_text(user_input.get(level)) for level in OVERRIDE_LEVELS}
+            chosen = [(level, target) for level, target in targets.items() if target]
+            measurement = _clean_text(user_input.get(CONF_OVERRIDE_MEASUREMENT))
+            ignored = _clean_list(user_input.get(CONF_IGNORE_ATTRIBUTES))
+            if len(chosen) != 1:
+                errors["base"] = "override_one_target"
+            elif chosen[0][0] == OVERRIDE_DOMAIN and not _DOMAIN_RE.match(chosen[0][1]):
+                errors[OVERRIDE_DOMAIN] = "invalid_domain"
+                placeholders["domain"] = chosen[0][1]
+            if measurement is None and not ignored:
+                errors["base"] = "override_empty"
+            elif measurement and measurement.startswith("#"):
+                errors[CONF_OVERRIDE_MEASUREMENT] = "invalid_measurement"
+            if not errors:
+                level, target = chosen[0]
+                values: dict[str, Any] = {}
+                if measurement is not None:
+                    values[CONF_OVERRIDE_MEASUREMENT] = measurement
+                if ignored:
+                    values[CONF_IGNORE_ATTRIBUTES] = ignored
+                self._overrides[OVERRIDE_LEVELS[level]][target] = values
+                return self._save_overrides()
+        return self.async_show_form(
+            step_id="override_edit",
+            data_schema=self.add_suggested_values_to_schema(_override_schema(), user_input),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    def _save_overrides(self) -> ConfigFlowResult:
+        """Store the non-empty override levels."""
+        return self._save(
+            tuple(OVERRIDE_LEVELS.values()),
+            {key: targets for key, targets in self._overrides.items() if targets},
+        )
+
+
+# Override levels: form field / stored choice prefix -> option key.
+OVERRIDE_ENTITY: Final = "entity_id"
+OVERRIDE_DOMAIN: Final = "domain"
+OVERRIDE_GLOB: Final = "glob"
+OVERRIDE_LEVELS: Final = {
+    OVERRIDE_ENTITY: CONF_ENTITY_OVERRIDES,
+    OVERRIDE_DOMAIN: CONF_DOMAIN_OVERRIDES,
+    OVERRIDE_GLOB: CONF_GLOB_OVERRIDES,
+}
+# Form-only fields of the overrides step.
+CONF_REMOVE_OVERRIDES: Final = "remove"
+CONF_ADD_OVERRIDE: Final = "add"
+
+
+def _override_schema() -> Schema:
+    """One target (entity, domain or pattern) and what changes for it."""
+    return vol.Schema(
+        {
+            vol.Optional(OVERRIDE_ENTITY): EntitySelector(),
+            vol.Optional(OVERRIDE_DOMAIN): _TEXT,
+            vol.Optional(OVERRIDE_GLOB): _TEXT,
+            vol.Optional(CONF_OVERRIDE_MEASUREMENT): _TEXT,
+            vol.Optional(CONF_IGNORE_ATTRIBUTES): _TEXTS,
+        }
+    )
+
+
+def _override_label(level: str, target: str, values: Mapping[str, Any]) -> str:
+    """One line describing an override, for the removal list."""
+    parts = [f"{target} ({level})"]
+    if (measurement := values.get(CONF_OVERRIDE_MEASUREMENT)) is not None:
+        parts.append(f"measurement: {measurement or '(rule of the entry)'}")
+    if (ignored := values.get(CONF_IGNORE_ATTRIBUTES)) is not None:
+        parts.append(f"ignored: {', '.join(ignored) or '(none)'}")
+    return " - ".join(parts)
 
 
 def _typed(key: str, value: Any) -> Any:
