@@ -68,7 +68,7 @@ from custom_components.ha_ingestor.import_builtin import (
     options_from_yaml,
 )
 from tests.common import settle
-from tests.servers import InfluxV1Server, free_port, unique_name
+from tests.servers import InfluxV1Server, VictoriaMetricsServer, free_port, unique_name
 
 # The built-in's InfluxDB 1.x client (not our code) uses a deprecated datetime call on import.
 pytestmark = pytest.mark.filterwarnings("ignore:datetime.datetime.utcfromtimestamp")
@@ -448,6 +448,49 @@ async def test_import_checks_the_connection(
         await hass.async_block_till_done()
     finally:
         await influxdb_v1.adrop_database(database)
+
+
+@pytest.mark.servers
+async def test_import_v2_entry(
+    hass: HomeAssistant,
+    config_dir: Path,
+    victoria_metrics: VictoriaMetricsServer,
+    socket_enabled: None,
+) -> None:
+    """A v2 entry (URL, token, organization, bucket) imports as an InfluxDB v2 destination.
+
+    Checked against a real v2 write API (VictoriaMetrics): 1 entry created.
+    """
+    MockConfigEntry(
+        domain=BUILTIN_DOMAIN,
+        title="b (url)",
+        data={
+            "api_version": "2",
+            "url": f"{victoria_metrics.url}/",
+            "token": "tok",
+            "organization": "o",
+            "bucket": "b",
+            "verify_ssl": True,
+            "ssl_ca_cert": None,
+        },
+    ).add_to_hass(hass)
+    result = await start_import(hass)
+    with patch("custom_components.ha_ingestor.async_setup_entry", return_value=True):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_DISABLE_BUILTIN: False}
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        await hass.async_block_till_done()
+    assert result["data"] == {
+        CONF_KIND: DestinationKind.INFLUXDB_V2.value,
+        CONF_URL: victoria_metrics.url,
+        CONF_ORG: "o",
+        CONF_BUCKET: "b",
+        CONF_TOKEN: "tok",
+        CONF_VERIFY_SSL: True,
+        CONF_FALLBACK_URLS: [],
+    }
+    assert result["title"] == "InfluxDB v2 b@127.0.0.1"
 
 
 async def test_import_unreachable(

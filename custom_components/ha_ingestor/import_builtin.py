@@ -102,8 +102,8 @@ REASON_MAX_RETRIES: Final = (
     "superseded: HA Ingestor keeps every event on disk until the database confirms it"
 )
 REASON_PRECISION: Final = (
-    "HA Ingestor writes each state's own time to the microsecond, the built-in cut it to"
-    " this precision: the same change lands on a different timestamp"
+    "HA Ingestor keeps each state's own time to the microsecond (a coarser precision merges"
+    " changes into one point): the same change lands slightly later than the built-in's"
 )
 REASON_TAG: Final = (
     "HA Ingestor writes no name starting with '_' (InfluxDB 2 reserves them); the built-in"
