@@ -57,6 +57,7 @@ from custom_components.ha_ingestor.core.encoder import MeasurementStrategy
 from custom_components.ha_ingestor.import_builtin import (
     BUILTIN_DOMAIN,
     NOTHING_LEFT,
+    REASON_INCLUDED,
     REASON_MAX_RETRIES,
     REASON_MEASUREMENT_ATTR,
     REASON_PRECISION,
@@ -98,6 +99,7 @@ influxdb:
   exclude:
     entities:
       - sensor.secret
+      - switch.pump
     domains:
       - light
     entity_globs:
@@ -137,6 +139,7 @@ RICH_OPTIONS = {
 }
 
 RICH_NOT_MAPPED = [
+    NotMapped("exclude.entities", "switch.pump", REASON_INCLUDED),
     NotMapped("tags._private", "'hidden'", REASON_TAG),
     NotMapped("ignore_attributes", "room", REASON_TAG_AND_IGNORED),
     NotMapped("max_retries", "3", REASON_MAX_RETRIES),
@@ -278,6 +281,12 @@ async def test_import_real_builtin_ships_the_same_point(
     assert placeholders["destination"] == f"InfluxDB v1 {influx_db}@127.0.0.1"
     # sensor.kitchen, switch.pump and binary_sensor.door_front of the 7.
     assert (placeholders["matched"], placeholders["total"]) == ("3", "7")
+    # Like the built-in, which writes switch.pump although it is also excluded.
+    pump = await poll(
+        hass,
+        lambda: influxdb_v1.aquery("SELECT * FROM \"switch\" WHERE entity_id = 'pump'", influx_db),
+    )
+    assert len(pump) == 1
     assert placeholders["not_mapped"] == "\n".join(str(item) for item in RICH_NOT_MAPPED)
     assert "- static_tags: site=home" in placeholders["settings"].splitlines()
 
@@ -749,8 +758,31 @@ def test_connection_data_error_has_no_secret() -> None:
                 NotMapped("tags.empty", "''", REASON_TAG),
             ],
         ),
+        (
+            {"include": {"entities": ["light.a"]}, "exclude": {"entities": ["light.a"]}},
+            {
+                CONF_INCLUDE_ENTITIES: ["light.a"],
+                CONF_MEASUREMENT_STRATEGY: MeasurementStrategy.UNIT_OF_MEASUREMENT.value,
+                CONF_INCLUDE_UNAVAILABLE: False,
+            },
+            [NotMapped("exclude.entities", "light.a", REASON_INCLUDED)],
+        ),
+        (
+            {
+                "include": {"entities": ["light.a"], "domains": ["switch"]},
+                "exclude": {"entities": ["light.b", "light.a"]},
+            },
+            {
+                CONF_INCLUDE_ENTITIES: ["light.a"],
+                CONF_INCLUDE_DOMAINS: ["switch"],
+                CONF_EXCLUDE_ENTITIES: ["light.b"],
+                CONF_MEASUREMENT_STRATEGY: MeasurementStrategy.UNIT_OF_MEASUREMENT.value,
+                CONF_INCLUDE_UNAVAILABLE: False,
+            },
+            [NotMapped("exclude.entities", "light.a", REASON_INCLUDED)],
+        ),
     ],
-    ids=["override_precision", "full_precision", "unknown_attr"],
+    ids=["override_precision", "full_precision", "unknown_attr", "entity_in_both", "one_of_two"],
 )
 def test_options_from_yaml(
     conf: dict[str, Any], options: dict[str, Any], not_mapped: list[NotMapped]

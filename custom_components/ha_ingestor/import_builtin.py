@@ -110,6 +110,7 @@ REASON_TAG: Final = (
     " never wrote an empty tag"
 )
 REASON_TAG_AND_IGNORED: Final = "also in tags_attributes: it stays a tag, as with the built-in"
+REASON_INCLUDED: Final = "also included: it stays shipped, as with the built-in"
 REASON_YAML: Final = "no shipping option imported; HA Ingestor's defaults apply"
 NOTHING_LEFT: Final = "- nothing: every setting is taken over"
 REASON_MEASUREMENT_ATTR: Final = "unknown measurement_attr; the unit of measurement is used"
@@ -232,6 +233,18 @@ def options_from_yaml(conf: Mapping[str, Any]) -> tuple[dict[str, Any], list[Not
     for ours, block, key in _FILTERS:
         if values := [str(value) for value in (conf.get(block) or {}).get(key) or ()]:
             options[ours] = values
+    # The built-in's filter ships an entity listed in both; HA Ingestor's excludes win.
+    if both := set(options.get(CONF_INCLUDE_ENTITIES, ())) & set(
+        options.get(CONF_EXCLUDE_ENTITIES, ())
+    ):
+        not_mapped.extend(
+            NotMapped(f"{_EXCLUDE}.entities", entity_id, REASON_INCLUDED)
+            for entity_id in sorted(both)
+        )
+        if not (excluded := [e for e in options[CONF_EXCLUDE_ENTITIES] if e not in both]):
+            del options[CONF_EXCLUDE_ENTITIES]
+        else:
+            options[CONF_EXCLUDE_ENTITIES] = excluded
 
     attr = str(conf.get(_MEASUREMENT_ATTR) or MeasurementStrategy.UNIT_OF_MEASUREMENT.value)
     strategy = _STRATEGIES.get(attr)
