@@ -70,6 +70,7 @@ from custom_components.ha_ingestor.import_builtin import (
 )
 from tests.common import settle
 from tests.servers import InfluxV1Server, VictoriaMetricsServer, free_port, unique_name
+from tests.test_config_flow import assert_translated
 
 # The built-in's InfluxDB 1.x client (not our code) uses a deprecated datetime call on import.
 pytestmark = pytest.mark.filterwarnings("ignore:datetime.datetime.utcfromtimestamp")
@@ -192,9 +193,11 @@ async def start_import(hass: HomeAssistant) -> ConfigFlowResult:
     )
     assert result["type"] is FlowResultType.MENU
     assert result["menu_options"] == [IMPORT_BUILTIN, "influxdb_v2", "influxdb_v1", "data_api"]
-    return await hass.config_entries.flow.async_configure(
+    result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": IMPORT_BUILTIN}
     )
+    assert_translated(result)
+    return result
 
 
 async def poll(hass: HomeAssistant, query: Callable[[], Any], *, limit: int = 1000) -> Any:
@@ -447,6 +450,7 @@ async def test_import_checks_the_connection(
     )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "database_not_found"}
+    assert_translated(result)
 
     await influxdb_v1.acreate_database(database)
     try:
