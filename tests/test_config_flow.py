@@ -766,7 +766,10 @@ async def _options(hass: HomeAssistant, entry: MockConfigEntry, step: str) -> Co
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.MENU
     assert result["step_id"] == "init"
-    assert result["menu_options"] == ["retry", "pipeline", "filters", "schema"]
+    menu = ["retry", "pipeline", "filters", "schema"]
+    if entry.data[CONF_KIND] != DestinationKind.DATA_API:
+        menu.append("overrides")  # line protocol only
+    assert result["menu_options"] == menu
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {"next_step_id": step}
     )

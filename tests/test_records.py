@@ -7,12 +7,23 @@ from homeassistant.util.read_only_dict import ReadOnlyDict
 from hypothesis import given, settings, strategies as st
 import pytest
 
+from custom_components.ha_ingestor.const import (
+    CONF_DOMAIN_OVERRIDES,
+    CONF_ENTITY_OVERRIDES,
+    CONF_GLOB_OVERRIDES,
+    CONF_IGNORE_ATTRIBUTES,
+    CONF_OVERRIDE_MEASUREMENT,
+)
 from custom_components.ha_ingestor.core.encoder import (
     EncoderConfig,
     EventRecord,
     LineProtocolEncoder,
 )
-from custom_components.ha_ingestor.records import RoutingLineEncoder, to_record
+from custom_components.ha_ingestor.records import (
+    RoutingLineEncoder,
+    overrides_from_options,
+    to_record,
+)
 
 
 def test_states_sharing_attributes_hit_the_line_cache() -> None:
@@ -172,3 +183,32 @@ def test_convert_skips_the_record_once_the_line_is_cached() -> None:
     with_context = RoutingLineEncoder(EncoderConfig(include_context_id=True))
     with_context.encode_many([to_record(first)])  # type: ignore[list-item]
     assert isinstance(with_context.convert(second), EventRecord)
+
+
+def test_overrides_apply_to_states_not_to_events() -> None:
+    """An entity's measurement override moves its states; its events keep their type."""
+    overrides = overrides_from_options(
+        {
+            CONF_ENTITY_OVERRIDES: {"light.hall": {CONF_OVERRIDE_MEASUREMENT: "hall"}},
+            CONF_DOMAIN_OVERRIDES: {"light": {CONF_IGNORE_ATTRIBUTES: ["icon"]}},
+            CONF_GLOB_OVERRIDES: {},
+        }
+    )
+    assert overrides is not None
+    assert overrides_from_options({}) is None
+    routing = RoutingLineEncoder(EncoderConfig(overrides=overrides))
+    state = to_record(State("light.hall", "on", {"icon": "mdi:x"}, last_updated_timestamp=1.0))
+    event = EventRecord(
+        entity_id="light.hall",
+        state="call_service",
+        attributes={"icon": "mdi:x"},
+        time_ns=1000,
+        last_changed_ns=1000,
+        event_type="call_service",
+    )
+    assert state is not None
+    lines = [line for _, line in routing.encode_many([state, event]).lines]
+    assert lines == [
+        b'hall,domain=light,entity_id=hall state="on",value=1 1000000000',
+        b'call_service,domain=light,entity_id=hall icon_str="mdi:x",state="call_service" 1000',
+    ]

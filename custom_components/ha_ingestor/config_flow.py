@@ -6,6 +6,8 @@ from typing import Any, Final, override
 
 from homeassistant.config_entries import (
     ConfigEntry,
+    ConfigEntryDisabler,
+    ConfigError,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlowWithReload,
@@ -24,6 +26,7 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -33,7 +36,7 @@ from homeassistant.helpers.selector import (
 )
 import voluptuous as vol
 
-from . import destination
+from . import destination, import_builtin
 from .const import (
     CONF_AUTO_BACKFILL,
     CONF_BACKLOG_TOLERANCE,
@@ -43,6 +46,8 @@ from .const import (
     CONF_CONTEXT_ENTITIES,
     CONF_DATABASE,
     CONF_DEFAULT_MEASUREMENT,
+    CONF_DOMAIN_OVERRIDES,
+    CONF_ENTITY_OVERRIDES,
     CONF_EVENT_TYPES,
     CONF_EXCLUDE_AREAS,
     CONF_EXCLUDE_DEVICES,
@@ -52,6 +57,7 @@ from .const import (
     CONF_EXCLUDE_LABELS,
     CONF_FALLBACK_URLS,
     CONF_FLUSH_INTERVAL,
+    CONF_GLOB_OVERRIDES,
     CONF_IDLE_TOLERANCE,
     CONF_IGNORE_ATTRIBUTES,
     CONF_INCLUDE_AREAS,
@@ -111,6 +117,10 @@ type Schema = Any
 
 # Form-only field of the retry step: go on to the parameter form.
 CONF_CUSTOMIZE: Final = "customize"
+# Form-only field of the import confirm step: disable the built-in entry.
+CONF_DISABLE_BUILTIN: Final = "disable_builtin"
+# Menu option of the user step, offered while a built-in influxdb entry exists.
+IMPORT_BUILTIN: Final = "import_builtin"
 
 MIN_BATCH_BYTES: Final = 64 * 1024  # one point may be up to ~16 KiB of strings plus tags
 MAX_BATCH_BYTES: Final = 64 * 1024 * 1024
@@ -383,10 +393,11 @@ class IngestorConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @override
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Ask which kind of destination to add."""
-        return self.async_show_menu(
-            step_id="user", menu_options=[kind.value for kind in DestinationKind]
-        )
+        """Ask which kind of destination to add, or to take over the built-in influxdb."""
+        menu_options = [kind.value for kind in DestinationKind]
+        if import_builtin.builtin_entry(self.hass) is not None:
+            menu_options.insert(0, IMPORT_BUILTIN)
+        return self.async_show_menu(step_id="user", menu_options=menu_options)
 
     async def async_step_influxdb_v2(
         self, user_input: dict[str, Any] | None = None
@@ -432,6 +443,77 @@ class IngestorConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=validator.errors,
             description_placeholders=validator.placeholders,
         )
+
+    _import_plan: import_builtin.ImportPlan
+
+    async def async_step_import_builtin(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Read the built-in influxdb integration's entry and YAML options."""
+        source = import_builtin.builtin_entry(self.hass)
+        if source is None:
+            return self.async_abort(reason="builtin_not_found")
+        try:
+            plan = await import_builtin.async_plan_import(self.hass, source)
+        except import_builtin.BuiltinConnectionError as err:
+            return self.async_abort(
+                reason="builtin_unusable", description_placeholders={"reason": str(err)}
+            )
+        # The same identity as a manual setup of this destination.
+        await self.async_set_unique_id(
+            destination.unique_id_from_data(plan.data), raise_on_progress=False
+        )
+        self._abort_if_unique_id_configured()
+        self._import_plan = plan
+        return await self.async_step_import_builtin_confirm()
+
+    async def async_step_import_builtin_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show what will be shipped and what is left behind; test the connection, create."""
+        plan = self._import_plan
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            validator = _ConnectionValidator(self)
+            if await validator.async_check(plan.data):
+                if user_input.get(CONF_DISABLE_BUILTIN):
+                    await self._async_disable_builtin(plan.source)
+                return self.async_create_entry(
+                    title=destination.title_from_data(plan.data),
+                    data=plan.data,
+                    options=plan.options,
+                )
+            # The form has no connection fields: every error is about the whole import.
+            errors["base"] = next(iter(validator.errors.values()))
+        matched, total = import_builtin.count_matched(self.hass, plan.options)
+        schema: Schema = vol.Schema({vol.Required(CONF_DISABLE_BUILTIN): BooleanSelector()})
+        return self.async_show_form(
+            step_id="import_builtin_confirm",
+            data_schema=self.add_suggested_values_to_schema(
+                schema, user_input or {CONF_DISABLE_BUILTIN: True}
+            ),
+            errors=errors,
+            description_placeholders={
+                "source": plan.source.title,
+                "destination": destination.title_from_data(plan.data),
+                "matched": str(matched),
+                "total": str(total),
+                "settings": import_builtin.describe_options(plan.options),
+                "not_mapped": import_builtin.describe_not_mapped(plan),
+            },
+        )
+
+    async def _async_disable_builtin(self, source: ConfigEntry[Any]) -> None:
+        """Disable the built-in entry so each change is not written twice."""
+        try:
+            await self.hass.config_entries.async_set_disabled_by(
+                source.entry_id, ConfigEntryDisabler.USER
+            )
+        except ConfigError as err:
+            # Removed meanwhile, or not unloadable now (it stays disabled from the next start).
+            LOGGER.warning(
+                "Could not disable the built-in InfluxDB entry %s: %s", source.title, err
+            )
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
         """Start reauthentication after the destination rejected the credentials."""
@@ -665,9 +747,10 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose what to change."""
-        return self.async_show_menu(
-            step_id="init", menu_options=["retry", "pipeline", "filters", "schema"]
-        )
+        menu_options = ["retry", "pipeline", "filters", "schema"]
+        if self._kind is not DestinationKind.DATA_API:
+            menu_options.append("overrides")
+        return self.async_show_menu(step_id="init", menu_options=menu_options)
 
     # --- retry ---
 
@@ -915,6 +998,125 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
             CONF_TAGS_ATTRIBUTES: tags_attributes,
             CONF_IGNORE_ATTRIBUTES: ignore_attributes,
         }
+
+    # --- per-entity overrides ---
+
+    _overrides: dict[str, dict[str, dict[str, Any]]]
+
+    async def async_step_overrides(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """List the overrides; remove some, and/or go on to add or change one."""
+        current = {
+            key: dict(self.config_entry.options.get(key) or {}) for key in OVERRIDE_LEVELS.values()
+        }
+        if user_input is not None:
+            for choice in user_input.get(CONF_REMOVE_OVERRIDES) or ():
+                level, _, target = choice.partition(":")
+                current[OVERRIDE_LEVELS[level]].pop(target, None)
+            self._overrides = current
+            if user_input.get(CONF_ADD_OVERRIDE):
+                return await self.async_step_override_edit()
+            return self._save_overrides()
+        choices = [
+            SelectOptionDict(
+                value=f"{level}:{target}", label=_override_label(level, target, values)
+            )
+            for level, key in OVERRIDE_LEVELS.items()
+            for target, values in current[key].items()
+        ]
+        fields: dict[Any, Any] = {}
+        if choices:
+            fields[vol.Optional(CONF_REMOVE_OVERRIDES)] = SelectSelector(
+                SelectSelectorConfig(options=choices, multiple=True, mode=SelectSelectorMode.LIST)
+            )
+        fields[vol.Required(CONF_ADD_OVERRIDE, default=not choices)] = BooleanSelector()
+        schema: Schema = vol.Schema(fields)
+        return self.async_show_form(
+            step_id="overrides",
+            data_schema=schema,
+            description_placeholders={"count": str(len(choices))},
+        )
+
+    async def async_step_override_edit(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Add an override, or replace the one of the same entity, domain or pattern."""
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
+        if user_input is not None:
+            targets = {level: _clean_text(user_input.get(level)) for level in OVERRIDE_LEVELS}
+            chosen = [(level, target) for level, target in targets.items() if target]
+            measurement = _clean_text(user_input.get(CONF_OVERRIDE_MEASUREMENT))
+            ignored = _clean_list(user_input.get(CONF_IGNORE_ATTRIBUTES))
+            if len(chosen) != 1:
+                errors["base"] = "override_one_target"
+            elif chosen[0][0] == OVERRIDE_DOMAIN and not _DOMAIN_RE.match(chosen[0][1]):
+                errors[OVERRIDE_DOMAIN] = "invalid_domain"
+                placeholders["domain"] = chosen[0][1]
+            if measurement is None and not ignored:
+                errors["base"] = "override_empty"
+            elif measurement and measurement.startswith("#"):
+                errors[CONF_OVERRIDE_MEASUREMENT] = "invalid_measurement"
+            if not errors:
+                level, target = chosen[0]
+                values: dict[str, Any] = {}
+                if measurement is not None:
+                    values[CONF_OVERRIDE_MEASUREMENT] = measurement
+                if ignored:
+                    values[CONF_IGNORE_ATTRIBUTES] = ignored
+                self._overrides[OVERRIDE_LEVELS[level]][target] = values
+                return self._save_overrides()
+        return self.async_show_form(
+            step_id="override_edit",
+            data_schema=self.add_suggested_values_to_schema(_override_schema(), user_input),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    def _save_overrides(self) -> ConfigFlowResult:
+        """Store the non-empty override levels."""
+        return self._save(
+            tuple(OVERRIDE_LEVELS.values()),
+            {key: targets for key, targets in self._overrides.items() if targets},
+        )
+
+
+# Override levels: form field / stored choice prefix -> option key.
+OVERRIDE_ENTITY: Final = "entity_id"
+OVERRIDE_DOMAIN: Final = "domain"
+OVERRIDE_GLOB: Final = "glob"
+OVERRIDE_LEVELS: Final = {
+    OVERRIDE_ENTITY: CONF_ENTITY_OVERRIDES,
+    OVERRIDE_DOMAIN: CONF_DOMAIN_OVERRIDES,
+    OVERRIDE_GLOB: CONF_GLOB_OVERRIDES,
+}
+# Form-only fields of the overrides step.
+CONF_REMOVE_OVERRIDES: Final = "remove"
+CONF_ADD_OVERRIDE: Final = "add"
+
+
+def _override_schema() -> Schema:
+    """One target (entity, domain or pattern) and what changes for it."""
+    return vol.Schema(
+        {
+            vol.Optional(OVERRIDE_ENTITY): EntitySelector(),
+            vol.Optional(OVERRIDE_DOMAIN): _TEXT,
+            vol.Optional(OVERRIDE_GLOB): _TEXT,
+            vol.Optional(CONF_OVERRIDE_MEASUREMENT): _TEXT,
+            vol.Optional(CONF_IGNORE_ATTRIBUTES): _TEXTS,
+        }
+    )
+
+
+def _override_label(level: str, target: str, values: Mapping[str, Any]) -> str:
+    """One line describing an override, for the removal list."""
+    parts = [f"{target} ({level})"]
+    if (measurement := values.get(CONF_OVERRIDE_MEASUREMENT)) is not None:
+        parts.append(f"measurement: {measurement or '(rule of the entry)'}")
+    if (ignored := values.get(CONF_IGNORE_ATTRIBUTES)) is not None:
+        parts.append(f"ignored: {', '.join(ignored) or '(none)'}")
+    return " - ".join(parts)
 
 
 def _typed(key: str, value: Any) -> Any:

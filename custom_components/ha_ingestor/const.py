@@ -65,6 +65,11 @@ CONF_EVENT_TYPES: Final = "event_types"
 CONF_CONTEXT_ENTITIES: Final = "context_entities"
 CONF_REGISTRY_SYNC: Final = "registry_sync"
 CONF_AUTO_BACKFILL: Final = "auto_backfill"
+# Per-entity, domain and glob overrides (the built-in's component_config*): each maps a
+# target to {CONF_OVERRIDE_MEASUREMENT: str, CONF_IGNORE_ATTRIBUTES: [str]}.
+CONF_ENTITY_OVERRIDES: Final = "entity_overrides"
+CONF_DOMAIN_OVERRIDES: Final = "domain_overrides"
+CONF_GLOB_OVERRIDES: Final = "glob_overrides"
 
 DEFAULT_BATCH_SIZE: Final = 5000
 DEFAULT_BATCH_BYTES: Final = 4 * 1024 * 1024

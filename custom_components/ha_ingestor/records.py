@@ -8,13 +8,24 @@ from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, State
 from homeassistant.util.read_only_dict import ReadOnlyDict
 
+from .const import CONF_DOMAIN_OVERRIDES, CONF_ENTITY_OVERRIDES, CONF_GLOB_OVERRIDES
 from .core.encoder import (
     EncoderConfig,
     EncodeResult,
     EventRecord,
     LineProtocolEncoder,
+    Overrides,
     Rendered,
 )
+
+
+def overrides_from_options(options: Mapping[str, Any]) -> Overrides | None:
+    """Per-entity, domain and glob overrides from entry options; None without any."""
+    return Overrides.from_mappings(
+        options.get(CONF_ENTITY_OVERRIDES),
+        options.get(CONF_DOMAIN_OVERRIDES),
+        options.get(CONF_GLOB_OVERRIDES),
+    )
 
 
 def timestamp_ns(timestamp: float) -> int:
@@ -163,7 +174,10 @@ class RoutingLineEncoder:
         """Return the encoder for one extra event type (its name is the measurement)."""
         return self._events.get(event_type) or self._events.setdefault(
             event_type,
-            LineProtocolEncoder(replace(self._config, override_measurement=event_type)),
+            # Overrides are for states: an event's measurement is always its type.
+            LineProtocolEncoder(
+                replace(self._config, override_measurement=event_type, overrides=None)
+            ),
         )
 
 

@@ -81,7 +81,7 @@ from .core.state import ConnectionState
 from .core.uploader import Endpoint
 from .destination import async_ssl_context, target_from_data
 from .filters import EntityMatcher
-from .records import RoutingLineEncoder, context_fields, to_record
+from .records import RoutingLineEncoder, context_fields, overrides_from_options, to_record
 from .registry_sync import RegistrySync
 from .repairs import RecentDrops, async_clear_issues, async_sync_issues
 
@@ -115,6 +115,7 @@ def encoder_config(options: Mapping[str, Any]) -> EncoderConfig:
         tags_attributes=frozenset(options.get(CONF_TAGS_ATTRIBUTES) or ()),
         ignore_attributes=frozenset(options.get(CONF_IGNORE_ATTRIBUTES) or ()),
         include_unknown=bool(options.get(CONF_INCLUDE_UNAVAILABLE, False)),
+        overrides=overrides_from_options(options),
         **kwargs,
     )
 

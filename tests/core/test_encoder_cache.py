@@ -19,6 +19,8 @@ from custom_components.ha_ingestor.core.encoder import (
     JsonEventEncoder,
     LineProtocolEncoder,
     MeasurementStrategy,
+    Override,
+    Overrides,
 )
 from tests.core.test_encoder import T, rec
 
@@ -128,6 +130,15 @@ STATES = st.one_of(
 ENTITY_IDS = st.sampled_from(
     ["sensor.temp", "sensor.power_1", "binary_sensor.door", "light.a b,c", "bad", "sensor."]
 )
+# Every level and both settings, including an empty measurement (falls back).
+OVERRIDES = Overrides(
+    entities={"sensor.temp": Override("temp room", frozenset({"room"}))},
+    domains={
+        "sensor": Override(None, frozenset({"friendly_name"})),
+        "binary_sensor": Override("", None),
+    },
+    globs={"sensor.power_*": Override("_power", None), "light.*": Override(None, frozenset())},
+)
 CONFIGS = st.builds(
     EncoderConfig,
     measurement_attr=st.sampled_from([*list(MeasurementStrategy), "state_class", "room"]),
@@ -141,6 +152,7 @@ CONFIGS = st.builds(
     max_string_bytes=st.sampled_from([16 * 1024, 8]),
     max_name_bytes=st.sampled_from([256, 4]),
     max_tag_value_bytes=st.sampled_from([1024, 3]),
+    overrides=st.sampled_from([None, OVERRIDES]),
 )
 
 

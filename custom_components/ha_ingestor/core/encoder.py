@@ -39,10 +39,11 @@ Nothing here imports ``homeassistant``; the HA layer builds
 :class:`EventRecord` objects.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+import fnmatch
 import hashlib
 import json
 import math
@@ -60,6 +61,8 @@ __all__ = [
     "JsonEventEncoder",
     "LineProtocolEncoder",
     "MeasurementStrategy",
+    "Override",
+    "Overrides",
     "clean_text",
     "format_line",
     "idempotency_key",
@@ -152,6 +155,94 @@ class MeasurementStrategy(StrEnum):
     OVERRIDE = "override"
 
 
+# Keys of one override in options (the built-in's ``component_config`` keys).
+OVERRIDE_MEASUREMENT: Final = "override_measurement"
+OVERRIDE_IGNORE_ATTRIBUTES: Final = "ignore_attributes"
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """Settings for some entities; ``None`` leaves a setting to the next level.
+
+    ``measurement`` replaces the measurement (an empty one falls back to the
+    entry's rule); ``ignore_attributes`` are left out *in addition* to the
+    entry's ignored attributes.
+    """
+
+    measurement: str | None = None
+    ignore_attributes: frozenset[str] | None = None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Override":
+        """Build from ``{"override_measurement": ..., "ignore_attributes": [...]}``."""
+        measurement = values.get(OVERRIDE_MEASUREMENT)
+        ignore = values.get(OVERRIDE_IGNORE_ATTRIBUTES)
+        return cls(
+            None if measurement is None else str(measurement),
+            None if ignore is None else frozenset(str(name) for name in ignore),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Per entity, domain and glob overrides, resolved as the built-in resolves them.
+
+    The built-in (``EntityValues``) starts from the domain's settings, lets each
+    matching glob (in order) replace them setting by setting, then the entity's
+    own: entity over glob over domain. Globs are fnmatch patterns, case-sensitive.
+    """
+
+    entities: Mapping[str, Override] = field(default_factory=dict)
+    domains: Mapping[str, Override] = field(default_factory=dict)
+    globs: Mapping[str, Override] = field(default_factory=dict)
+    _matchers: tuple[tuple[Callable[[str], Any], Override], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        """Compile the globs once."""
+        matchers = tuple(
+            (re.compile(fnmatch.translate(pattern)).match, override)
+            for pattern, override in self.globs.items()
+        )
+        object.__setattr__(self, "_matchers", matchers)
+
+    @classmethod
+    def from_mappings(
+        cls,
+        entities: Mapping[str, Mapping[str, Any]] | None,
+        domains: Mapping[str, Mapping[str, Any]] | None,
+        globs: Mapping[str, Mapping[str, Any]] | None,
+    ) -> "Overrides | None":
+        """Build from stored options; None when there is no override at all."""
+        if not (entities or domains or globs):
+            return None
+        return cls(
+            *(
+                {target: Override.from_mapping(values) for target, values in (level or {}).items()}
+                for level in (entities, domains, globs)
+            )
+        )
+
+    def resolve(self, entity_id: str) -> Override | None:
+        """Return the merged override of ``entity_id``; None when no level names it."""
+        levels = [self.domains.get(entity_id.partition(".")[0])]
+        levels += [override for match, override in self._matchers if match(entity_id)]
+        levels.append(self.entities.get(entity_id))
+        measurement: str | None = None
+        ignore: frozenset[str] | None = None
+        found = False
+        for override in levels:
+            if override is None:
+                continue
+            found = True
+            if override.measurement is not None:
+                measurement = override.measurement
+            if override.ignore_attributes is not None:
+                ignore = override.ignore_attributes
+        return Override(measurement, ignore) if found else None
+
+
 @dataclass(frozen=True, slots=True)
 class EncoderConfig:
     """Line-protocol schema options; defaults match HA's built-in integration.
@@ -162,7 +253,9 @@ class EncoderConfig:
     entity id, when the attribute is missing or empty. ``override_measurement``
     wins over every strategy when set (``OVERRIDE`` without it falls back the
     same way). ``tags`` are static tags applied last (they may replace
-    ``domain`` / ``entity_id``, as in the built-in).
+    ``domain`` / ``entity_id``, as in the built-in). ``overrides`` change the
+    measurement and ignored attributes of some entities; an override's
+    measurement wins over every other rule.
     """
 
     measurement_attr: str = MeasurementStrategy.UNIT_OF_MEASUREMENT
@@ -176,6 +269,7 @@ class EncoderConfig:
     max_string_bytes: int = 16 * 1024
     max_name_bytes: int = 256
     max_tag_value_bytes: int = 1024
+    overrides: Overrides | None = None
 
 
 @dataclass(slots=True)
@@ -455,6 +549,10 @@ class LineProtocolEncoder:
         self._lines: dict[str, tuple[Mapping[str, Any], dict[tuple[bool, bool], _Template]]] = {}
         # Attribute names repeat endlessly; sanitising each once saves ~30 % of the work.
         self._names: dict[tuple[str, bool], str] = {}
+        self._overrides = self.config.overrides
+        # entity_id -> (override measurement, all ignored attributes), or None when no
+        # override names it. Only the template / full paths read it, never the line cache.
+        self._resolved: dict[str, tuple[str | None, frozenset[str]] | None] = {}
         self._static_tags: dict[str, str] = {}
         for key, value in self.config.tags.items():
             name = self._name(str(key))
@@ -511,13 +609,39 @@ class LineProtocolEncoder:
 
     # -- schema -----------------------------------------------------------
 
-    def _measurement(self, record: EventRecord) -> tuple[str, bool, bool]:
+    def _override(self, entity_id: str) -> tuple[str | None, frozenset[str]] | None:
+        """(measurement, ignored attributes) an override sets for ``entity_id``, cached."""
+        if self._overrides is None:
+            return None
+        try:
+            return self._resolved[entity_id]
+        except KeyError:
+            pass
+        if len(self._resolved) >= _LINE_CACHE_SIZE:
+            self._resolved.clear()  # bounded: event records bring their own entity ids
+        override = self._overrides.resolve(entity_id)
+        resolved = (
+            None
+            if override is None
+            else (
+                override.measurement or None,
+                self.config.ignore_attributes | (override.ignore_attributes or frozenset()),
+            )
+        )
+        self._resolved[entity_id] = resolved
+        return resolved
+
+    def _measurement(
+        self, record: EventRecord, override: str | None = None
+    ) -> tuple[str, bool, bool]:
         """Pick the measurement; returns (name, include_uom, include_dc)."""
         conf = self.config
         attributes = record.attributes
         include_uom = include_dc = True
         measurement: Any
-        if conf.override_measurement:
+        if override:
+            measurement = override
+        elif conf.override_measurement:
             measurement = conf.override_measurement
         else:
             strategy = conf.measurement_attr
@@ -653,7 +777,13 @@ class LineProtocolEncoder:
         that collide with them get the ``_`` suffix).
         """
         conf = self.config
-        measurement, include_uom, include_dc = self._measurement(record)
+        ignore_attributes = conf.ignore_attributes
+        override = self._override(record.entity_id)
+        if override is None:
+            measurement, include_uom, include_dc = self._measurement(record)
+        else:
+            measurement, include_uom, include_dc = self._measurement(record, override[0])
+            ignore_attributes = override[1]
         point.tags["domain"], _ = self._tag_value(record.domain)
         point.tags["entity_id"], _ = self._tag_value(record.object_id)
 
@@ -670,7 +800,7 @@ class LineProtocolEncoder:
             elif (
                 (key != "unit_of_measurement" or include_uom)
                 and (key != "device_class" or include_dc)
-                and key not in conf.ignore_attributes
+                and key not in ignore_attributes
             ):
                 self._add_attribute(point, key, attr_value)
 
