@@ -78,7 +78,7 @@ from .core.retry import DEFAULT_PRESET, build_policy
 from .core.sinks import DataApiSink, create_sink
 from .core.spool import OverflowPolicy, Spool
 from .core.state import ConnectionState
-from .core.uploader import Endpoint
+from .core.uploader import ENDPOINT_BREAKER, Endpoint
 from .destination import async_ssl_context, target_from_data
 from .filters import EntityMatcher
 from .records import RoutingLineEncoder, context_fields, to_record
@@ -467,15 +467,21 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
         None,
         *(options.get(CONF_FALLBACK_URLS) or data.get(CONF_FALLBACK_URLS) or []),
     ]
+    sinks = [
+        create_sink(target, session, url=url, timeout=DEFAULT_TIMEOUT, ssl=ssl_context)
+        for url in urls
+    ]
     endpoints = [
         Endpoint(
-            sink=create_sink(target, session, url=url, timeout=DEFAULT_TIMEOUT, ssl=ssl_context),
-            # Per-URL breakers only matter when there is something to fall back to.
-            breaker=CircuitBreaker(policy.breaker, clock, name=url or "primary")
-            if len(urls) > 1
+            sink=sink,
+            # Per-URL breakers only matter when there is something to fall back to;
+            # their thresholds suit a fallback, whatever the retry preset. Named by
+            # the URL without credentials (the name is logged).
+            breaker=CircuitBreaker(ENDPOINT_BREAKER, clock, name=sink.endpoint)
+            if len(sinks) > 1
             else None,
         )
-        for url in urls
+        for sink in sinks
     ]
     encoder: Encoder
     convert: Callable[[Any], EventRecord | Rendered | None] = to_record
