@@ -501,7 +501,9 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
     )
     tolerances = HealthTolerances(
         backlog_age=float(options.get(CONF_BACKLOG_TOLERANCE, DEFAULT_BACKLOG_TOLERANCE)),
-        idle_events=float(options.get(CONF_IDLE_TOLERANCE, DEFAULT_IDLE_TOLERANCE)),
+        idle_events=float(idle)
+        if (idle := options.get(CONF_IDLE_TOLERANCE, DEFAULT_IDLE_TOLERANCE))
+        else None,
     )
     metrics = Metrics(clock)
     resilience = Resilience(policy, clock, metrics, name=entry.title)

@@ -464,11 +464,13 @@ def test_listener_metrics_and_diagnostics() -> None:
 def test_seconds_since_last_event_defaults() -> None:
     res, clock = make()
     clock.advance(400)
-    # No event yet: counted from start-up, so an idle HA shows as degraded.
+    # No event yet: counted from start-up, so an idle HA shows as degraded
+    # when an idle tolerance is set (off by default: then it is only a fact).
     res.before_attempt()
     res.on_success()
     assert res.health_inputs().seconds_since_last_event == 400
-    assert res.health().status is HealthStatus.DEGRADED
+    assert res.health().status is HealthStatus.HEALTHY
+    assert res.health(HealthTolerances(idle_events=300)).status is HealthStatus.DEGRADED
     res.metrics.add_events_received(3)
     clock.advance(5)
     assert res.health_inputs().seconds_since_last_event == 5
@@ -568,3 +570,38 @@ async def test_async_uploader_loop() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not res.breaker.probe_in_flight
+
+
+def test_outage_starts_at_the_first_failure_and_ends_at_a_success() -> None:
+    """outage_started_wall: first failure's wall time, unmoved by retries, None after a success.
+
+    Bad data and local storage errors are no outage; a config pause is one.
+    """
+    res, clock = make(**NO_JITTER)
+    assert res.outage_started_wall is None
+    res.before_attempt()
+    res.on_success()
+    clock.advance(7200)  # two quiet hours: no outage
+    assert res.outage_started_wall is None
+    assert res.before_attempt() == 0.0
+    res.on_failure(BAD)
+    res.on_failure(DISK)
+    assert res.outage_started_wall is None
+    clock.advance(1)
+    first = clock.time()
+    res.before_attempt()
+    res.on_failure(NET)
+    for _ in range(5):
+        clock.advance(res.attempt_due_in())
+        res.before_attempt()
+        res.on_failure(NET)
+    assert res.outage_started_wall == first
+    assert res.outage_seconds() == clock.time() - first
+    assert res.health_inputs().outage_seconds == clock.time() - first
+    res.before_attempt()
+    res.on_success()
+    assert res.outage_started_wall is None
+    assert res.outage_seconds() is None
+    res.before_attempt()
+    res.on_failure(AUTH)
+    assert res.outage_started_wall == clock.time()

@@ -416,6 +416,7 @@ class Resilience:
             next_retry_wall=self.next_retry_at_wall,
             next_retry_in=self.next_retry_in,
             consecutive_failures=self._consecutive_failures,
+            outage_seconds=self.outage_seconds(),
             last_success_wall=self._last_success_wall,
             last_error=None if err is None else err.message,
             last_error_category=None if err is None else err.category,
