@@ -151,11 +151,11 @@ def test_circuit_breaker_activation_and_recovery() -> None:
     delay = res.on_failure(NET)
     assert res.breaker_state is BreakerState.OPEN
     assert res.state is ConnectionState.CIRCUIT_OPEN
-    assert delay == 300.0  # service pauses for 5 minutes
+    assert delay == 240.0  # service pauses for 4 minutes
     report = res.health()
     assert report.status is HealthStatus.CIRCUIT_OPEN
-    assert "Next attempt in 5 min" in report.reason
-    clock.advance(299)
+    assert "Next attempt in 4 min" in report.reason
+    clock.advance(239)
     assert res.before_attempt() == pytest.approx(1.0)
     clock.advance(1)
     # Half-open: one probe goes; it succeeds.
@@ -182,7 +182,7 @@ def test_failed_probe_reopens_longer() -> None:
     assert res.before_attempt() == 0.0  # open period over: this is the probe
     assert res.before_attempt() == PROBE_BUSY_WAIT  # probe slot taken
     delay = res.on_failure(NET)
-    assert delay == 600.0  # open period doubled (capped at 600)
+    assert delay == 270.0  # open period doubled, capped at 270 (the 5 min recovery bound)
     assert res.state is ConnectionState.CIRCUIT_OPEN
     assert res.breaker.opened_count == 2
 
@@ -401,7 +401,7 @@ def test_retry_after_is_honoured() -> None:
     assert res.on_failure(err) == 120.0
     assert res.before_attempt() == 120.0
     huge = DeliveryError(ErrorCategory.RATE_LIMITED, "429", status=429, retry_after=1e6)
-    assert res.on_failure(huge) == 600.0
+    assert res.on_failure(huge) == 270.0
 
 
 def test_manual_retry_while_retrying_and_while_active() -> None:
