@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import contextlib
 import datetime as dt
 import ipaddress
+import logging
 from pathlib import Path
 import random
 import ssl
@@ -20,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+import pytest
 
 from custom_components.ha_ingestor.core.breaker import BreakerState, CircuitBreaker
 from custom_components.ha_ingestor.core.clock import FakeClock
@@ -375,3 +377,75 @@ async def test_blackholed_primary_costs_two_timeouts_then_switches_back(
         assert rig.pipeline.uploader.active_endpoint == proxy.url
         assert proxy.connections == 3
     assert await count_points(influxdb_v1, influx_db) == 110
+
+
+# --- item: the largest Retry-After among the URLs tried ----------------------------------
+
+
+async def test_longest_retry_after_of_the_urls_tried_is_honoured(
+    http_session: aiohttp.ClientSession,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+    tmp_path: Path,
+) -> None:
+    """Primary 429 Retry-After: 30, fallback 503 without one: the next attempt waits 30 s.
+
+    Figures: 1 request to each URL, then nothing for 30 fake seconds (the rapid
+    stage alone would retry after ~1 s); then both forward again: lost 0.
+    """
+    throttled = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Length: 0\r\n\r\n"
+    failing = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+    async with (
+        FaultProxy(influxdb_v1.port) as primary,
+        FaultProxy(influxdb_v1.port) as fallback,
+        Rig(http_session, tmp_path / "s.sqlite", [primary.url, fallback.url], influx_db) as rig,
+    ):
+        primary.set_mode(Mode.ANSWER, answer=throttled)
+        fallback.set_mode(Mode.ANSWER, answer=failing)
+        seen: list[str] = []
+        primary.on_request = lambda _m: seen.append("primary")
+        fallback.on_request = lambda _m: seen.append("fallback")
+        await rig.capture(0, 10)
+        await rig.parked(lambda: rig.resilience.consecutive_failures == 1)
+        assert seen == ["primary", "fallback"]
+        err = rig.resilience.last_error
+        assert err is not None
+        assert err.category is ErrorCategory.SERVER
+        assert err.retry_after == 30
+        assert rig.resilience.next_retry_in == 30
+        await rig.clock.run_for(29)
+        assert seen == ["primary", "fallback"]
+        primary.set_mode(Mode.PASS)
+        fallback.set_mode(Mode.PASS)
+        await rig.until(rig.drained)
+        assert rig.clock.monotonic() - 1000.0 >= 30
+    assert await count_points(influxdb_v1, influx_db) == 10
+
+
+# --- issue 16: one line when the destination goes, one when it is back ---------------------
+
+
+async def test_an_outage_logs_one_line_when_it_starts_and_one_when_it_ends(
+    http_session: aiohttp.ClientSession,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Connections reset for 12 attempts: 2 INFO lines in all, no WARNING or ERROR."""
+    caplog.set_level(logging.DEBUG, logger="custom_components.ha_ingestor")
+    async with (
+        FaultProxy(influxdb_v1.port, mode=Mode.RESET) as proxy,
+        Rig(http_session, tmp_path / "s.sqlite", [proxy.url], influx_db) as rig,
+    ):
+        rig.pipeline.uploader._probe = None  # plain backoff: every retry is a real attempt
+        await rig.capture(0, 10)
+        await rig.parked(lambda: rig.resilience.consecutive_failures >= 12)
+        proxy.set_mode(Mode.PASS)
+        await rig.until(rig.drained)
+    ours = [r for r in caplog.records if r.name.startswith("custom_components.ha_ingestor")]
+    assert [r for r in ours if r.levelno >= logging.WARNING] == []
+    infos = [r.getMessage() for r in ours if r.levelno == logging.INFO]
+    assert len(infos) == 2, infos
+    assert "unavailable" in infos[0]
+    assert "resumed after" in infos[1]
