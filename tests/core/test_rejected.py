@@ -173,3 +173,53 @@ async def test_mixed_batch_quarantines_exactly_the_bad_points(
     assert len(sizes) == 35, str(sizes)
     assert sizes[18] == 20  # the second attempt: the unexplored half
     assert await count_points(influxdb_v1, influx_db) == N - 4
+
+
+async def test_refusals_in_batches_of_one_point(
+    http_session: aiohttp.ClientSession,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+    tmp_path: Path,
+) -> None:
+    """Low traffic (one point per batch) against nginx's 400.
+
+    Figures: refusing from the start: paused after 1 request, quarantined 0.
+    Refusing after it accepted 5 points: the first refused point is taken for
+    bad data (quarantined 1), the second batch in a row pauses (quarantined
+    still 1, kept 1); lost 0 either way.
+    """
+    async with FaultProxy(influxdb_v1.port) as proxy:
+        proxy.set_mode(Mode.ANSWER, answer=NGINX_400)
+        requests: list[Mode] = []
+        proxy.on_request = requests.append
+        h = Harness(http_session, tmp_path / "a.sqlite", [proxy.url], influx_db, batch_points=1)
+        await h.start()
+        try:
+            await h.capture_flushed(1)
+            await h.until(lambda: h.resilience.paused and h.clock.next_deadline() is not None)
+            assert len(requests) == 1
+            assert h.resilience.paused_reason is ErrorCategory.REJECTED
+            assert h.resilience.metrics.points_quarantined == 0
+            assert h.pending() == 1
+        finally:
+            await h.stop()
+
+        proxy.set_mode(Mode.PASS)
+        h = Harness(http_session, tmp_path / "b.sqlite", [proxy.url], influx_db, batch_points=5)
+        await h.start()
+        try:
+            await h.capture_flushed(5)
+            await h.until(h.drained)
+            proxy.set_mode(Mode.ANSWER, answer=NGINX_400)
+            for i in (5, 6):
+                h.pipeline.capture(record(i))
+                await h.pipeline.flush()
+                await h.until(
+                    lambda: h.resilience.paused or h.resilience.metrics.points_quarantined == 1
+                )
+            await h.until(lambda: h.resilience.paused and h.clock.next_deadline() is not None)
+            assert h.resilience.metrics.points_quarantined == 1
+            assert h.pending() == 1
+            assert h.resilience.paused_reason is ErrorCategory.REJECTED
+        finally:
+            await h.stop()

@@ -64,7 +64,8 @@ ENDPOINT_BREAKER = BreakerConfig(
 #: be refused too before the refusal is blamed on the destination's setup.
 SPREAD_CHECKS = 2
 #: Fewest points refused one by one, in one batch, that prove a setup fault on
-#: their own; fewer need a second such batch in a row.
+#: their own; fewer need a second such batch in a row, or a destination that
+#: has accepted nothing yet.
 MIN_REFUSED = 3
 _REFUSABLE = (ErrorKind.BAD_DATA, ErrorKind.TOO_LARGE)
 _TAG = re.compile(r"<[^>]*>")
@@ -178,6 +179,8 @@ class Uploader:
         self._next_probe_at: float | None = None
         # Consecutive batches most of whose checked points were refused.
         self._refused_streak = 0
+        # Whether the destination accepted any point since this uploader started.
+        self._accepted_any = False
         self._throttle = ThrottledLog(_LOGGER, monotonic=clock.monotonic)
         resilience.endpoint_states = self.endpoint_states
 
@@ -425,6 +428,7 @@ class Uploader:
         return _Outcome(len(rows))
 
     def _accept(self, rows: Rows) -> None:
+        self._accepted_any = True
         self._delivered.extend(rows.ids)
         self._res.metrics.add_events_sent(len(rows))
 
@@ -476,7 +480,7 @@ class Uploader:
             if (
                 spread is not None
                 and self._mostly_refused(refused, spans)
-                and (bad >= MIN_REFUSED or self._refused_streak > 0)
+                and (bad >= MIN_REFUSED or self._refused_streak > 0 or not self._accepted_any)
             ):
                 self._refused_streak += 1
                 accepted = sum(stop - start for start, stop in spans)
