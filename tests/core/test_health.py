@@ -118,6 +118,7 @@ def test_circuit_open() -> None:
         (ErrorCategory.AUTH, "rejected the credentials"),
         (ErrorCategory.NOT_FOUND, "does not exist"),
         (ErrorCategory.TLS, "TLS"),
+        (ErrorCategory.REJECTED, "refuses the data it is sent"),
         (ErrorCategory.SERVER, "configuration problem"),
         (None, "configuration problem"),
     ],

@@ -139,6 +139,13 @@ _CONFIG_REASONS: dict[ErrorCategory, tuple[str, tuple[str, ...]]] = {
             "Disable certificate verification only for a server you trust",
         ),
     ),
+    ErrorCategory.REJECTED: (
+        "The destination refuses the data it is sent",
+        (
+            "Check the URL: a proxy may be answering plain HTTP sent to its HTTPS port",
+            "Check the destination's logs for why it rejects the points",
+        ),
+    ),
 }
 
 _WAITING_TIPS: dict[ErrorCategory, tuple[str, ...]] = {
