@@ -7,12 +7,15 @@ because every point carries its own timestamp / idempotency key.
 
 A rejected batch (400 / 422) is bisected to find the bad points, within
 :func:`bisect_budget` requests. When more than half of the points whose fate
-is known were refused, and so were points spread over the batch, the
-destination refuses the data as such (a proxy answering plain HTTP with 400,
-a receiver whose validation got stricter): that is a setup fault
-(``REJECTED``), the rows stay spooled and delivery pauses, instead of the
-whole backlog being quarantined point by point. Otherwise the points found bad
-are quarantined and the rest of the batch is sent again at once.
+is known were refused, and so were points spread over the batch (its middle
+and last), the destination refuses the data as such (a proxy answering plain
+HTTP with 400, a receiver whose validation got stricter): that is a setup
+fault (``REJECTED``), the rows stay spooled and delivery pauses (re-checked on
+a slow backoff), instead of the whole backlog being quarantined point by
+point. Fewer than :data:`MIN_REFUSED` refused points are enough only for a
+destination that has accepted nothing yet, or in a second such batch in a
+row. Otherwise the points found bad are quarantined and the rest of the batch
+is sent again at once.
 """
 
 import asyncio
