@@ -11,6 +11,11 @@ the new mode):
 * ``ANSWER``: answer every HTTP request itself with ``answer`` (the upstream
   is never contacted), e.g. a 429 with ``Retry-After`` that a real server
   cannot produce on demand.
+
+TLS: with :attr:`FaultProxy.tls` set to a server-side ``SSLContext`` the proxy
+terminates TLS on each new connection (with the context set at that moment,
+so a test can swap in a wrong certificate) and forwards plain bytes; the
+modes apply after the handshake. :attr:`FaultProxy.url` is then ``https://``.
 """
 
 import asyncio
@@ -18,6 +23,7 @@ from collections.abc import Callable
 import contextlib
 from enum import StrEnum
 import socket
+import ssl
 import struct
 from typing import Self
 
@@ -47,6 +53,10 @@ class FaultProxy:
         #: Called once per connection (ANSWER: once per request) with the mode used.
         self.on_request: Callable[[Mode], None] | None = None
         self.connections = 0
+        #: Server-side TLS context for new connections; None = plain TCP.
+        self.tls: ssl.SSLContext | None = None
+        #: TLS handshakes that failed (the client refused the certificate).
+        self.handshake_failures = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._transports: set[asyncio.BaseTransport] = set()
@@ -61,7 +71,8 @@ class FaultProxy:
     @property
     def url(self) -> str:
         """Base URL of the proxy."""
-        return f"http://{HOST}:{self.port}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{HOST}:{self.port}"
 
     @property
     def active(self) -> int:
@@ -118,6 +129,13 @@ class FaultProxy:
         mode = self.mode
         upstream: asyncio.StreamWriter | None = None
         try:
+            if self.tls is not None:
+                try:
+                    await writer.start_tls(self.tls)
+                except (ssl.SSLError, OSError):
+                    self.handshake_failures += 1
+                    return
+                self._track(writer)
             if mode is Mode.ANSWER:
                 await self._answer(reader, writer)
                 return

@@ -144,6 +144,10 @@ async def test_quarantined_points_issue_and_requeue_fix(
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
     runtime = entry.runtime_data
+    # A destination that has accepted nothing yet and refuses the only point
+    # looks like a setup fault (paused, not quarantined): deliver one first.
+    hass.states.async_set("sensor.fine", "1", {"unit_of_measurement": "kWh"})
+    await settle(hass, freezer, lambda: runtime.pipeline.resilience.last_success_wall is not None)
     hass.states.async_set("sensor.conflict", "5", {"unit_of_measurement": "W"})
     issue_id = f"points_quarantined_{ENTRY_ID}"
     await settle(

@@ -661,7 +661,7 @@ def _pipeline_schema() -> Schema:
                 [policy.value for policy in OverflowPolicy], CONF_OVERFLOW_POLICY
             ),
             vol.Required(CONF_BACKLOG_TOLERANCE): _number(10, 7 * 86_400, unit="s"),
-            vol.Required(CONF_IDLE_TOLERANCE): _number(10, 7 * 86_400, unit="s"),
+            vol.Required(CONF_IDLE_TOLERANCE): _number(0, 7 * 86_400, unit="s"),
             vol.Required(CONF_OUTAGE_REPAIR_AFTER): _number(60, 30 * 86_400, unit="s"),
             vol.Optional(CONF_AUTO_BACKFILL, default=False): BooleanSelector(),
         }

@@ -76,7 +76,8 @@ DEFAULT_BATCH_BYTES: Final = 4 * 1024 * 1024
 DEFAULT_FLUSH_INTERVAL: Final = 1.0
 DEFAULT_SPOOL_MAX_MB: Final = 512
 DEFAULT_BACKLOG_TOLERANCE: Final = 300
-DEFAULT_IDLE_TOLERANCE: Final = 300
+# 0 = off: "no events from Home Assistant" is then shown, never a problem state.
+DEFAULT_IDLE_TOLERANCE: Final = 0
 DEFAULT_OUTAGE_REPAIR_AFTER: Final = 3600
 DEFAULT_TIMEOUT: Final = 30.0
 

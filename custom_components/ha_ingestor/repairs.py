@@ -162,9 +162,11 @@ def _wanted(runtime: "IngestorRuntime", entry: ConfigEntry[Any]) -> dict[str, _I
         )
     threshold = float(entry.options.get(CONF_OUTAGE_REPAIR_AFTER, DEFAULT_OUTAGE_REPAIR_AFTER))
     backlog = runtime.backlog
-    since = resilience.last_success_wall or runtime.started_at
-    outage = time.time() - since
-    if backlog > 0 and outage > threshold:
+    # Outage length counts from its first failure: an entry whose filter matched
+    # nothing for hours has no outage, whatever its last success.
+    since = resilience.outage_started_wall
+    outage = 0.0 if since is None else time.time() - since
+    if since is not None and backlog > 0 and outage > threshold:
         wanted[ISSUE_EXTENDED_OUTAGE] = _Issue(
             severity=ir.IssueSeverity.WARNING,
             placeholders={

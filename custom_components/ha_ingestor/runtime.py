@@ -78,7 +78,7 @@ from .core.retry import DEFAULT_PRESET, build_policy
 from .core.sinks import DataApiSink, create_sink
 from .core.spool import OverflowPolicy, Spool
 from .core.state import ConnectionState
-from .core.uploader import Endpoint
+from .core.uploader import ENDPOINT_BREAKER, Endpoint
 from .destination import async_ssl_context, target_from_data
 from .filters import EntityMatcher
 from .records import RoutingLineEncoder, context_fields, overrides_from_options, to_record
@@ -476,22 +476,28 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
         None,
         *(options.get(CONF_FALLBACK_URLS) or data.get(CONF_FALLBACK_URLS) or []),
     ]
-    endpoints = [
-        Endpoint(
-            sink=create_sink(
-                target,
-                session,
-                url=url,
-                timeout=DEFAULT_TIMEOUT,
-                ssl=ssl_context,
-                offload=hass.async_add_executor_job,
-            ),
-            # Per-URL breakers only matter when there is something to fall back to.
-            breaker=CircuitBreaker(policy.breaker, clock, name=url or "primary")
-            if len(urls) > 1
-            else None,
+    sinks = [
+        create_sink(
+            target,
+            session,
+            url=url,
+            timeout=DEFAULT_TIMEOUT,
+            ssl=ssl_context,
+            offload=hass.async_add_executor_job,
         )
         for url in urls
+    ]
+    endpoints = [
+        Endpoint(
+            sink=sink,
+            # Per-URL breakers only matter when there is something to fall back to;
+            # their thresholds suit a fallback, whatever the retry preset. Named by
+            # the URL without credentials (the name is logged).
+            breaker=CircuitBreaker(ENDPOINT_BREAKER, clock, name=sink.endpoint)
+            if len(sinks) > 1
+            else None,
+        )
+        for sink in sinks
     ]
     encoder: Encoder
     convert: Callable[[Any], EventRecord | Rendered | None] = to_record
@@ -511,7 +517,9 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
     )
     tolerances = HealthTolerances(
         backlog_age=float(options.get(CONF_BACKLOG_TOLERANCE, DEFAULT_BACKLOG_TOLERANCE)),
-        idle_events=float(options.get(CONF_IDLE_TOLERANCE, DEFAULT_IDLE_TOLERANCE)),
+        idle_events=float(idle)
+        if (idle := options.get(CONF_IDLE_TOLERANCE, DEFAULT_IDLE_TOLERANCE))
+        else None,
     )
     metrics = Metrics(clock)
     resilience = Resilience(policy, clock, metrics, name=entry.title)

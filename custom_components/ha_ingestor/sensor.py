@@ -63,6 +63,18 @@ def _backfill_attributes(runtime: IngestorRuntime) -> dict[str, Any]:
     return {} if runtime.backfill is None else runtime.backfill.attributes()
 
 
+def _connection_attributes(runtime: IngestorRuntime) -> dict[str, Any]:
+    """With fallback URLs: each URL (no credentials) and its breaker state."""
+    endpoints = runtime.pipeline.uploader.endpoint_states()
+    if len(endpoints) < 2:
+        return {}
+    return {
+        "endpoints": [
+            {"url": scrub_text(e["url"]), "breaker_state": e["breaker_state"]} for e in endpoints
+        ]
+    }
+
+
 def _oldest_age(runtime: IngestorRuntime) -> float | None:
     report = runtime.health
     if report is None or report.inputs.backlog_oldest_age is None:
@@ -93,6 +105,7 @@ SENSORS: tuple[IngestorSensorEntityDescription, ...] = (
         device_class=SensorDeviceClass.ENUM,
         options=[state.value for state in ConnectionState],
         value_fn=lambda rt: rt.pipeline.resilience.state.value,
+        attr_fn=_connection_attributes,
     ),
     IngestorSensorEntityDescription(
         key="retry_stage",

@@ -85,6 +85,8 @@ async def _reset_circuit_breaker(runtime: IngestorRuntime) -> None:
     resilience = runtime.pipeline.resilience
     was_open = resilience.state is ConnectionState.CIRCUIT_OPEN
     resilience.breaker.reset()
+    # The fallback URLs' breakers too: an open one keeps its URL skipped.
+    was_open |= runtime.pipeline.uploader.reset_endpoint_breakers()
     if was_open:
         # The retry was scheduled for when the breaker would half-open; with the
         # breaker closed, leave that wait and try at once.

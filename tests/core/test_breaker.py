@@ -2,12 +2,14 @@
 
 import asyncio
 
+from hypothesis import given, settings, strategies as st
 import pytest
 
 from custom_components.ha_ingestor.core.breaker import (
     BreakerState,
     CircuitBreaker,
     CircuitOpenError,
+    Permit,
 )
 from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
@@ -38,10 +40,31 @@ def make(
     )
 
 
+def admit(breaker: CircuitBreaker) -> Permit:
+    """A permit the breaker must grant."""
+    permit = breaker.allow()
+    assert permit is not None
+    return permit
+
+
+def fail(breaker: CircuitBreaker, err: DeliveryError | ErrorCategory = NET) -> None:
+    """One admitted call that failed."""
+    permit = breaker.allow()
+    assert permit is not None
+    breaker.record_failure(permit, err)
+
+
+def succeed(breaker: CircuitBreaker) -> None:
+    """One admitted call that succeeded."""
+    permit = breaker.allow()
+    assert permit is not None
+    breaker.record_success(permit)
+
+
 def trip(breaker: CircuitBreaker) -> None:
     for _ in range(breaker.config.failure_threshold):
-        assert breaker.allow()
-        breaker.record_failure(NET)
+        p = admit(breaker)
+        breaker.record_failure(p, NET)
 
 
 def test_closed_to_open_after_threshold() -> None:
@@ -50,12 +73,12 @@ def test_closed_to_open_after_threshold() -> None:
     assert b.state is BreakerState.CLOSED
     assert b.enabled
     for i in range(2):
-        assert b.allow()
-        b.record_failure(NET)
+        p = admit(b)
+        b.record_failure(p, NET)
         assert b.failure_count == i + 1
         assert b.state is BreakerState.CLOSED
-    assert b.allow()
-    b.record_failure(ErrorCategory.TIMEOUT)
+    p = admit(b)
+    b.record_failure(p, ErrorCategory.TIMEOUT)
     assert b.state is BreakerState.OPEN
     assert b.opened_count == 1
     assert not b.allow()
@@ -68,12 +91,12 @@ def test_closed_to_open_after_threshold() -> None:
 
 def test_success_resets_failure_count_in_closed() -> None:
     b = make(FakeClock())
-    b.record_failure(NET)
-    b.record_failure(NET)
-    b.record_success()
+    fail(b)
+    fail(b)
+    succeed(b)
     assert b.failure_count == 0
-    b.record_failure(NET)
-    b.record_failure(NET)
+    fail(b)
+    fail(b)
     assert b.state is BreakerState.CLOSED
 
 
@@ -84,13 +107,13 @@ def test_success_resets_failure_count_in_closed() -> None:
 )  # fmt: skip
 def test_non_transient_neither_trips_nor_resets(category: ErrorCategory) -> None:
     b = make(FakeClock())
-    b.record_failure(NET)
-    b.record_failure(NET)
+    fail(b)
+    fail(b)
     for _ in range(10):
-        b.record_failure(DeliveryError(category, "x"))
+        fail(b, DeliveryError(category, "x"))
     assert b.failure_count == 2
     assert b.state is BreakerState.CLOSED
-    b.record_failure(NET)
+    fail(b)
     assert b.state is BreakerState.OPEN
 
 
@@ -111,14 +134,14 @@ def test_half_open_single_probe_then_close() -> None:
     b = make(clock, successes=2)
     trip(b)
     clock.advance(10)
-    assert b.allow()
+    probe = admit(b)
     assert b.probe_in_flight
     assert not b.allow()  # second caller refused while probing
-    b.record_success()
+    b.record_success(probe)
     assert b.state is BreakerState.HALF_OPEN
     assert b.success_count == 1
-    assert b.allow()
-    b.record_success()
+    p = admit(b)
+    b.record_success(p)
     assert b.state is BreakerState.CLOSED
     assert b.failure_count == 0
     assert b.open_timeout == 10.0
@@ -131,8 +154,8 @@ def test_probe_failure_reopens_with_growing_timeout() -> None:
     expected = [20.0, 35.0, 35.0]
     for timeout in expected:
         clock.advance(b.seconds_until_half_open())
-        assert b.allow()
-        b.record_failure(NET)
+        p = admit(b)
+        b.record_failure(p, NET)
         assert b.state is BreakerState.OPEN
         assert b.open_timeout == timeout
         assert b.seconds_until_half_open() == timeout
@@ -140,8 +163,8 @@ def test_probe_failure_reopens_with_growing_timeout() -> None:
     # A success after a long outage resets the open period.
     clock.advance(35)
     for _ in range(2):
-        assert b.allow()
-        b.record_success()
+        p = admit(b)
+        b.record_success(p)
     assert b.state is BreakerState.CLOSED
     trip(b)
     assert b.open_timeout == 10.0
@@ -152,10 +175,10 @@ def test_probe_success_then_failure_reopens() -> None:
     b = make(clock, successes=3)
     trip(b)
     clock.advance(10)
-    assert b.allow()
-    b.record_success()
-    assert b.allow()
-    b.record_failure(NET)
+    p = admit(b)
+    b.record_success(p)
+    p = admit(b)
+    b.record_failure(p, NET)
     assert b.state is BreakerState.OPEN
     clock.advance(20)
     assert b.state is BreakerState.HALF_OPEN
@@ -167,27 +190,57 @@ def test_non_transient_probe_releases_slot() -> None:
     b = make(clock)
     trip(b)
     clock.advance(10)
-    assert b.allow()
-    b.record_failure(DeliveryError(ErrorCategory.BAD_DATA, "bad"))
+    p = admit(b)
+    b.record_failure(p, DeliveryError(ErrorCategory.BAD_DATA, "bad"))
     assert b.state is BreakerState.HALF_OPEN
     assert not b.probe_in_flight
     assert b.allow()
 
 
 def test_results_while_open_change_nothing() -> None:
+    """Calls admitted before the circuit opened report late: statistics only."""
     clock = FakeClock()
     b = make(clock)
+    late = [b.allow(), b.allow()]
     trip(b)
-    b.record_failure(NET)
-    b.record_success()
+    assert late[0] is not None
+    assert late[1] is not None
+    b.record_failure(late[0], NET)
+    b.record_success(late[1])
     assert b.state is BreakerState.OPEN
     assert b.seconds_until_half_open() == 10.0
-    # Results in half-open without a probe (stale calls) are ignored too.
+    assert b.as_dict()["total_successes"] == 1
+    # A stale permit stays stale in half-open: it neither takes nor frees the slot.
+    stale = b.allow()
+    assert stale is None
     clock.advance(10)
-    b.record_success()
-    b.record_failure(NET)
-    assert b.state is BreakerState.HALF_OPEN
+    probe = admit(b)
+    b.record_success(late[1])  # spent already: ignored entirely
     assert b.success_count == 0
+    assert b.probe_in_flight
+    b.release(probe)
+
+
+def test_stale_probe_cannot_close_or_admit_a_second_probe() -> None:
+    """A probe of an earlier half-open period reports after the circuit moved on."""
+    clock = FakeClock()
+    b = make(clock, successes=1)
+    trip(b)
+    clock.advance(10)
+    old_probe = b.allow()
+    assert old_probe is not None
+    b.reset()  # manual reset while the probe is out
+    trip(b)
+    clock.advance(10)
+    probe = b.allow()
+    assert probe is not None
+    # The old probe's verdicts change nothing and do not free the new probe's slot.
+    b.record_success(old_probe)
+    assert b.state is BreakerState.HALF_OPEN
+    b.release(old_probe)
+    assert b.allow() is None
+    b.record_failure(probe, NET)
+    assert b.state is BreakerState.OPEN
 
 
 def test_release_and_reset() -> None:
@@ -195,15 +248,15 @@ def test_release_and_reset() -> None:
     b = make(clock)
     trip(b)
     clock.advance(10)
-    assert b.allow()
-    b.release()
+    p = admit(b)
+    b.release(p)
     assert not b.probe_in_flight
-    b.release()  # harmless twice
+    b.release(p)  # harmless twice
     b.reset()
     assert b.state is BreakerState.CLOSED
     assert b.failure_count == 0
-    assert b.allow()
-    b.release()  # no-op in closed
+    p = admit(b)
+    b.release(p)  # no verdict in closed
     b.reset()  # reset while closed is fine
 
 
@@ -212,8 +265,8 @@ def test_disabled_breaker_always_allows() -> None:
     b = make(clock, enabled=False)
     assert not b.enabled
     for _ in range(100):
-        assert b.allow()
-        b.record_failure(NET)
+        p = admit(b)
+        b.record_failure(p, NET)
     assert b.state is BreakerState.CLOSED
     assert b.failure_count == 100
     assert b.seconds_until_half_open() == 0.0
@@ -230,10 +283,10 @@ def test_listener_and_as_dict() -> None:
         clock,
         listener=lambda old, new: seen.append((old, new)),
     )
-    b.record_failure(NET)
+    fail(b)
     clock.advance(5)
-    assert b.allow()
-    b.record_success()
+    p = admit(b)
+    b.record_success(p)
     assert seen == [
         (BreakerState.CLOSED, BreakerState.OPEN),
         (BreakerState.OPEN, BreakerState.HALF_OPEN),
@@ -251,7 +304,7 @@ def test_listener_errors_are_contained(caplog: pytest.LogCaptureFixture) -> None
         raise RuntimeError("listener bug")
 
     b = CircuitBreaker(BreakerConfig(failure_threshold=1), FakeClock(), listener=boom)
-    b.record_failure(NET)
+    fail(b)
     assert b.state is BreakerState.OPEN
     assert "listener failed" in caplog.text
 
@@ -367,13 +420,90 @@ def test_half_open_now_ends_the_open_period_early() -> None:
     b = CircuitBreaker(BreakerConfig(failure_threshold=1, reset_timeout=60), clock)
     b.half_open_now()  # closed: nothing to do
     assert b.state is BreakerState.CLOSED
-    b.record_failure(ErrorCategory.NETWORK)
+    fail(b, ErrorCategory.NETWORK)
     assert b.state is BreakerState.OPEN
     clock.advance(1)
     b.half_open_now()
     assert b.state is BreakerState.HALF_OPEN
-    assert b.allow()
+    probe = admit(b)
     assert not b.allow()  # still exactly one probe at a time
-    b.record_failure(ErrorCategory.NETWORK)
+    b.record_failure(probe, ErrorCategory.NETWORK)
     assert b.state is BreakerState.OPEN
     assert b.seconds_until_half_open() == 120  # the failed trial grows the period
+
+
+# --- property: permits under any interleaving ---------------------------------------------
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("allow"), st.just(0)),
+        st.tuples(
+            st.sampled_from(["success", "failure", "bad_data", "release"]), st.integers(0, 7)
+        ),
+        st.tuples(st.just("advance"), st.sampled_from([1.0, 5.0, 10.0, 40.0])),
+        st.tuples(st.sampled_from(["reset", "half_open_now"]), st.just(0)),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ops=_OPS, successes=st.integers(1, 3))
+def test_permits_hold_under_random_interleavings(
+    ops: list[tuple[str, float]], successes: int
+) -> None:
+    """Random interleavings of admissions, late results, time, resets (400 runs).
+
+    Invariants after every step: at most one unsettled probe permit exists and
+    it is the one the breaker holds; the circuit closes from half-open only on
+    the result of the permit holding the probe slot; settling a permit twice,
+    or settling a permit of an earlier state period, changes neither the state
+    nor the slot.
+    """
+    clock = FakeClock()
+    b = make(clock, threshold=2, successes=successes)
+    out: list[Permit] = []
+    for op, arg in ops:
+        before = b.state
+        holder = b._probe
+        if op == "allow":
+            permit = b.allow()
+            if permit is not None:
+                out.append(permit)
+            continue
+        if op == "advance":
+            clock.advance(arg)
+            continue
+        if op == "reset":
+            b.reset()
+            continue
+        if op == "half_open_now":
+            b.half_open_now()
+            continue
+        if not out:
+            continue
+        permit = out[int(arg) % len(out)]
+        was_spent = permit.spent
+        current = permit.epoch == b._epoch and (not permit.probe or holder is permit)
+        match op:
+            case "success":
+                b.record_success(permit)
+            case "failure":
+                b.record_failure(permit, NET)
+            case "bad_data":
+                b.record_failure(permit, ErrorCategory.BAD_DATA)
+            case _:
+                b.release(permit)
+        assert permit.spent
+        if was_spent or not current:
+            assert b.state is before
+            assert b._probe is holder
+        if before is BreakerState.HALF_OPEN and b.state is BreakerState.CLOSED:
+            assert permit is holder
+            assert op == "success"
+        live_probes = [p for p in out if p.probe and not p.spent and p.epoch == b._epoch]
+        assert len(live_probes) <= 1
+        if b.state is BreakerState.HALF_OPEN:
+            assert live_probes == ([b._probe] if b._probe is not None else [])
+        else:
+            assert b._probe is None

@@ -118,6 +118,7 @@ def test_circuit_open() -> None:
         (ErrorCategory.AUTH, "rejected the credentials"),
         (ErrorCategory.NOT_FOUND, "does not exist"),
         (ErrorCategory.TLS, "TLS"),
+        (ErrorCategory.REJECTED, "refuses the data it is sent"),
         (ErrorCategory.SERVER, "configuration problem"),
         (None, "configuration problem"),
     ],
@@ -206,12 +207,47 @@ def test_degraded_reasons_combine() -> None:
     ],
 )
 def test_each_degradation_alone(changes: dict[str, Any]) -> None:
-    assert assess_health(active(**changes)).status is HealthStatus.DEGRADED
+    tol = HealthTolerances(idle_events=300)
+    assert assess_health(active(**changes), tol).status is HealthStatus.DEGRADED
+
+
+def test_no_events_is_informational_unless_a_tolerance_is_set() -> None:
+    """A narrow filter matching nothing for a day is healthy by default (idle off)."""
+    quiet = active(seconds_since_last_event=86_400.0)
+    report = assess_health(quiet)
+    assert report.status is HealthStatus.HEALTHY
+    assert report.as_dict()["seconds_since_last_event"] == 86_400.0
+    assert assess_health(quiet, HealthTolerances(idle_events=3600)).status is (
+        HealthStatus.DEGRADED
+    )
+
+
+def test_outage_length_is_in_the_reasons() -> None:
+    """Waiting and paused reasons say how long the outage has lasted (from its first failure)."""
+    waiting = assess_health(
+        HealthInputs(
+            connection_state=ConnectionState.RETRYING_PERSISTENT,
+            consecutive_failures=40,
+            outage_seconds=7200.0,
+            last_error="connection refused",
+        )
+    )
+    assert waiting.reason.startswith("Cannot reach the destination for 2 h: connection refused.")
+    paused = assess_health(
+        HealthInputs(
+            connection_state=ConnectionState.PAUSED,
+            paused_reason=ErrorCategory.TLS,
+            outage_seconds=600.0,
+            next_retry_in=120.0,
+        )
+    )
+    assert "Delivery is paused for 10 min; data is kept. Checked again in 2 min." in (paused.reason)
 
 
 def test_within_tolerance_is_healthy() -> None:
     report = assess_health(
-        active(backlog_size=10, backlog_oldest_age=299.0, seconds_since_last_event=299.0)
+        active(backlog_size=10, backlog_oldest_age=299.0, seconds_since_last_event=299.0),
+        HealthTolerances(idle_events=300),
     )
     assert report.status is HealthStatus.HEALTHY
     assert assess_health(active(seconds_since_last_event=None)).status is HealthStatus.HEALTHY

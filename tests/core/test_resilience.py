@@ -18,6 +18,7 @@ from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCatego
 from custom_components.ha_ingestor.core.health import HealthStatus, HealthTolerances
 from custom_components.ha_ingestor.core.metrics import Metrics
 from custom_components.ha_ingestor.core.resilience import (
+    PAUSE_RECHECK_MIN,
     PROBE_BUSY_WAIT,
     STORAGE_RETRY_MIN,
     Resilience,
@@ -150,11 +151,11 @@ def test_circuit_breaker_activation_and_recovery() -> None:
     delay = res.on_failure(NET)
     assert res.breaker_state is BreakerState.OPEN
     assert res.state is ConnectionState.CIRCUIT_OPEN
-    assert delay == 300.0  # service pauses for 5 minutes
+    assert delay == 240.0  # service pauses for 4 minutes
     report = res.health()
     assert report.status is HealthStatus.CIRCUIT_OPEN
-    assert "Next attempt in 5 min" in report.reason
-    clock.advance(299)
+    assert "Next attempt in 4 min" in report.reason
+    clock.advance(239)
     assert res.before_attempt() == pytest.approx(1.0)
     clock.advance(1)
     # Half-open: one probe goes; it succeeds.
@@ -181,7 +182,7 @@ def test_failed_probe_reopens_longer() -> None:
     assert res.before_attempt() == 0.0  # open period over: this is the probe
     assert res.before_attempt() == PROBE_BUSY_WAIT  # probe slot taken
     delay = res.on_failure(NET)
-    assert delay == 600.0  # open period doubled (capped at 600)
+    assert delay == 270.0  # open period doubled, capped at 270 (the 5 min recovery bound)
     assert res.state is ConnectionState.CIRCUIT_OPEN
     assert res.breaker.opened_count == 2
 
@@ -253,22 +254,31 @@ def test_limited_preset_gives_up_and_manual_retry_resumes() -> None:
     assert res.health(seconds_since_last_event=0).status is HealthStatus.HEALTHY
 
 
-@pytest.mark.parametrize(
-    "category", [ErrorCategory.AUTH, ErrorCategory.NOT_FOUND, ErrorCategory.TLS]
-)
+CONFIG_CATEGORIES = [
+    ErrorCategory.AUTH,
+    ErrorCategory.NOT_FOUND,
+    ErrorCategory.TLS,
+    ErrorCategory.REJECTED,
+]
+
+
+@pytest.mark.parametrize("category", CONFIG_CATEGORIES)
 def test_config_fault_pauses_until_manual_retry(category: ErrorCategory) -> None:
+    """A manual retry (after reauth / repair) leaves the pause at once."""
     res, _clock = make()
     res.before_attempt()
     res.on_failure(NET)
     failures = res.breaker.failure_count
     _clock.advance(10)
     assert res.before_attempt() == 0.0
-    assert res.on_failure(DeliveryError(category, "config")) is None
+    recheck = res.on_failure(DeliveryError(category, "config"))
+    assert recheck is not None
+    assert PAUSE_RECHECK_MIN * 0.8 <= recheck <= PAUSE_RECHECK_MIN * 1.2
     assert res.state is ConnectionState.PAUSED
     assert res.paused
     assert res.paused_reason is category
     assert res.breaker.failure_count == failures  # not a breaker failure
-    assert res.before_attempt() == math.inf
+    assert res.before_attempt() == pytest.approx(recheck)
     report = res.health()
     assert report.status is HealthStatus.UNHEALTHY
     assert report.inputs.paused_reason is category
@@ -279,6 +289,55 @@ def test_config_fault_pauses_until_manual_retry(category: ErrorCategory) -> None
     assert res.before_attempt() == 0.0
     res.on_success()
     assert res.state is ConnectionState.ACTIVE
+
+
+@pytest.mark.parametrize("category", CONFIG_CATEGORIES)
+def test_paused_rechecks_on_a_slow_backoff_and_resumes_by_itself(
+    category: ErrorCategory,
+) -> None:
+    """Re-checks 60, 120, 240, 480, 900, 900 s apart (no jitter); the first success resumes.
+
+    Figures: 6 failed re-checks over 2 700 s, the state stays paused (and the
+    cause stays the config fault) between them, time to recovery after the
+    destination is fixed = the re-check delay then pending (<= 900 s).
+    """
+    res, clock = make(**NO_JITTER)
+    fault = DeliveryError(category, "config")
+    assert res.before_attempt() == 0.0
+    delays = [res.on_failure(fault)]
+    for _ in range(5):
+        wait = res.attempt_due_in()
+        assert wait == delays[-1]
+        assert res.before_attempt() == wait  # nothing is admitted before it is due
+        clock.advance(wait)
+        assert res.state is ConnectionState.PAUSED
+        assert res.paused_reason is category
+        assert res.before_attempt() == 0.0  # the re-check: a real write
+        delays.append(res.on_failure(fault))
+    assert delays == [60.0, 120.0, 240.0, 480.0, 900.0, 900.0]
+    assert res.metrics.failures[category] == 6
+    clock.advance(900)
+    assert res.before_attempt() == 0.0
+    res.on_success(points=5)
+    assert res.state is ConnectionState.ACTIVE
+    assert res.paused_reason is None
+    assert res.outage_started_wall is None
+    # The next fault starts from the first re-check delay again.
+    assert res.before_attempt() == 0.0
+    assert res.on_failure(fault) == 60.0
+
+
+def test_recheck_that_meets_a_transient_failure_retries_normally() -> None:
+    """A re-check answered by a refusal (proxy restarting): ordinary retries, not paused."""
+    res, clock = make(**NO_JITTER)
+    res.before_attempt()
+    res.on_failure(DeliveryError(ErrorCategory.TLS, "wrong certificate"))
+    clock.advance(60)
+    assert res.before_attempt() == 0.0
+    assert res.on_failure(NET) == 1.0
+    assert res.state is ConnectionState.RETRYING_RAPID
+    assert res.paused_reason is None
+    assert not res.paused
 
 
 @pytest.mark.parametrize("err", [BAD, BIG])
@@ -342,7 +401,7 @@ def test_retry_after_is_honoured() -> None:
     assert res.on_failure(err) == 120.0
     assert res.before_attempt() == 120.0
     huge = DeliveryError(ErrorCategory.RATE_LIMITED, "429", status=429, retry_after=1e6)
-    assert res.on_failure(huge) == 600.0
+    assert res.on_failure(huge) == 270.0
 
 
 def test_manual_retry_while_retrying_and_while_active() -> None:
@@ -405,11 +464,13 @@ def test_listener_metrics_and_diagnostics() -> None:
 def test_seconds_since_last_event_defaults() -> None:
     res, clock = make()
     clock.advance(400)
-    # No event yet: counted from start-up, so an idle HA shows as degraded.
+    # No event yet: counted from start-up, so an idle HA shows as degraded
+    # when an idle tolerance is set (off by default: then it is only a fact).
     res.before_attempt()
     res.on_success()
     assert res.health_inputs().seconds_since_last_event == 400
-    assert res.health().status is HealthStatus.DEGRADED
+    assert res.health().status is HealthStatus.HEALTHY
+    assert res.health(HealthTolerances(idle_events=300)).status is HealthStatus.DEGRADED
     res.metrics.add_events_received(3)
     clock.advance(5)
     assert res.health_inputs().seconds_since_last_event == 5
@@ -453,10 +514,13 @@ def test_day_long_outage_is_fast_and_bounded(caplog: pytest.LogCaptureFixture) -
 
 
 async def test_async_uploader_loop() -> None:
-    """Drive the facade as the uploader does: sleeps, pause, resume, cancellation."""
+    """Drive the facade as the uploader does: sleeps, pause, re-checks, resume, cancellation.
+
+    Paused for an hour by a 401: 7 re-checks (60, 120, 240, 480, 900, 900, 900 s apart).
+    """
     clock = FakeClock()
     res = Resilience(build_policy("infinite", NO_JITTER), clock, name="async")
-    outcomes: list[DeliveryError | None] = [NET, NET, AUTH]
+    outcomes: list[DeliveryError | None] = [NET, NET, *[AUTH] * 8]
     gate = asyncio.Event()
     writes = 0
 
@@ -477,7 +541,8 @@ async def test_async_uploader_loop() -> None:
                 await res.wait_until_resumed()
                 continue
             if wait > 0:
-                await clock.sleep(wait)
+                # Ask again at least once a second, as a woken uploader would.
+                await clock.sleep(min(wait, 1.0))
                 continue
             try:
                 await write()
@@ -494,13 +559,49 @@ async def test_async_uploader_loop() -> None:
     assert writes == 3
     assert res.state is ConnectionState.PAUSED
     await clock.run_for(HOUR)
-    assert writes == 3  # paused: no attempts
-    outcomes.append(None)
+    assert writes == 3 + 7  # paused: only the slow re-checks
+    assert res.state is ConnectionState.PAUSED
+    outcomes[:] = [None]
     res.manual_retry()
     await clock.run_for(1)
     assert res.state is ConnectionState.ACTIVE
-    assert writes == 5  # one success, then one hanging write
+    assert writes == 12  # one success, then one hanging write
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not res.breaker.probe_in_flight
+
+
+def test_outage_starts_at_the_first_failure_and_ends_at_a_success() -> None:
+    """outage_started_wall: first failure's wall time, unmoved by retries, None after a success.
+
+    Bad data and local storage errors are no outage; a config pause is one.
+    """
+    res, clock = make(**NO_JITTER)
+    assert res.outage_started_wall is None
+    res.before_attempt()
+    res.on_success()
+    clock.advance(7200)  # two quiet hours: no outage
+    assert res.outage_started_wall is None
+    assert res.before_attempt() == 0.0
+    res.on_failure(BAD)
+    res.on_failure(DISK)
+    assert res.outage_started_wall is None
+    clock.advance(1)
+    first = clock.time()
+    res.before_attempt()
+    res.on_failure(NET)
+    for _ in range(5):
+        clock.advance(res.attempt_due_in())
+        res.before_attempt()
+        res.on_failure(NET)
+    assert res.outage_started_wall == first
+    assert res.outage_seconds() == clock.time() - first
+    assert res.health_inputs().outage_seconds == clock.time() - first
+    res.before_attempt()
+    res.on_success()
+    assert res.outage_started_wall is None
+    assert res.outage_seconds() is None
+    res.before_attempt()
+    res.on_failure(AUTH)
+    assert res.outage_started_wall == clock.time()

@@ -45,7 +45,7 @@ def test_default_preset_is_infinite() -> None:
     assert policy.max_retries is None
     assert policy.breaker.enabled
     assert policy.jitter is JitterMode.PROPORTIONAL
-    assert policy.retry_after_cap == 600
+    assert policy.retry_after_cap == 270
     assert [s.name for s in policy.stages] == list(RetryStage)
 
 
@@ -54,7 +54,7 @@ def test_infinite_stage_progression_and_delays() -> None:
     got = delays(policy, 40)
     rapid = [min(1.0 * 1.5**k, 5.0) for k in range(10)]
     moderate = [min(5.0 * 2.0**k, 30.0) for k in range(20)]
-    persistent = [min(30.0 * 2.0**k, 300.0) for k in range(10)]
+    persistent = [min(30.0 * 2.0**k, 225.0) for k in range(10)]
     assert got == rapid + moderate + persistent
     assert got[:5] == [1.0, 1.5, 2.25, 3.375, 5.0]
     # Stays in persistent for ever at the cap.
@@ -62,7 +62,7 @@ def test_infinite_stage_progression_and_delays() -> None:
     for _ in range(5_000):
         sched.next_delay()
     assert sched.stage is RetryStage.PERSISTENT
-    assert sched.next_delay() == 300.0
+    assert sched.next_delay() == 225.0
     assert not sched.gave_up
 
 
@@ -101,7 +101,7 @@ def test_conservative_preset() -> None:
     assert got[4] == 5.0  # 5 rapid, then moderate
     assert got[5] == 5.0
     assert got[15] == 30.0  # first persistent
-    assert max(got) == 600.0
+    assert max(got) == 475.0
 
 
 def test_limited_preset_gives_up_and_reset_resumes() -> None:
@@ -212,7 +212,7 @@ def test_override_specs_describe_form() -> None:
         ({"breaker_failure_threshold": 0}, "breaker_failure_threshold"),
         ({"breaker_success_threshold": 0}, "breaker_success_threshold"),
         ({"breaker_reset_timeout": 0}, "breaker_reset_timeout"),
-        ({"breaker_max_reset_timeout": 100}, "breaker_max_reset_timeout"),  # < reset 300
+        ({"breaker_max_reset_timeout": 100}, "breaker_max_reset_timeout"),  # < reset 240
         ({"breaker_enabled": "yes"}, "breaker_enabled"),
         ({"jitter": "sometimes"}, "jitter"),
         ({"jitter": 1}, "jitter"),
@@ -309,7 +309,7 @@ def test_retry_after_honoured_and_capped() -> None:
     sched = RetrySchedule(policy)
     assert sched.next_delay(retry_after=42) == 42  # longer than backoff 1 s
     assert sched.next_delay(retry_after=0.5) == 1.5  # backoff wins
-    assert sched.next_delay(retry_after=10_000) == 600  # capped
+    assert sched.next_delay(retry_after=10_000) == 270  # capped
     assert sched.next_delay(retry_after=0) == 3.375  # ignored
     err = DeliveryError(ErrorCategory.RATE_LIMITED, "slow down", status=429, retry_after=77)
     assert sched.delay_for(err) == 77

@@ -63,6 +63,7 @@ def rig(
     )
     # Retry delays end at once: these tests are about what is read and sent.
     uploader._res.before_attempt = lambda: 0.0  # type: ignore[method-assign]
+    uploader._res.attempt_due_in = lambda: 0.0  # type: ignore[method-assign]
     return uploader, spool, sink, calls
 
 

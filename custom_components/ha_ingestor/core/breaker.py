@@ -9,8 +9,13 @@ open period doubled (capped at ``max_reset_timeout``).
 Design choices, each fixing a defect seen in PyPI breakers:
 
 * Half-open admits exactly one probe at a time; concurrent callers are refused
-  until the probe reports. The slot is released on success, failure,
-  cancellation or :meth:`CircuitBreaker.release`.
+  until the probe reports. :meth:`CircuitBreaker.allow` hands out a
+  :class:`Permit` and every result method takes it back: only the permit that
+  took the probe slot can free it, close the circuit or re-open it, and a
+  permit counts once. A result arriving after the state moved on (a call
+  admitted before the circuit opened, a probe of an earlier half-open period,
+  a call from before a reset) is stale: it shows in the statistics and
+  changes nothing else. This holds however calls interleave.
 * Only transient errors (network, timeout, dns, rate limited, server) count.
   Config faults, bad data, too-large batches and local storage errors neither
   trip the breaker nor reset its count: they say nothing about whether the
@@ -20,8 +25,6 @@ Design choices, each fixing a defect seen in PyPI breakers:
   occasional bad batch.
 * Cancellation (``CancelledError``) and unexpected exceptions are not
   verdicts on the destination: the slot is released and nothing is counted.
-* Results arriving while the circuit is open come from calls admitted before
-  it opened; they are counted in the statistics but change no state.
 * A disabled breaker (aggressive preset) always allows and never opens.
 """
 
@@ -60,25 +63,46 @@ class CircuitOpenError(Exception):
 type StateListener = Callable[[BreakerState, BreakerState], None]
 
 
+class Permit:
+    """Admission to one call, from :meth:`CircuitBreaker.allow`; settle it exactly once.
+
+    ``epoch`` is the breaker's state period the call was admitted in; ``probe``
+    tells whether it holds the half-open probe slot.
+    """
+
+    __slots__ = ("epoch", "probe", "spent")
+
+    def __init__(self, epoch: int, *, probe: bool) -> None:
+        """Create a permit of state period ``epoch``."""
+        self.epoch = epoch
+        self.probe = probe
+        self.spent = False
+
+    def __repr__(self) -> str:
+        """Debug representation."""
+        kind = "probe" if self.probe else "call"
+        return f"Permit({kind}, epoch={self.epoch}, spent={self.spent})"
+
+
 class CircuitBreaker:
     """Per-destination circuit breaker.
 
     Low-level use (what :class:`~.resilience.Resilience` does)::
 
-        if breaker.allow():          # may hold the half-open probe slot now
+        if (permit := breaker.allow()) is not None:  # may hold the probe slot
             try:
                 await write()
             except DeliveryError as err:
-                breaker.record_failure(err)
+                breaker.record_failure(permit, err)
             except asyncio.CancelledError:
-                breaker.release()
+                breaker.release(permit)
                 raise
             else:
-                breaker.record_success()
+                breaker.record_success(permit)
 
-    Every ``allow()`` that returned ``True`` must be followed by exactly one of
-    :meth:`record_success`, :meth:`record_failure` or :meth:`release`.
-    :meth:`guard` and :meth:`call` do this for you.
+    Every permit must be settled with exactly one of :meth:`record_success`,
+    :meth:`record_failure` or :meth:`release`; a second settlement of the
+    same permit is ignored. :meth:`guard` and :meth:`call` do this for you.
     """
 
     def __init__(
@@ -101,7 +125,9 @@ class CircuitBreaker:
         self._opened_count = 0
         self._open_timeout = config.reset_timeout
         self._opened_at = 0.0
-        self._probe_in_flight = False
+        # Bumped on every state change and reset: permits of an older period are stale.
+        self._epoch = 0
+        self._probe: Permit | None = None
         self._total_failures = 0
         self._total_successes = 0
         self._refused = 0
@@ -152,7 +178,8 @@ class CircuitBreaker:
     @property
     def probe_in_flight(self) -> bool:
         """Whether the half-open probe slot is taken."""
-        return self._probe_in_flight
+        self._maybe_half_open()
+        return self._probe is not None
 
     def time_in_state(self) -> float:
         """Seconds since the current state was entered."""
@@ -177,59 +204,67 @@ class CircuitBreaker:
             "open_timeout": self._open_timeout,
             "seconds_until_half_open": self.seconds_until_half_open(),
             "time_in_state": self.time_in_state(),
-            "probe_in_flight": self._probe_in_flight,
+            "probe_in_flight": self.probe_in_flight,
             "total_failures": self._total_failures,
             "total_successes": self._total_successes,
         }
 
     # --- low-level API --------------------------------------------------------------
 
-    def allow(self) -> bool:
-        """Ask to make a call; ``True`` admits it (and takes the probe slot if half-open)."""
-        state = self.state
-        if state is BreakerState.CLOSED:
-            return True
-        if state is BreakerState.HALF_OPEN and not self._probe_in_flight:
-            self._probe_in_flight = True
-            return True
-        self._refused += 1
-        return False
+    def allow(self) -> Permit | None:
+        """Ask to make a call: a :class:`Permit` admits it, ``None`` refuses it.
 
-    def record_success(self) -> None:
-        """Report a successful call."""
-        self._total_successes += 1
+        In half-open the permit holds the single probe slot until it is settled.
+        """
         state = self.state
         if state is BreakerState.CLOSED:
+            return Permit(self._epoch, probe=False)
+        if state is BreakerState.HALF_OPEN and self._probe is None:
+            self._probe = Permit(self._epoch, probe=True)
+            return self._probe
+        self._refused += 1
+        return None
+
+    def record_success(self, permit: Permit) -> None:
+        """Report that the call admitted by ``permit`` succeeded."""
+        if permit.spent:
+            return
+        self._total_successes += 1
+        if not self._settle(permit):
+            return
+        if self._state is BreakerState.CLOSED:
             self._failures = 0
-        elif state is BreakerState.HALF_OPEN and self._probe_in_flight:
-            self._probe_in_flight = False
+        elif permit.probe:
             self._successes += 1
             if self._successes >= self._config.success_threshold:
                 self._open_timeout = self._config.reset_timeout
                 self._failures = 0
                 self._transition(BreakerState.CLOSED)
 
-    def record_failure(self, err: DeliveryError | ErrorCategory) -> None:
-        """Report a failed call; only transient categories count."""
+    def record_failure(self, permit: Permit, err: DeliveryError | ErrorCategory) -> None:
+        """Report that the call admitted by ``permit`` failed; only transient categories count."""
+        if permit.spent:
+            return
         category = err.category if isinstance(err, DeliveryError) else err
-        state = self.state
         if category not in TRANSIENT_CATEGORIES:
             # Not a verdict on availability: free the slot, keep the counts.
-            self._probe_in_flight = False
+            self._settle(permit)
             return
         self._total_failures += 1
-        if state is BreakerState.CLOSED:
+        if not self._settle(permit):
+            return
+        if self._state is BreakerState.CLOSED:
             self._failures += 1
             if self._config.enabled and self._failures >= self._config.failure_threshold:
                 self._open()
-        elif state is BreakerState.HALF_OPEN and self._probe_in_flight:
-            self._probe_in_flight = False
+        elif permit.probe:
             self._open_timeout = min(self._open_timeout * 2, self._config.max_reset_timeout)
             self._open()
 
-    def release(self) -> None:
+    def release(self, permit: Permit) -> None:
         """Give back an admitted call without a verdict (cancelled, nothing sent)."""
-        self._probe_in_flight = False
+        if not permit.spent:
+            self._settle(permit)
 
     def half_open_now(self) -> None:
         """End an open period early: the destination was seen listening again.
@@ -239,15 +274,15 @@ class CircuitBreaker:
         """
         if self.state is BreakerState.OPEN:
             self._successes = 0
-            self._probe_in_flight = False
             self._transition(BreakerState.HALF_OPEN)
 
     def reset(self) -> None:
-        """Close the circuit and forget all counts (manual retry)."""
+        """Close the circuit and forget all counts (manual retry); outstanding permits go stale."""
         self._failures = 0
         self._successes = 0
-        self._probe_in_flight = False
         self._open_timeout = self._config.reset_timeout
+        self._epoch += 1
+        self._probe = None
         self._transition(BreakerState.CLOSED)
 
     # --- high-level API ---------------------------------------------------------------
@@ -260,7 +295,8 @@ class CircuitBreaker:
         escaping the block is recorded (and re-raised); any other exception,
         including ``CancelledError``, only releases the slot.
         """
-        if not self.allow():
+        permit = self.allow()
+        if permit is None:
             raise CircuitOpenError(
                 self.seconds_until_half_open(),
                 probe_busy=self._state is BreakerState.HALF_OPEN,
@@ -268,13 +304,13 @@ class CircuitBreaker:
         try:
             yield
         except DeliveryError as err:
-            self.record_failure(err)
+            self.record_failure(permit, err)
             raise
         except BaseException:
-            self.release()
+            self.release(permit)
             raise
         else:
-            self.record_success()
+            self.record_success(permit)
 
     async def call[T](self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``await fn()`` under :meth:`guard` and return its result."""
@@ -283,19 +319,36 @@ class CircuitBreaker:
 
     # --- internals ----------------------------------------------------------------------
 
+    def _settle(self, permit: Permit) -> bool:
+        """Spend ``permit``; return whether its result may change the state.
+
+        It may only when it was admitted in the current state period and, in
+        half-open, when it is the permit holding the probe slot (which it frees).
+        """
+        permit.spent = True
+        self._maybe_half_open()
+        if permit.epoch != self._epoch:
+            return False
+        if self._state is BreakerState.HALF_OPEN:
+            if self._probe is not permit:
+                return False
+            self._probe = None
+            return True
+        return self._state is BreakerState.CLOSED
+
     def _open(self) -> None:
         reopening = self._state is BreakerState.HALF_OPEN
         self._opened_count += 1
         self._opened_at = self._clock.monotonic()
         self._successes = 0
         self._transition(BreakerState.OPEN, entered=self._opened_at)
+        # The uploader logs the outage once; the breaker's own steps are detail.
         if reopening:
-            # Every failed probe during a long outage: keep the log quiet.
             _LOGGER.debug(
                 "Circuit breaker %s probe failed; open for %.0f s", self._name, self._open_timeout
             )
         else:
-            _LOGGER.warning(
+            _LOGGER.debug(
                 "Circuit breaker %s opened for %.0f s after %d consecutive failures",
                 self._name,
                 self._open_timeout,
@@ -307,7 +360,6 @@ class CircuitBreaker:
             deadline = self._opened_at + self._open_timeout
             if self._clock.monotonic() >= deadline:
                 self._successes = 0
-                self._probe_in_flight = False
                 # The state began when the period elapsed, not when someone looked.
                 self._transition(BreakerState.HALF_OPEN, entered=deadline)
 
@@ -316,6 +368,8 @@ class CircuitBreaker:
         if old is new:
             return
         self._state = new
+        self._epoch += 1
+        self._probe = None
         self._entered = self._clock.monotonic() if entered is None else entered
         _LOGGER.debug("Circuit breaker %s: %s -> %s", self._name, old, new)
         if self._listener is not None:

@@ -10,7 +10,9 @@ shows:
 4. ``unknown``: never connected and no attempt finished yet.
 5. ``degraded``: the destination works but something needs attention
    (backlog older than tolerance, events dropped or quarantined recently,
-   no events from Home Assistant for longer than tolerance).
+   no events from Home Assistant for longer than the idle tolerance, only
+   when one is set: a narrow filter may legitimately match nothing for hours,
+   so by default idle time is a fact in the report, not a problem).
 6. ``healthy``.
 """
 
@@ -39,7 +41,7 @@ class HealthTolerances:
     """Thresholds above which a fact makes the destination degraded."""
 
     backlog_age: float = 300.0  # oldest unsent point, seconds
-    idle_events: float = 300.0  # no event from Home Assistant, seconds
+    idle_events: float | None = None  # no event from Home Assistant, seconds; None = off
     recent_window: float = 3600.0  # window of recent_dropped / recent_quarantined
 
 
@@ -58,6 +60,8 @@ class HealthInputs:
     next_retry_wall: float | None = None
     next_retry_in: float | None = None
     consecutive_failures: int = 0
+    #: Seconds since the first failure of the current outage (None: no outage).
+    outage_seconds: float | None = None
     last_success_wall: float | None = None
     last_error: str | None = None
     last_error_category: ErrorCategory | None = None
@@ -135,6 +139,13 @@ _CONFIG_REASONS: dict[ErrorCategory, tuple[str, tuple[str, ...]]] = {
             "Disable certificate verification only for a server you trust",
         ),
     ),
+    ErrorCategory.REJECTED: (
+        "The destination refuses the data it is sent",
+        (
+            "Check the URL: a proxy may be answering plain HTTP sent to its HTTPS port",
+            "Check the destination's logs for why it rejects the points",
+        ),
+    ),
 }
 
 _WAITING_TIPS: dict[ErrorCategory, tuple[str, ...]] = {
@@ -166,6 +177,12 @@ def _error_suffix(inputs: HealthInputs) -> str:
     return f": {inputs.last_error}" if inputs.last_error else ""
 
 
+def _for_suffix(inputs: HealthInputs) -> str:
+    if inputs.outage_seconds is None:
+        return ""
+    return f" for {format_duration(inputs.outage_seconds)}"
+
+
 def _retry_suffix(inputs: HealthInputs) -> str:
     if inputs.next_retry_in is None:
         return ""
@@ -185,9 +202,17 @@ def _unhealthy(inputs: HealthInputs) -> _Verdict | None:
     if inputs.connection_state is ConnectionState.PAUSED or inputs.paused_reason is not None:
         category = inputs.paused_reason or inputs.last_error_category
         reason, tips = _CONFIG_REASONS.get(category, _GENERIC_PAUSE) if category else _GENERIC_PAUSE
+        check = (
+            ""
+            if inputs.next_retry_in is None
+            else f" Checked again in {format_duration(inputs.next_retry_in)}."
+        )
         return (
             HealthStatus.UNHEALTHY,
-            f"{reason}{_error_suffix(inputs)}. Delivery is paused; data is kept.",
+            (
+                f"{reason}{_error_suffix(inputs)}. Delivery is paused{_for_suffix(inputs)}; "
+                f"data is kept.{check}"
+            ),
             (*tips, "Press the retry button after fixing the problem"),
         )
     if inputs.gave_up or inputs.connection_state is ConnectionState.STOPPED:
@@ -245,7 +270,7 @@ def _degradations(inputs: HealthInputs, tol: HealthTolerances) -> list[tuple[str
             )
         )
     idle = inputs.seconds_since_last_event
-    if idle is not None and idle > tol.idle_events:
+    if idle is not None and tol.idle_events is not None and idle > tol.idle_events:
         problems.append(
             (
                 f"No events received from Home Assistant for {format_duration(idle)}",
@@ -294,7 +319,8 @@ def _assess(inputs: HealthInputs, tol: HealthTolerances) -> _Verdict:
         return (
             HealthStatus.WAITING,
             (
-                f"Cannot reach the destination{_error_suffix(inputs)}. Retrying{stage}, "
+                f"Cannot reach the destination{_for_suffix(inputs)}{_error_suffix(inputs)}. "
+                f"Retrying{stage}, "
                 f"attempt {inputs.retry_attempt}.{_retry_suffix(inputs)} Data is kept."
             ),
             tips,

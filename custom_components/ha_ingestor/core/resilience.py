@@ -3,8 +3,12 @@
 One :class:`Resilience` per destination endpoint. The uploader drives it::
 
     while True:
+        if res.attempt_due_in() > 0:      # nothing is read while waiting
+            ...                           # sleep (or wait_until_resumed on inf)
+            continue
+        batch = read()
         wait = res.before_attempt()
-        if wait == math.inf:              # paused (config fault) or gave up
+        if wait == math.inf:              # gave up (limited preset)
             await res.wait_until_resumed()
             continue
         if wait > 0:
@@ -35,8 +39,13 @@ How each error kind is treated by :meth:`Resilience.on_failure`:
 * transient (network, timeout, dns, rate limited, server): counts for the
   breaker, advances the retry schedule, honours Retry-After; returns the
   delay, or ``None`` when the limited preset gives up (state ``stopped``).
-* config (auth, not found, TLS): state ``paused``, returns ``None``. Nothing
-  is retried until :meth:`Resilience.manual_retry` (after reauth/repair).
+* config (auth, not found, TLS, rejected): state ``paused``; returns the
+  delay of a slow re-check (:data:`PAUSE_RECHECK_MIN` doubling up to
+  :data:`PAUSE_RECHECK_MAX`, jittered): a real write of the head batch, so a
+  reverse proxy serving a 404 or its default certificate for a few seconds
+  does not stop delivery until someone notices. The state stays ``paused``
+  (and the reauth / repair stays raised) until a write succeeds;
+  :meth:`Resilience.manual_retry` (after reauth/repair) tries at once.
 * bad data / too large: the destination answered, so the batch, not the
   connection, is the problem. Stages and the breaker are untouched and
   ``0.0`` is returned: the uploader splits or bisects and goes on at once.
@@ -45,25 +54,28 @@ How each error kind is treated by :meth:`Resilience.on_failure`:
 """
 
 import asyncio
-import logging
+from collections.abc import Callable
 import math
 import random
 from typing import Any
 
-from .breaker import BreakerState, CircuitBreaker
+from .breaker import BreakerState, CircuitBreaker, Permit
 from .clock import Clock
 from .errors import DeliveryError, ErrorCategory, ErrorKind
 from .health import HealthInputs, HealthReport, HealthTolerances, assess_health
 from .metrics import Metrics
-from .retry import RetryPolicy, RetrySchedule, RetryStage
+from .retry import RetryPolicy, RetrySchedule, RetryStage, apply_jitter
 from .state import ConnectionState, ConnectionStateMachine, Transition, TransitionListener
-
-_LOGGER = logging.getLogger(__name__)
 
 #: Wait returned while another task holds the half-open probe slot.
 PROBE_BUSY_WAIT = 1.0
 #: Shortest wait after a local storage error (never a hot loop).
 STORAGE_RETRY_MIN = 1.0
+#: First re-check of a destination paused by a configuration fault; each
+#: further failed re-check doubles the wait up to :data:`PAUSE_RECHECK_MAX`
+#: (before jitter).
+PAUSE_RECHECK_MIN = 60.0
+PAUSE_RECHECK_MAX = 900.0
 
 
 class Resilience:
@@ -85,7 +97,9 @@ class Resilience:
         self._clock = clock
         self._name = name
         self._metrics = metrics if metrics is not None else Metrics(clock)
-        self._schedule = RetrySchedule(policy, rng)
+        # Jitter is not security sensitive; a plain PRNG is what we want.
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311
+        self._schedule = RetrySchedule(policy, self._rng)
         self._breaker = CircuitBreaker(policy.breaker, clock, name=name)
         self._listener = listener
         self._machine = ConnectionStateMachine(
@@ -100,28 +114,58 @@ class Resilience:
         self._last_success_monotonic: float | None = None
         self._last_success_wall: float | None = None
         self._outage_started: float | None = None
+        self._outage_started_wall: float | None = None
         self._paused_reason: ErrorCategory | None = None
+        self._rechecks = 0  # failed re-checks while paused, since the last success
+        # Admission of the attempt in flight (holds the half-open probe slot).
+        self._permit: Permit | None = None
+        #: The uploader's URLs with their breakers, for diagnostics (set by it).
+        self.endpoint_states: Callable[[], list[dict[str, Any]]] | None = None
         self._resumed = asyncio.Event()
         self._resumed.set()
 
     # --- the uploader's calls ----------------------------------------------------------
 
-    def before_attempt(self) -> float:
-        """Return 0.0 to attempt now, else the seconds to wait before asking again.
+    def attempt_due_in(self) -> float:
+        """Seconds until an attempt may be made (0.0: now); takes nothing.
 
-        ``math.inf`` means paused or given up: wait for :meth:`manual_retry`
-        (see :meth:`wait_until_resumed`). A positive wait comes from the
-        scheduled retry time, an open circuit, or a busy half-open probe.
+        The uploader asks this before reading the spool, so a backoff costs no
+        reads. ``math.inf`` means given up: wait for :meth:`manual_retry`.
         """
-        if self.halted:
+        if self.gave_up:
             return math.inf
         now = self._clock.monotonic()
         if self._next_retry_at is not None and now < self._next_retry_at:
             return self._next_retry_at - now
-        if not self._breaker.allow():
-            self._machine.transition(ConnectionState.CIRCUIT_OPEN, "circuit breaker open")
-            wait = self._breaker.seconds_until_half_open()
-            return wait if wait > 0 else PROBE_BUSY_WAIT
+        if self.paused and self._next_retry_at is None:
+            return math.inf
+        match self._breaker.state:
+            case BreakerState.OPEN:
+                self._circuit_open()
+                return self._breaker.seconds_until_half_open() or PROBE_BUSY_WAIT
+            case BreakerState.HALF_OPEN if self._breaker.probe_in_flight:
+                return PROBE_BUSY_WAIT
+        return 0.0
+
+    def before_attempt(self) -> float:
+        """Return 0.0 to attempt now, else the seconds to wait before asking again.
+
+        ``math.inf`` means given up: wait for :meth:`manual_retry` (see
+        :meth:`wait_until_resumed`). A positive wait comes from the scheduled
+        retry (or paused re-check) time, an open circuit, or a busy half-open
+        probe. 0.0 admits the attempt through the breaker: settle it with
+        :meth:`on_success`, :meth:`on_failure` or :meth:`on_cancel`.
+        """
+        wait = self.attempt_due_in()
+        if wait > 0:
+            return wait
+        if self._permit is not None:
+            # An admission that was never settled: no verdict.
+            self._breaker.release(self._permit)
+        self._permit = self._breaker.allow()
+        if self._permit is None:
+            self._circuit_open()
+            return self._breaker.seconds_until_half_open() or PROBE_BUSY_WAIT
         if self._machine.state is ConnectionState.DISCONNECTED:
             self._machine.transition(ConnectionState.CONNECTING, "first attempt")
         return 0.0
@@ -129,12 +173,15 @@ class Resilience:
     def on_success(self, points: int = 0) -> None:
         """Record a successful write of ``points`` points; back to the first stage."""
         now = self._clock.monotonic()
-        self._breaker.record_success()
+        if (permit := self._take_permit()) is not None:
+            self._breaker.record_success(permit)
         self._metrics.record_attempt()
         self._metrics.record_success(points)
         if self._outage_started is not None:
             self._metrics.record_recovery(now - self._outage_started)
             self._outage_started = None
+        self._outage_started_wall = None
+        self._rechecks = 0
         self._schedule.reset()
         self._consecutive_failures = 0
         self._next_retry_at = None
@@ -148,8 +195,9 @@ class Resilience:
     def on_failure(self, err: DeliveryError) -> float | None:
         """Record a failed write; return the delay before the next attempt.
 
-        ``None`` means no automatic retry: paused by a config fault or given
-        up (limited preset). ``0.0`` for bad data / too large (split, bisect).
+        ``None`` means no automatic retry: given up (limited preset). A config
+        fault pauses and returns the delay of the next re-check. ``0.0`` for
+        bad data / too large (split, bisect).
         """
         self._metrics.record_attempt()
         self._metrics.record_failure(err.category)
@@ -157,14 +205,13 @@ class Resilience:
         self._last_error_wall = self._clock.time()
         match err.kind:
             case ErrorKind.CONFIG:
-                self._pause(err)
-                return None
+                return self._pause(err)
             case ErrorKind.BAD_DATA | ErrorKind.TOO_LARGE:
                 # The destination answered: the batch is at fault, not the link.
-                self._breaker.release()
+                self._release_permit()
                 return 0.0
             case ErrorKind.STORAGE:
-                self._breaker.release()
+                self._release_permit()
                 delay = max(STORAGE_RETRY_MIN, self._policy.stages[0].base_delay)
                 self._next_retry_at = self._clock.monotonic() + delay
                 return delay
@@ -173,7 +220,7 @@ class Resilience:
 
     def on_cancel(self) -> None:
         """Record a cancelled attempt (or one that sent nothing): no verdict, free the slot."""
-        self._breaker.release()
+        self._release_permit()
 
     def on_reachable(self) -> bool:
         """Note that a connectivity probe found the destination listening again.
@@ -199,6 +246,7 @@ class Resilience:
         self._breaker.reset()
         self._paused_reason = None
         self._next_retry_at = None
+        self._rechecks = 0
         state = self._machine.state
         if state.halted or state.retrying or state is ConnectionState.CIRCUIT_OPEN:
             self._machine.transition(ConnectionState.CONNECTING, "manual retry")
@@ -290,6 +338,22 @@ class Resilience:
         return self._last_error_wall
 
     @property
+    def outage_started_wall(self) -> float | None:
+        """Wall time of the first failure of the current outage; None when not in one.
+
+        Set by the first transient or configuration failure after a success (or
+        since start), cleared by the next success. Bad data, too-large batches
+        and local storage errors are not outages of the destination.
+        """
+        return self._outage_started_wall
+
+    def outage_seconds(self) -> float | None:
+        """Seconds since the current outage began; None when not in one."""
+        if self._outage_started_wall is None:
+            return None
+        return max(0.0, self._clock.time() - self._outage_started_wall)
+
+    @property
     def last_success_monotonic(self) -> float | None:
         """Monotonic time of the last success."""
         return self._last_success_monotonic
@@ -301,7 +365,7 @@ class Resilience:
 
     @property
     def paused(self) -> bool:
-        """Whether a config fault paused delivery."""
+        """Whether a config fault paused delivery (re-checked on a slow backoff)."""
         return self._machine.state is ConnectionState.PAUSED
 
     @property
@@ -316,7 +380,7 @@ class Resilience:
 
     @property
     def halted(self) -> bool:
-        """Whether automatic attempts wait for :meth:`manual_retry`."""
+        """Whether paused or given up (only re-checks, or nothing, until :meth:`manual_retry`)."""
         return self._machine.state.halted
 
     @property
@@ -352,6 +416,7 @@ class Resilience:
             next_retry_wall=self.next_retry_at_wall,
             next_retry_in=self.next_retry_in,
             consecutive_failures=self._consecutive_failures,
+            outage_seconds=self.outage_seconds(),
             last_success_wall=self._last_success_wall,
             last_error=None if err is None else err.message,
             last_error_category=None if err is None else err.category,
@@ -400,6 +465,7 @@ class Resilience:
             ),
             "last_error_wall": self._last_error_wall,
             "last_success_wall": self._last_success_wall,
+            "outage_started_wall": self._outage_started_wall,
             "paused_reason": None if self._paused_reason is None else self._paused_reason.value,
             "gave_up": self.gave_up,
             "breaker_state": self.breaker_state.value,
@@ -413,25 +479,56 @@ class Resilience:
             **self.health_fields(),
             "connection": self._machine.as_dict(),
             "breaker": self._breaker.as_dict(),
+            "endpoints": [] if self.endpoint_states is None else self.endpoint_states(),
             "metrics": self._metrics.as_dict(),
         }
 
     # --- internals ------------------------------------------------------------------------
 
-    def _pause(self, err: DeliveryError) -> None:
-        self._breaker.release()
+    def _take_permit(self) -> Permit | None:
+        """Return the admission of the attempt that just ended.
+
+        Callers that skipped :meth:`before_attempt` get one now when the
+        breaker allows, so their result still counts (or is refused, as a
+        call while open would have been).
+        """
+        permit, self._permit = self._permit, None
+        return permit if permit is not None else self._breaker.allow()
+
+    def _release_permit(self) -> None:
+        permit, self._permit = self._permit, None
+        if permit is not None:
+            self._breaker.release(permit)
+
+    def _circuit_open(self) -> None:
+        if not self.halted:
+            self._machine.transition(ConnectionState.CIRCUIT_OPEN, "circuit breaker open")
+
+    def _outage_began(self) -> None:
+        if self._outage_started is None:
+            self._outage_started = self._clock.monotonic()
+        if self._outage_started_wall is None:
+            self._outage_started_wall = self._clock.time()
+
+    def _pause(self, err: DeliveryError) -> float:
+        self._release_permit()
+        self._outage_began()
         self._paused_reason = err.category
-        self._next_retry_at = None
-        self._set_resumed(resumed=False)
+        self._rechecks += 1
+        base = min(PAUSE_RECHECK_MIN * 2 ** min(self._rechecks - 1, 10), PAUSE_RECHECK_MAX)
+        delay = apply_jitter(base, self._policy.jitter, self._rng)
+        self._next_retry_at = self._clock.monotonic() + delay
         self._machine.transition(ConnectionState.PAUSED, f"{err.category}: {err.message}")
         self._update_gauges()
-        _LOGGER.warning("Delivery to %s paused: %s", self._name, err.message)
+        return delay
 
     def _transient_failure(self, err: DeliveryError) -> float | None:
         now = self._clock.monotonic()
-        self._breaker.record_failure(err)
-        if self._outage_started is None:
-            self._outage_started = now
+        if (permit := self._take_permit()) is not None:
+            self._breaker.record_failure(permit, err)
+        self._outage_began()
+        # A re-check found the destination failing differently: ordinary retries now.
+        self._paused_reason = None
         self._consecutive_failures += 1
         delay = self._schedule.next_delay(err.retry_after)
         if delay is None:
@@ -439,11 +536,6 @@ class Resilience:
             self._set_resumed(resumed=False)
             self._machine.transition(ConnectionState.STOPPED, "retry limit reached")
             self._update_gauges()
-            _LOGGER.warning(
-                "Gave up delivering to %s after %d failures; waiting for a manual retry",
-                self._name,
-                self._consecutive_failures,
-            )
             return None
         stage = self._schedule.stage
         assert stage is not None  # next_delay() just scheduled a retry

@@ -9,6 +9,13 @@ Once the limited stages are used up the schedule stays in the last stage
 returns ``None`` until :meth:`RetrySchedule.reset` (a manual retry). Giving up
 never discards data; the spool keeps every point.
 
+Recovery bound: once the destination is back, the first successful write
+comes within :meth:`RetryPolicy.recovery_bound` (an attempt in flight may
+still time out, then the longest wait: the largest jittered delay, the
+breaker's longest open period, the Retry-After cap). The presets are sized so
+that this is 5 min (``infinite``, ``aggressive``) or 10 min
+(``conservative``) with the 30 s request timeout; ``limited`` stops retrying.
+
 Numbering: the n-th consecutive failure schedules retry number n. With the
 default rapid stage of 10 attempts, failures 1..10 get rapid delays and failure
 11 the first moderate delay. ``max_retries=10`` means ten retries are scheduled
@@ -109,9 +116,9 @@ class BreakerConfig:
 
     enabled: bool = True
     failure_threshold: int = 50
-    reset_timeout: float = 300.0
+    reset_timeout: float = 240.0
     success_threshold: int = 3
-    max_reset_timeout: float = 600.0
+    max_reset_timeout: float = 270.0
 
     def __post_init__(self) -> None:
         """Validate the settings; errors name the flat override key."""
@@ -140,7 +147,7 @@ class RetryPolicy:
     max_retries: int | None = None
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     jitter: JitterMode = JitterMode.PROPORTIONAL
-    retry_after_cap: float = 600.0
+    retry_after_cap: float = 270.0
 
     def __post_init__(self) -> None:
         """Validate the cross-field rules."""
@@ -187,6 +194,24 @@ class RetryPolicy:
         out["jitter"] = self.jitter.value
         out["retry_after_cap"] = self.retry_after_cap
         return out
+
+    def recovery_bound(self, request_timeout: float = 0.0) -> float | None:
+        """Worst case, in seconds, from the destination being back to the next attempt.
+
+        The request in flight when it comes back may still run into its
+        ``request_timeout``; then comes at most the longest wait the policy can
+        schedule. ``None`` when the policy gives up (``max_retries``): a
+        manual retry is needed then.
+        """
+        if self.max_retries is not None:
+            return None
+        longest = max(stage.max_delay for stage in self.stages)
+        if self.jitter is JitterMode.PROPORTIONAL:
+            longest *= 1 + JITTER_FRACTION
+        waits = [longest, self.retry_after_cap]
+        if self.breaker.enabled:
+            waits.append(self.breaker.max_reset_timeout)
+        return request_timeout + max(waits)
 
 
 # --- override keys -------------------------------------------------------------------
@@ -336,17 +361,20 @@ _BASE_VALUES: Mapping[str, Any] = {
     "moderate_base_delay": 5.0,
     "moderate_max_delay": 30.0,
     "moderate_multiplier": 2.0,
+    # Sized for a 5 min recovery bound with the 30 s request timeout (see
+    # RetryPolicy.recovery_bound): 225 s + 20 % jitter = 270 s = breaker's
+    # longest open period = Retry-After cap.
     "persistent_base_delay": 30.0,
-    "persistent_max_delay": 300.0,
+    "persistent_max_delay": 225.0,
     "persistent_multiplier": 2.0,
     "max_retries": 0,
     "breaker_enabled": True,
     "breaker_failure_threshold": 50,
-    "breaker_reset_timeout": 300.0,
+    "breaker_reset_timeout": 240.0,
     "breaker_success_threshold": 3,
-    "breaker_max_reset_timeout": 600.0,
+    "breaker_max_reset_timeout": 270.0,
     "jitter": JitterMode.PROPORTIONAL.value,
-    "retry_after_cap": 600.0,
+    "retry_after_cap": 270.0,
 }
 
 
@@ -369,10 +397,13 @@ PRESETS: Mapping[str, Preset] = {
         ),
         _preset(
             "conservative",
-            "Slower retries, less load; persistent retries up to every 10 minutes",
+            "Slower retries, less load; back within 10 minutes of the destination",
             rapid_attempts=5,
             moderate_attempts=10,
-            persistent_max_delay=600.0,
+            # A 10 min recovery bound: 475 s + 20 % = 570 s, plus the 30 s timeout.
+            persistent_max_delay=475.0,
+            breaker_max_reset_timeout=570.0,
+            retry_after_cap=570.0,
         ),
         _preset(
             "limited",

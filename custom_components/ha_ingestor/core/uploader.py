@@ -4,6 +4,18 @@ Rows leave the spool only after the destination accepted them, so a crash,
 a cancellation (HA cancels background tasks early in shutdown) or a timeout
 that did in fact write means a resend, never a loss; resends are harmless
 because every point carries its own timestamp / idempotency key.
+
+A rejected batch (400 / 422) is bisected to find the bad points, within
+:func:`bisect_budget` requests. When more than half of the points whose fate
+is known were refused, and so were points spread over the batch (its middle
+and last), the destination refuses the data as such (a proxy answering plain
+HTTP with 400, a receiver whose validation got stricter): that is a setup
+fault (``REJECTED``), the rows stay spooled and delivery pauses (re-checked on
+a slow backoff), instead of the whole backlog being quarantined point by
+point. Fewer than :data:`MIN_REFUSED` refused points are enough only for a
+destination that has accepted nothing yet, or in a second such batch in a
+row. Otherwise the points found bad are quarantined and the rest of the batch
+is sent again at once.
 """
 
 import asyncio
@@ -13,13 +25,17 @@ import contextlib
 from dataclasses import dataclass
 import logging
 import math
+import re
 from typing import Any, Protocol
 
-from .breaker import CircuitBreaker
+from .breaker import BreakerState, CircuitBreaker, Permit
 from .clock import Clock
 from .errors import DeliveryError, ErrorCategory, ErrorKind
+from .health import format_duration
+from .logthrottle import ThrottledLog
 from .probe import tcp_reachable
 from .resilience import Resilience
+from .retry import BreakerConfig
 from .spool import Batch, RowIds, Rows, Spool, within_bytes
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,6 +52,50 @@ PROBE_CATEGORIES = frozenset({ErrorCategory.NETWORK, ErrorCategory.DNS})
 #: Most rows kept for the hand-over. More means the uploader fell behind: the
 #: rows are in the spool anyway, and memory must not grow with a backlog.
 HANDOFF_MAX_ROWS = 50_000
+#: Breaker of each URL when fallback URLs exist, whatever the retry preset: a
+#: blackholed or refusing URL costs two failed requests, then batches go
+#: straight to the next URL; it gets a real batch again every minute and is
+#: used again from its first success.
+ENDPOINT_BREAKER = BreakerConfig(
+    enabled=True,
+    failure_threshold=2,
+    reset_timeout=60.0,
+    success_threshold=1,
+    max_reset_timeout=60.0,
+)
+#: Single points spread over a rejected batch (its middle and last) that must
+#: be refused too before the refusal is blamed on the destination's setup.
+SPREAD_CHECKS = 2
+#: Fewest points refused one by one, in one batch, that prove a setup fault on
+#: their own; fewer need a second such batch in a row, or a destination that
+#: has accepted nothing yet.
+MIN_REFUSED = 3
+_REFUSABLE = (ErrorKind.BAD_DATA, ErrorKind.TOO_LARGE)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _plain(text: str) -> str:
+    """Server text without markup (a proxy's HTML error page), on one line."""
+    return " ".join(_TAG.sub(" ", text).split())
+
+
+def bisect_budget(points: int) -> int:
+    """Most requests one batch of ``points`` may cost, its first write included.
+
+    Enough to bisect one bad point out of any batch (2 per halving) with room
+    for a few more and the spread checks; a destination refusing everything
+    costs this many requests per batch, not ``2 * points - 1``.
+    """
+    return 2 * math.ceil(math.log2(points)) + 8 if points > 1 else 1
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What a batch came to: points accepted, and whether rows were left unresolved."""
+
+    accepted: int
+    unresolved: bool = False
+    error: DeliveryError | None = None
 
 
 class Sink(Protocol):
@@ -120,6 +180,12 @@ class Uploader:
         self._probe_armed = True
         self._probe_attempt = False
         self._next_probe_at: float | None = None
+        # Consecutive batches most of whose checked points were refused.
+        self._refused_streak = 0
+        # Whether the destination accepted any point since this uploader started.
+        self._accepted_any = False
+        self._throttle = ThrottledLog(_LOGGER, monotonic=clock.monotonic)
+        resilience.endpoint_states = self.endpoint_states
 
     @property
     def active_endpoint(self) -> str:
@@ -169,10 +235,30 @@ class Uploader:
     def retry_now(self) -> None:
         """Manual retry: leave paused / given-up / backoff and try at once."""
         self._res.manual_retry()
+        self.reset_endpoint_breakers()
+        self.wake()
+
+    def reset_endpoint_breakers(self) -> bool:
+        """Close every URL's breaker; return whether one was not closed."""
+        was_open = False
         for endpoint in self._endpoints:
             if endpoint.breaker is not None:
+                was_open |= endpoint.breaker.state is not BreakerState.CLOSED
                 endpoint.breaker.reset()
-        self.wake()
+        return was_open
+
+    def endpoint_states(self) -> list[dict[str, Any]]:
+        """Each URL (without credentials) with its breaker state, for diagnostics."""
+        return [
+            {
+                "url": endpoint.sink.endpoint,
+                "breaker_state": (
+                    None if endpoint.breaker is None else endpoint.breaker.state.value
+                ),
+                "breaker": None if endpoint.breaker is None else endpoint.breaker.as_dict(),
+            }
+            for endpoint in self._endpoints
+        ]
 
     async def run(self) -> None:
         """Deliver forever; cancellation-safe (nothing is deleted before acceptance)."""
@@ -181,6 +267,12 @@ class Uploader:
 
     async def run_once(self) -> bool:
         """Do one step: deliver one batch, or wait. Returns True when a batch was sent."""
+        # Asked before reading: during a backoff new data wakes the loop every
+        # flush, and reading a batch only to leave it would cost a spool job each time.
+        wait = self._res.attempt_due_in()
+        if wait > 0:
+            await self._hold(wait)
+            return False
         ahead, self._next_rows = self._next_rows, None
         rows = ahead or self._take_handoff()
         if not rows and ahead is None and not self._wait_for_handoff():
@@ -190,16 +282,11 @@ class Uploader:
             return False
         wait = self._res.before_attempt()
         if wait > 0:
-            self._reread()  # these rows wait in the spool; read them again later
-            self._on_change()
-            if wait == math.inf:
-                await self._wait_resumed()
-            else:
-                await self._backoff(wait)
+            await self._hold(wait)
             return False
         probed, self._probe_attempt = self._probe_attempt, False
         try:
-            await self._send(rows)
+            outcome = await self._send(rows)
         except DeliveryError as err:
             self._reread()
             delay = self._res.on_failure(err)
@@ -214,25 +301,53 @@ class Uploader:
             self._reread()
             self._res.on_cancel()
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged below with its traceback (throttled)
             self._reread()
             # A bug must not kill the only loop that ships data: count it and back off.
-            _LOGGER.exception("Unexpected error while uploading; will retry")
+            self._throttle.log(
+                logging.ERROR,
+                "unexpected",
+                "Unexpected error while uploading to %s; will retry",
+                self._active_endpoint,
+                exc_info=True,
+            )
             delay = self._res.on_failure(DeliveryError(ErrorCategory.SERVER, "unexpected error"))
             self._on_change()
             await self._wait(delay or 1.0)
             return False
+        if outcome.unresolved:
+            self._reread()  # the rest of the batch is still at the head of the spool
+        if not outcome.accepted:
+            # Only points found bad (quarantined): the link proved nothing either way.
+            assert outcome.error is not None
+            self._res.on_failure(outcome.error)
+            self._on_change()
+            return True
         # Sent points were counted per accepted sub-batch in _send.
+        outage = self._res.outage_seconds()
         self._res.on_success()
         self._probe_armed = True
         self._next_probe_at = None
         if self._logged_outage:
-            _LOGGER.info("Delivery to %s resumed", self._active_endpoint)
+            _LOGGER.info(
+                "Delivery to %s resumed%s",
+                self._active_endpoint,
+                "" if outage is None else f" after {format_duration(outage)}",
+            )
             self._logged_outage = False
         self._on_change()
-        if not self._handoff and not self._wait_for_handoff():
+        if not outcome.unresolved and not self._handoff and not self._wait_for_handoff():
             self._next_rows = await self._read()
         return True
+
+    async def _hold(self, wait: float) -> None:
+        """No attempt is due: leave the rows in the spool and wait."""
+        self._reread()  # these rows wait in the spool; read them again later
+        self._on_change()
+        if wait == math.inf:
+            await self._wait_resumed()
+        else:
+            await self._backoff(wait)
 
     def _wait_for_handoff(self) -> bool:
         """Whether to wait for the rows a running flush is about to hand over."""
@@ -303,99 +418,253 @@ class Uploader:
         self._next_rows = None
         self._flowing = False
 
-    async def _send(self, rows: Rows) -> None:
-        """Deliver ``rows``; split on 413, bisect on bad data, delete what was accepted."""
+    async def _send(self, rows: Rows) -> _Outcome:
+        """Deliver ``rows``; split on 413, bisect on bad data (see the module doc)."""
         try:
             await self._write(rows.payloads)
         except DeliveryError as err:
-            if err.kind not in (ErrorKind.BAD_DATA, ErrorKind.TOO_LARGE):
+            if err.kind not in _REFUSABLE:
                 raise
-            if len(rows) == 1:
-                await self._quarantine(rows, err)
-                return
-            # Bisect: good halves get through, the bad point ends up alone.
-            # InfluxDB 1.x already stored the good lines of a partial write;
-            # resending them overwrites the same points (same timestamps).
-            mid = len(rows) // 2
-            await self._send(rows[:mid])
-            await self._send(rows[mid:])
-            return
+            return await self._bisect(rows, err)
+        self._accept(rows)
+        self._refused_streak = 0
+        return _Outcome(len(rows))
+
+    def _accept(self, rows: Rows) -> None:
+        self._accepted_any = True
         self._delivered.extend(rows.ids)
         self._res.metrics.add_events_sent(len(rows))
 
-    async def _quarantine(self, rows: Rows, err: DeliveryError) -> None:
-        """Move poison points to the dead-letter table, counted and logged once."""
-        # Rows come from a read or a hand-over, and both set the generation.
-        assert self._generation is not None
-        moved: int = await self._run_sync(
-            self._spool.quarantine,
-            RowIds(self._generation, list(rows.ids)),
-            err.message,
-            err.category.value,
-        )
-        # Fewer than sent when rows left the queue meanwhile or belong to a store
-        # no longer in use: count what the dead-letter table really holds.
-        self._res.metrics.add_points_quarantined(moved)
-        _LOGGER.warning(
-            "Quarantined %d point(s) rejected by %s (%s): %s",
-            moved,
-            self._active_endpoint,
-            err.category.value,
-            err.message,
+    async def _bisect(self, rows: Rows, first: DeliveryError) -> _Outcome:
+        """Find the refused points of a rejected batch within :func:`bisect_budget`.
+
+        Depth first, left half first, as the batch was sent: a half that is
+        accepted is done, a single point refused is known bad. What the budget
+        leaves unexplored stays spooled for the next attempt, which comes at
+        once, so every attempt settles at least one part. Raises ``REJECTED``
+        (nothing quarantined) when the refusals look like the destination's
+        setup rather than bad points (see the module doc).
+        """
+        budget = bisect_budget(len(rows)) - 1 - SPREAD_CHECKS
+        refused: dict[int, DeliveryError] = {}  # index of a point refused alone
+        spans: list[tuple[int, int]] = []  # index ranges accepted
+        stack: list[tuple[int, int]] = []  # index ranges to send; left half on top
+        unresolved = False
+        last = first
+
+        def split(start: int, stop: int, err: DeliveryError) -> None:
+            if stop - start == 1:
+                refused[start] = err
+            else:
+                mid = (start + stop) // 2
+                stack.extend(((mid, stop), (start, mid)))
+
+        split(0, len(rows), first)
+        while stack:
+            start, stop = stack.pop()
+            if budget <= 0:
+                unresolved = True
+                continue
+            budget -= 1
+            try:
+                await self._write(rows[start:stop].payloads)
+            except DeliveryError as err:
+                if err.kind not in _REFUSABLE:
+                    raise
+                last = err
+                split(start, stop, err)
+                continue
+            self._accept(rows[start:stop])
+            spans.append((start, stop))
+
+        if self._mostly_refused(refused, spans):
+            spread = await self._spread_refused(rows, refused, spans)
+            bad = self._bad(refused)
+            if (
+                spread is not None
+                and self._mostly_refused(refused, spans)
+                and (bad >= MIN_REFUSED or self._refused_streak > 0 or not self._accepted_any)
+            ):
+                self._refused_streak += 1
+                accepted = sum(stop - start for start, stop in spans)
+                raise DeliveryError(
+                    ErrorCategory.REJECTED,
+                    f"the destination refuses the data it is sent ({bad} points "
+                    f"refused one by one, {accepted} accepted): {_plain(spread.message)}",
+                    status=spread.status,
+                )
+            self._refused_streak += 1
+        else:
+            self._refused_streak = 0
+        await self._quarantine([(rows[i : i + 1], err) for i, err in sorted(refused.items())])
+        return _Outcome(
+            sum(stop - start for start, stop in spans), unresolved=unresolved, error=last
         )
 
+    @staticmethod
+    def _bad(refused: dict[int, DeliveryError]) -> int:
+        return sum(1 for err in refused.values() if err.kind is ErrorKind.BAD_DATA)
+
+    def _mostly_refused(
+        self, refused: dict[int, DeliveryError], spans: list[tuple[int, int]]
+    ) -> bool:
+        """Whether more than half of the points whose fate is known were refused as bad."""
+        bad = self._bad(refused)
+        return 2 * bad > bad + sum(stop - start for start, stop in spans)
+
+    async def _spread_refused(
+        self, rows: Rows, refused: dict[int, DeliveryError], spans: list[tuple[int, int]]
+    ) -> DeliveryError | None:
+        """Whether the batch's middle and last points are refused too; sends them alone.
+
+        Points whose fate is known are not sent again; what is learnt joins
+        ``refused`` / ``spans``. Returns the refusal when every spread point was
+        refused as bad data (a batch of one or two points is all known), else None.
+        """
+        if len(rows) <= SPREAD_CHECKS:
+            return next(iter(refused.values()))
+        error: DeliveryError | None = None
+        for i in (len(rows) // 2, len(rows) - 1):
+            if any(start <= i < stop for start, stop in spans):
+                return None
+            if i not in refused:
+                single = rows[i : i + 1]
+                try:
+                    await self._write(single.payloads)
+                except DeliveryError as err:
+                    if err.kind not in _REFUSABLE:
+                        raise
+                    refused[i] = err
+                else:
+                    self._accept(single)
+                    spans.append((i, i + 1))
+                    return None
+            if refused[i].kind is not ErrorKind.BAD_DATA:
+                return None
+            error = refused[i]
+        return error
+
+    async def _quarantine(self, refused: list[tuple[Rows, DeliveryError]]) -> None:
+        """Move poison points to the dead-letter table, counted; logged once per interval."""
+        if not refused:
+            return
+        # Rows come from a read or a hand-over, and both set the generation.
+        assert self._generation is not None
+        groups: dict[tuple[str, ErrorCategory], list[int]] = {}
+        for part, err in refused:
+            groups.setdefault((err.message, err.category), []).extend(part.ids)
+        for (message, category), ids in groups.items():
+            moved: int = await self._run_sync(
+                self._spool.quarantine,
+                RowIds(self._generation, ids),
+                message,
+                category.value,
+            )
+            # Fewer than sent when rows left the queue meanwhile or belong to a store
+            # no longer in use: count what the dead-letter table really holds.
+            self._res.metrics.add_points_quarantined(moved)
+            self._throttle.warning(
+                f"quarantine {category.value}",
+                "Quarantined %d point(s) rejected by %s (%s): %s",
+                moved,
+                self._active_endpoint,
+                category.value,
+                message,
+            )
+
     async def _write(self, payloads: Sequence[bytes]) -> None:
-        """Write through the first endpoint whose breaker allows it (fallback chain)."""
+        """Write through the first endpoint whose breaker allows it (fallback chain).
+
+        When every endpoint tried failed, the error raised is the last one with
+        the longest ``Retry-After`` any of them sent.
+        """
         last_error: DeliveryError | None = None
+        retry_after: float | None = None
         for endpoint in self._endpoints:
             breaker = endpoint.breaker
-            if breaker is not None and not breaker.allow():
-                continue
+            permit: Permit | None = None
+            if breaker is not None:
+                permit = breaker.allow()
+                if permit is None:
+                    continue
             try:
                 await endpoint.sink.write(payloads)
             except DeliveryError as err:
-                if breaker is not None:
-                    if err.transient:
-                        breaker.record_failure(err)
-                    else:
-                        breaker.release()
+                if breaker is not None and permit is not None:
+                    breaker.record_failure(permit, err)
                 if not err.transient:
                     raise
                 last_error = err
+                if err.retry_after is not None:
+                    retry_after = max(retry_after or 0.0, err.retry_after)
                 continue
             except BaseException:
-                if breaker is not None:
-                    breaker.release()
+                if breaker is not None and permit is not None:
+                    breaker.release(permit)
                 raise
-            if breaker is not None:
-                breaker.record_success()
-            self._active_endpoint = endpoint.sink.endpoint
+            if breaker is not None and permit is not None:
+                breaker.record_success(permit)
+            self._use_endpoint(endpoint.sink.endpoint)
             return
         if last_error is None:
-            # Every fallback's breaker is open: fail like a network error so the
-            # main schedule backs off instead of spinning.
-            last_error = DeliveryError(ErrorCategory.NETWORK, "all endpoints unavailable")
+            # Every fallback's breaker is open: fail like a network error that
+            # asks to come back when the first of them lets a batch through.
+            reopen = min(
+                (e.breaker.seconds_until_half_open() for e in self._endpoints if e.breaker),
+                default=0.0,
+            )
+            raise DeliveryError(
+                ErrorCategory.NETWORK, "all endpoints unavailable", retry_after=reopen or None
+            )
+        if retry_after is not None and retry_after != last_error.retry_after:
+            last_error = DeliveryError(
+                last_error.category,
+                last_error.message,
+                status=last_error.status,
+                retry_after=retry_after,
+            )
         raise last_error
 
+    def _use_endpoint(self, url: str) -> None:
+        if url != self._active_endpoint:
+            primary = url == self._endpoints[0].sink.endpoint
+            _LOGGER.info(
+                "Delivering to %s (%s)", url, "primary URL again" if primary else "fallback URL"
+            )
+            self._active_endpoint = url
+
     def _log_failure(self, err: DeliveryError, delay: float | None) -> None:
-        """Log the first failure of an outage (not every retry)."""
+        """One line per outage (not per retry); the next success logs one more.
+
+        A destination that is down is routine (INFO: it comes back by itself);
+        a setup fault the user must fix, and giving up, are WARNINGs, once.
+        """
         if self._logged_outage:
             return
         self._logged_outage = True
         if err.kind is ErrorKind.CONFIG:
-            _LOGGER.error(
-                "Delivery to %s paused (%s): %s; data stays spooled until fixed",
+            _LOGGER.warning(
+                "Delivery to %s paused (%s): %s; data stays spooled, the destination is "
+                "checked again every few minutes",
                 self._active_endpoint,
                 err.category.value,
                 err.message,
             )
-        else:
+        elif delay is None:
             _LOGGER.warning(
-                "Delivery to %s failed (%s): %s; retrying in %s s, data stays spooled",
+                "Delivery to %s stopped after %d failed attempts (%s): %s; data stays "
+                "spooled until a manual retry",
+                self._active_endpoint,
+                self._res.consecutive_failures,
+                err.category.value,
+                err.message,
+            )
+        else:
+            _LOGGER.info(
+                "Destination %s unavailable (%s): %s; retrying, data stays spooled",
                 self._active_endpoint,
                 err.category.value,
                 err.message,
-                "never (manual retry needed)" if delay is None else f"{delay:.1f}",
             )
 
     def _probing(self) -> bool:
