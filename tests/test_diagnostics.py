@@ -117,6 +117,10 @@ async def test_dead_letters_show_no_payload(
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
     runtime = entry.runtime_data
+    # A destination that has accepted nothing yet and refuses the only point
+    # looks like a setup fault (paused, not quarantined): deliver one first.
+    hass.states.async_set("sensor.fine", "1", {"unit_of_measurement": "kWh"})
+    await settle(hass, freezer, lambda: runtime.pipeline.resilience.last_success_wall is not None)
     token, code = "cam-tok-8f2b9c1d7e", "alarm-code-90210"
     hass.states.async_set(
         "camera.front",
