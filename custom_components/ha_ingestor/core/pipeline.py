@@ -64,6 +64,12 @@ class FlushResult:
         )
 
 
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    """Mark a store's error as seen: the flush that awaited it may have been cancelled."""
+    if not future.cancelled():
+        future.exception()
+
+
 class Pipeline:
     """Owns the memory batch, the spool, the uploader and the resilience engine."""
 
@@ -98,6 +104,7 @@ class Pipeline:
         #: flush slices it in place, so this never needs rebinding).
         self.capture: Callable[[Any], None] = self._buffer.append
         self._flush_lock = asyncio.Lock()
+        self._storing: asyncio.Future[FlushResult] | None = None
         self._stats: SpoolStats | None = None
         #: Time ranges (ns, inclusive) of events the spool had to drop; the host
         #: may replay them from its own history (idempotent: same timestamps).
@@ -179,13 +186,17 @@ class Pipeline:
             if dropped_in_memory:
                 metrics.add_events_dropped(dropped_in_memory)
                 _LOGGER.warning("Dropped %d events: the spool fell behind", dropped_in_memory)
+            if self._storing is not None and not self._storing.done():
+                # A cancelled flush left its slice being stored: let it finish first,
+                # so slices reach the spool in capture order and a failed one is
+                # back at the front of the buffer before this flush slices it.
+                await asyncio.wait([self._storing])
             buffer = self._buffer
             # Only what was captured before this flush: a sustained storm must
             # not keep one flush running forever.
             remaining = len(buffer)
             if not remaining:
                 return None
-            metrics.add_events_received(remaining)
             total = FlushResult()
             self.uploader.expect_handoff(True)
             # The first slice is one upload batch, so the uploader starts early.
@@ -199,19 +210,42 @@ class Pipeline:
                     size = max(STORE_SLICE, self._config.batch_points)
                     # The uploader's delivered rows are deleted in the same job, and
                     # the stored rows come back with their ids for it to send.
-                    result, appended = await self._spool_call(
-                        self._store, batch, self.uploader.take_delivered()
+                    storing = asyncio.ensure_future(
+                        self._store_slice(batch, self.uploader.take_delivered())
                     )
-                    self.uploader.offer(appended.rows, appended.generation)
-                    if result.dropped:
-                        metrics.add_events_dropped(result.dropped)
-                    if result.rejected:
-                        metrics.add_points_quarantined(result.rejected)
-                    total += result
+                    storing.add_done_callback(_retrieve)
+                    self._storing = storing
+                    # Shielded: once a slice has left the buffer, its store runs to
+                    # the end even when this flush is cancelled (a backfill or an
+                    # unload cancelling its caller) and accounts for itself.
+                    total += await asyncio.shield(storing)
             finally:
                 self.uploader.expect_handoff(False)
         self._changed()
         return total
+
+    async def _store_slice(self, batch: list[Any], delivered: RowIds | None) -> FlushResult:
+        """Spool one slice taken from the buffer and account for it.
+
+        If the store raises (or this task is torn down) the slice goes back to
+        the front of the buffer in order, so the next flush stores it. Torn down
+        while the executor job runs, the job may still finish: its rows are then
+        spooled twice, which InfluxDB overwrites (same timestamps).
+        """
+        metrics = self._res.metrics
+        try:
+            result, appended = await self._spool_call(self._store, batch, delivered)
+        except BaseException:
+            self._buffer[:0] = batch
+            raise
+        # Counted once stored: a slice put back is counted by the flush that stores it.
+        metrics.add_events_received(len(batch))
+        self.uploader.offer(appended.rows, appended.generation)
+        if result.dropped:
+            metrics.add_events_dropped(result.dropped)
+        if result.rejected:
+            metrics.add_points_quarantined(result.rejected)
+        return result
 
     async def run_uploader(self) -> None:
         """Run the uploader loop (a background task; cancellation-safe)."""
