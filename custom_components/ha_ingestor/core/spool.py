@@ -108,7 +108,7 @@ class Spool:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_age_seconds: float | None = None,
         overflow: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
-        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        synchronous: Literal["NORMAL", "FULL"] = "FULL",
         max_dead_letter_bytes: int = DEFAULT_MAX_DEAD_LETTER_BYTES,
         recover_after: float | None = DEFAULT_RECOVER_AFTER,
         clock: Callable[[], float] = time.time,
