@@ -355,11 +355,12 @@ def test_corrupt_file_moved_aside(db: Path, clock: Clock, caplog: pytest.LogCapt
     with Spool(db, clock=clock) as spool:
         assert not spool.stats().storage_failed
         assert spool.append(rows(2)).stored == 2
-    moved = db.with_name(f"{db.name}.corrupt-{int(clock.now)}")
-    assert moved.read_bytes().startswith(b"this is not a database")
-    assert "is corrupt" in caplog.text
+    # Nothing was readable; the renamed file is deleted once salvaged.
+    assert sorted(p.name for p in db.parent.iterdir()) == ["ha_ingestor.db"]
+    assert "is damaged (file is not a database)" in caplog.text
     with Spool(db, clock=clock) as spool:
-        assert spool.stats().pending_count == 2
+        stats = spool.stats()
+        assert (stats.pending_count, stats.corrupt_files, stats.salvage_lost) == (2, 1, 0)
 
 
 def test_move_aside_takes_wal_and_shm_along(db: Path, clock: Clock) -> None:
@@ -367,7 +368,7 @@ def test_move_aside_takes_wal_and_shm_along(db: Path, clock: Clock) -> None:
     db.parent.mkdir(parents=True)
     for name, data in ((db, b"db"), (Path(f"{db}-wal"), b"wal"), (Path(f"{db}-shm"), b"shm")):
         name.write_bytes(data)
-    target = spool._move_aside()
+    target = spool._move_aside("corrupt")
     assert target.read_bytes() == b"db"
     assert Path(f"{target}-wal").read_bytes() == b"wal"
     assert Path(f"{target}-shm").read_bytes() == b"shm"

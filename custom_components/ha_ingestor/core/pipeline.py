@@ -8,6 +8,7 @@ runs :meth:`Pipeline.run_uploader` as a background task and reads
 """
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 import logging
@@ -105,6 +106,8 @@ class Pipeline:
         self.capture: Callable[[Any], None] = self._buffer.append
         self._flush_lock = asyncio.Lock()
         self._storing: asyncio.Future[FlushResult] | None = None
+        # Filled by executor jobs, emptied on the loop (deque appends/pops are atomic).
+        self._spool_drops: deque[int] = deque()
         self._stats: SpoolStats | None = None
         #: Time ranges (ns, inclusive) of events the spool had to drop; the host
         #: may replay them from its own history (idempotent: same timestamps).
@@ -256,7 +259,14 @@ class Pipeline:
         await self.flush()
         if delivered := self.uploader.take_delivered():
             await self._spool_call(self._spool.delete_delivered, delivered)
-        await self._run_sync(self._spool.close)
+
+        def close() -> None:
+            self._spool.close()
+            # Rows a spool running in memory could not put back on disk.
+            self._spool_drops.append(self._spool.take_unreported_drops())
+
+        await self._run_sync(close)
+        self._count_spool_drops()
 
     async def requeue_dead_letters(self) -> int:
         """Move quarantined points back to the queue and wake the uploader."""
@@ -329,11 +339,21 @@ class Pipeline:
                 # Read here, in the worker thread, so the loop never waits on
                 # the spool's lock just to render an entity.
                 self._stats = self._spool.stats()
+                self._spool_drops.append(self._spool.take_unreported_drops())
 
         result: Awaitable[T] = self._run_sync(job)
-        value = await result
+        try:
+            value = await result
+        finally:
+            self._count_spool_drops()
         self._spool_changed.set()
         return value
+
+    def _count_spool_drops(self) -> None:
+        """Count rows the spool dropped outside an append (salvage, recovery, close)."""
+        while self._spool_drops:
+            if dropped := self._spool_drops.popleft():
+                self._res.metrics.add_events_dropped(dropped)
 
     def _store(
         self, batch: list[Any], delivered: RowIds | None = None

@@ -13,8 +13,13 @@ once, switches to an in-memory store with the same API and limits, reports
 ``storage_failed`` in :meth:`Spool.stats`, and moves the memory rows back to
 disk on :meth:`Spool.try_recover` (also attempted automatically every
 ``recover_after`` seconds). Rows left on a failed disk are reported as
-``stranded_count`` and delivered again after recovery. A corrupt database file
-is renamed ``<name>.corrupt-<timestamp>`` and recreated.
+``stranded_count`` and delivered again after recovery.
+
+A damaged database file (found at open, or by any later operation) is renamed
+``<name>.corrupt-<timestamp>``, a fresh file is created, every row SQLite can
+still read is copied into it (see ``spool_salvage``), the rows that could not
+be read are counted as dropped, and the renamed file is deleted. A file
+written by a newer format is renamed ``<name>.newer-<timestamp>`` and kept.
 
 Limits count payload bytes (SQLite's own overhead, roughly 10-20 % on top, is
 not included). ``max_age_seconds`` applies to the time a row was enqueued and
@@ -35,7 +40,8 @@ from types import TracebackType
 from typing import Any, Final, Literal, Self
 
 from .spool_memory import MemoryStore
-from .spool_sqlite import SqliteStore, is_corrupt
+from .spool_salvage import salvage
+from .spool_sqlite import SCHEMA_VERSION, NewerSchemaError, SqliteStore, is_corrupt
 from .spool_types import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEAD_LETTER_BYTES,
@@ -46,6 +52,8 @@ from .spool_types import (
     AppendResult,
     Batch,
     DeadLetter,
+    NewDead,
+    NewRow,
     OverflowPolicy,
     RowIds,
     Rows,
@@ -77,6 +85,9 @@ _LOGGER = logging.getLogger(__name__)
 _SCAN: Final = 1000  # rows per head scan when evicting
 _META_DROPPED: Final = "dropped_total"
 _META_DEAD_DROPPED: Final = "dead_letter_dropped"
+# History of damaged files, persisted so the repair and the counters survive a restart.
+_META_CORRUPT: Final = ("corrupt_files", "salvaged_total", "salvage_lost")
+_META_LAST_CORRUPT: Final = ("last_corrupt_at", "last_salvaged", "last_salvage_lost")
 
 # SpoolRow._make without its Python frame: a C call per fetched row.
 _spool_row: Final = partial(tuple.__new__, SpoolRow)
@@ -85,6 +96,23 @@ _spool_row: Final = partial(tuple.__new__, SpoolRow)
 def _sqlite_connect(path: Path) -> sqlite3.Connection:
     """Open the database (module-level so tests can inject a failing one)."""
     return sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+
+
+def _side_files(path: Path) -> list[Path]:
+    """Return a database file and its WAL and shared-memory files."""
+    return [path.with_name(path.name + extra) for extra in ("", "-wal", "-shm")]
+
+
+def spool_files(path: Path) -> list[Path]:
+    """Every file a spool at ``path`` may leave: the database, its WAL/SHM, renamed copies."""
+    found = _side_files(path)
+    if path.parent.is_dir():
+        found += [
+            p
+            for p in path.parent.iterdir()
+            if p.name.startswith((f"{path.name}.corrupt-", f"{path.name}.newer-"))
+        ]
+    return found
 
 
 def _applies(ids: RowIds | None, store: Store) -> bool:
@@ -133,6 +161,11 @@ class Spool:
         self._stranded = 0
         self._failed_at: float | None = None
         self._last_error: str | None = None
+        #: Persisted history of damaged files, by ``_META_CORRUPT`` / ``_META_LAST_CORRUPT`` key.
+        self._corrupt: dict[str, int] = dict.fromkeys(_META_CORRUPT + _META_LAST_CORRUPT, 0)
+        # Rows dropped outside an append's result (salvage, recovery, close in
+        # memory): handed to the caller by take_unreported_drops().
+        self._unreported = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -170,6 +203,7 @@ class Spool:
                 if self._memory.count or self._memory.dl_count:
                     self.try_recover()
                 if self._memory is not None and (self._memory.count or self._memory.dl_count):
+                    self._unreported += self._memory.count + self._memory.dl_count
                     _LOGGER.warning(
                         "Spool %s closed while its disk is unusable: %d pending and %d"
                         " quarantined rows kept in memory are lost",
@@ -186,42 +220,113 @@ class Spool:
                     _LOGGER.warning("Spool %s: closing the database failed: %s", self.path, exc)
 
     def _open_disk(self) -> SqliteStore:
-        """Open the SQLite store, moving a corrupt file aside once."""
+        """Open the SQLite store; a damaged file is replaced by a fresh one with its rows."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             return SqliteStore.open(self.path, self.synchronous, _sqlite_connect)
+        except NewerSchemaError as exc:
+            newer = exc.version
         except sqlite3.DatabaseError as exc:
             if not is_corrupt(exc):
                 raise
-            reason = str(exc)
-        moved = self._move_aside()
+            return self._replace_corrupt(exc, None)
+        moved = self._move_aside("newer")
         _LOGGER.error(
-            "Spool database %s is corrupt (%s); moved it to %s and started a new one",
+            "Spool %s was written by a newer version of HA Ingestor (format %d; this one"
+            " reads up to %d) and is not downgraded: moved it to %s and started a new one."
+            " Reinstall the newer version and move the file back to deliver its rows",
             self.path,
-            reason,
+            newer,
+            SCHEMA_VERSION,
             moved,
         )
         return SqliteStore.open(self.path, self.synchronous, _sqlite_connect)
 
-    def _move_aside(self) -> Path:
-        """Rename the database (and its WAL/SHM files) to ``*.corrupt-<ts>``."""
-        suffix = f".corrupt-{int(self._clock())}"
-        target = self.path.with_name(self.path.name + suffix)
+    def _replace_corrupt(self, exc: BaseException, known: SqliteStore | None) -> SqliteStore:
+        """Move a damaged file aside, salvage its rows into a fresh one, delete it.
+
+        ``known`` is the store that was open on the file: its counters say
+        exactly how many rows the file held. Storage errors of the fresh file
+        propagate (the caller falls back to memory; the renamed file is kept).
+        """
+        expected: tuple[int | None, int | None] = (None, None)
+        if known is not None:
+            expected = (known.count, known.dl_count)
+            with suppress(*STORAGE_ERRORS):
+                known.conn.close()
+        elif self._stranded:
+            expected = (self._stranded, None)
+        moved = self._move_aside("corrupt")
+        disk = SqliteStore.open(self.path, self.synchronous, _sqlite_connect)
+        try:
+            dropped = 0
+
+            def pending(rows: list[NewRow]) -> None:
+                nonlocal dropped
+                with disk.transaction():
+                    dropped += self._admit(disk, rows, disk.insert)[1]
+
+            def dead(rows: list[NewDead]) -> None:
+                with disk.transaction():
+                    disk.insert_dead(rows)
+                    self._trim_dead(disk)
+
+            saved = salvage(moved, _sqlite_connect, pending, dead)
+            lost = saved.lost(*expected)
+            if not self._meta_loaded:
+                self._dropped_total += saved.meta.get(_META_DROPPED, 0)
+                self._dead_dropped += saved.meta.get(_META_DEAD_DROPPED, 0)
+                for key in _META_CORRUPT:
+                    self._corrupt[key] += saved.meta.get(key, 0)
+                self._meta_loaded = True
+            rescued = saved.pending + saved.dead
+            for key, add in zip(_META_CORRUPT, (1, rescued, lost), strict=True):
+                self._corrupt[key] += add
+            last = (int(self._clock()), rescued, lost)
+            self._corrupt.update(zip(_META_LAST_CORRUPT, last, strict=True))
+            with disk.transaction():
+                self._count_dropped(disk, dropped + lost)
+                disk.set_meta(_META_DEAD_DROPPED, self._dead_dropped)
+                for key, value in self._corrupt.items():
+                    disk.set_meta(key, value)
+        except BaseException:
+            with suppress(*STORAGE_ERRORS):
+                disk.conn.close()
+            raise
+        self._stranded = 0
+        self._unreported += dropped + lost
+        for side in _side_files(moved):
+            with suppress(OSError):
+                side.unlink()
+        _LOGGER.error(
+            "Spool database %s is damaged (%s): started a new one and moved %d pending rows"
+            " and %d dead letters into it; %d rows could not be read and are counted as"
+            " dropped",
+            self.path,
+            exc,
+            saved.pending,
+            saved.dead,
+            lost,
+        )
+        return disk
+
+    def _move_aside(self, why: str) -> Path:
+        """Rename the database (and its WAL/SHM files) to ``*.<why>-<ts>``."""
+        target = self.path.with_name(f"{self.path.name}.{why}-{int(self._clock())}")
         for extra in ("-wal", "-shm"):
             side = self.path.with_name(self.path.name + extra)
             if side.exists():
-                side.rename(self.path.with_name(self.path.name + suffix + extra))
+                side.rename(target.with_name(target.name + extra))
         self.path.rename(target)
-        # Rows that were stranded on that file are gone for good now.
-        self._dropped_total += self._stranded
-        self._stranded = 0
         return target
 
     def _load_meta(self, disk: SqliteStore) -> None:
-        """Merge the persisted drop counters with those counted so far."""
+        """Merge the persisted counters with those counted so far."""
         if not self._meta_loaded:
             self._dropped_total += disk.get_meta(_META_DROPPED)
             self._dead_dropped += disk.get_meta(_META_DEAD_DROPPED)
+            for key in self._corrupt:
+                self._corrupt[key] += disk.get_meta(key)
             self._meta_loaded = True
 
     # ------------------------------------------------------------------ failure handling
@@ -328,15 +433,29 @@ class Spool:
             disk = self._disk
             saved = (self._dropped_total, self._dead_dropped)
             try:
-                if read_only:
-                    return action(disk)
-                with disk.transaction():
-                    return action(disk)
+                return self._on_disk(disk, action, read_only=read_only)
             except STORAGE_ERRORS as exc:
                 self._dropped_total, self._dead_dropped = saved
-                memory = self._fail_over(disk, exc, operation)
+                failure: BaseException = exc
+                if is_corrupt(exc):
+                    # A damaged file stays damaged: recreate it with what can be
+                    # read rather than loop in memory over it.
+                    try:
+                        self._disk = disk = self._replace_corrupt(exc, disk)
+                        return self._on_disk(disk, action, read_only=read_only)
+                    except STORAGE_ERRORS as again:
+                        self._dropped_total, self._dead_dropped = saved
+                        failure = again
+                memory = self._fail_over(disk, failure, operation)
             with memory.transaction():
                 return action(memory)
+
+    @staticmethod
+    def _on_disk[R](disk: SqliteStore, action: Callable[[Store], R], *, read_only: bool) -> R:
+        if read_only:
+            return action(disk)
+        with disk.transaction():
+            return action(disk)
 
     # ------------------------------------------------------------------ policy helpers
 
@@ -642,9 +761,26 @@ class Spool:
                 stranded_count=self._stranded,
                 dead_letter_bytes=store.dl_bytes,
                 dead_letter_dropped=self._dead_dropped,
+                corrupt_files=self._corrupt["corrupt_files"],
+                salvaged_total=self._corrupt["salvaged_total"],
+                salvage_lost=self._corrupt["salvage_lost"],
+                last_corrupt_at=float(self._corrupt["last_corrupt_at"]) or None,
+                last_salvaged=self._corrupt["last_salvaged"],
+                last_salvage_lost=self._corrupt["last_salvage_lost"],
             )
 
         return self._run("stats", action, read_only=True)
+
+    def take_unreported_drops(self) -> int:
+        """Rows dropped since the last call that no append result reported.
+
+        Salvage of a damaged file, moving memory rows back to disk under the
+        size limit and closing while the disk is unusable drop rows outside
+        :meth:`append`; the caller adds them to its dropped-events count.
+        """
+        with self._lock:
+            dropped, self._unreported = self._unreported, 0
+            return dropped
 
     @property
     def storage_failed(self) -> bool:

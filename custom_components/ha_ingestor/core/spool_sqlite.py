@@ -55,7 +55,29 @@ _SCHEMA: Final = (
         attempts INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    # Time ranges (ns, inclusive) of rows the limits dropped, for a backfill.
+    """CREATE TABLE IF NOT EXISTS gaps (
+        id INTEGER PRIMARY KEY,
+        start_ns INTEGER NOT NULL,
+        end_ns INTEGER NOT NULL
+    )""",
 )
+#: ``PRAGMA user_version`` of the format this code writes. 0 is the first format
+#: (no version, no gaps table, no row counts in meta); 1 adds both.
+SCHEMA_VERSION: Final = 1
+#: Row counts kept in ``meta`` in the transaction that changes them, so a
+#: salvage of a damaged file knows exactly how many rows it could not read.
+META_PENDING: Final = "pending_count"
+META_DEAD: Final = "dead_letter_count"
+
+
+class NewerSchemaError(Exception):
+    """The database was written by a newer format than this code reads."""
+
+    def __init__(self, version: int) -> None:
+        """Remember the version found."""
+        super().__init__(f"spool format {version} is newer than {SCHEMA_VERSION}")
+        self.version = version
 
 
 # A batch in two statement steps instead of one per row (see _INSERT_ROWS for why
@@ -99,6 +121,14 @@ def _chunks[T](items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + _CHUNK]
 
 
+def _schema_version(conn: sqlite3.Connection) -> int:
+    """Return the file's format version; raise :class:`NewerSchemaError` if it is newer."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise NewerSchemaError(version)
+    return version
+
+
 class SqliteStore:
     """Pending rows and dead letters in one SQLite database (WAL)."""
 
@@ -121,15 +151,22 @@ class SqliteStore:
             store = cls(conn)
             conn.execute("PRAGMA journal_mode=WAL").fetchall()
             conn.execute(f"PRAGMA synchronous={synchronous}")
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            version = _schema_version(conn)
             # The only full scans: counters are verified here, then kept in memory.
-            store.count, store.nbytes = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pending"
-            ).fetchone()
-            store.dl_count, store.dl_bytes = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM dead_letter"
-            ).fetchone()
+            # They also read every page of both tables, so damage is found now.
+            with store.transaction():
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                store.count, store.nbytes = conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pending"
+                ).fetchone()
+                store.dl_count, store.dl_bytes = conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM dead_letter"
+                ).fetchone()
+                if version < SCHEMA_VERSION:
+                    # 0 -> 1: the gaps table (created above) and the row counts.
+                    store.write_counts()
+                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             with suppress(*STORAGE_ERRORS):
                 conn.close()
@@ -145,17 +182,30 @@ class SqliteStore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN ... COMMIT; on error roll back and restore the counters."""
+        """BEGIN ... COMMIT; on error roll back and restore the counters.
+
+        Changed row counts are written to ``meta`` in the same transaction.
+        """
         saved = (self.count, self.nbytes, self.dl_count, self.dl_bytes)
         self.conn.execute("BEGIN")
         try:
             yield
+            if (self.count, self.dl_count) != (saved[0], saved[2]):
+                self.write_counts()
             self.conn.execute("COMMIT")
         except BaseException:
             self.count, self.nbytes, self.dl_count, self.dl_bytes = saved
             with suppress(*STORAGE_ERRORS):
                 self.conn.execute("ROLLBACK")
             raise
+
+    def write_counts(self) -> None:
+        """Persist the row counts (inside a transaction)."""
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (META_PENDING, self.count, META_DEAD, self.dl_count),
+        )
 
     def insert(self, rows: Sequence[NewRow]) -> None:
         """Append rows to pending, a few thousand per statement (ids keep row order)."""

@@ -147,6 +147,15 @@ class SpoolStats:
     stranded_count: int = 0
     dead_letter_bytes: int = 0
     dead_letter_dropped: int = 0
+    #: Damaged database files found (persisted), and rows read back from them
+    #: into a fresh file / rows that could not be read (counted in ``dropped_total``).
+    corrupt_files: int = 0
+    salvaged_total: int = 0
+    salvage_lost: int = 0
+    #: The last damaged file: when it was found (wall seconds) and its rows saved / lost.
+    last_corrupt_at: float | None = None
+    last_salvaged: int = 0
+    last_salvage_lost: int = 0
 
 
 # One row waiting to be admitted: (time_ns, payload, enqueued_at, attempts).
