@@ -30,7 +30,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import partial
-from itertools import accumulate
+from itertools import accumulate, islice
 import logging
 from pathlib import Path
 import sqlite3
@@ -45,6 +45,7 @@ from .spool_sqlite import SCHEMA_VERSION, NewerSchemaError, SqliteStore, is_corr
 from .spool_types import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEAD_LETTER_BYTES,
+    DEFAULT_MAX_MEMORY_BYTES,
     DEFAULT_RECOVER_AFTER,
     MEMORY_ID_BASE,
     PAYLOAD,
@@ -66,6 +67,7 @@ from .spool_types import (
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DEAD_LETTER_BYTES",
+    "DEFAULT_MAX_MEMORY_BYTES",
     "DEFAULT_RECOVER_AFTER",
     "MEMORY_ID_BASE",
     "AppendResult",
@@ -83,6 +85,8 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 
 _SCAN: Final = 1000  # rows per head scan when evicting
+#: Rows moved from memory back to disk per transaction (see Spool.try_recover).
+RECOVER_CHUNK: Final = 5000
 _META_DROPPED: Final = "dropped_total"
 _META_DEAD_DROPPED: Final = "dead_letter_dropped"
 # History of damaged files, persisted so the repair and the counters survive a restart.
@@ -115,6 +119,18 @@ def spool_files(path: Path) -> list[Path]:
     return found
 
 
+def _new_dead(letter: DeadLetter) -> NewDead:
+    """Return a dead letter as another store inserts it."""
+    return (
+        letter.time_ns,
+        letter.payload,
+        letter.reason,
+        letter.category,
+        letter.quarantined_at,
+        letter.attempts,
+    )
+
+
 def _applies(ids: RowIds | None, store: Store) -> bool:
     """Whether ``ids`` name rows of ``store`` (ids of another store mean nothing)."""
     return ids is not None and bool(ids.ids) and ids.generation == store.serial
@@ -125,6 +141,9 @@ class Spool:
 
     ``max_bytes`` bounds the pending payload bytes, ``max_age_seconds`` (if
     set) how long a row may wait; ``overflow`` decides which rows give way.
+    ``max_memory_bytes`` bounds the RAM of the memory fallback (rows and dead
+    letters, object overhead included); rows beyond it are dropped by the same
+    policy and counted.
     ``synchronous="FULL"`` also survives power loss (slower); ``NORMAL``
     survives process crashes. ``clock`` (wall seconds) stamps rows.
     """
@@ -138,6 +157,7 @@ class Spool:
         overflow: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
         synchronous: Literal["NORMAL", "FULL"] = "FULL",
         max_dead_letter_bytes: int = DEFAULT_MAX_DEAD_LETTER_BYTES,
+        max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
         recover_after: float | None = DEFAULT_RECOVER_AFTER,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -150,6 +170,7 @@ class Spool:
         self.overflow = OverflowPolicy(overflow)
         self.synchronous = synchronous
         self.max_dead_letter_bytes = max_dead_letter_bytes
+        self.max_memory_bytes = max_memory_bytes
         self.recover_after = recover_after
         self._clock = clock
         self._lock = threading.RLock()
@@ -337,11 +358,11 @@ class Spool:
         self._failed_at = self._clock()
         _LOGGER.error(
             "Spool %s: storage failed during %s (%s); keeping data in memory (up to %d"
-            " bytes) until the disk works again",
+            " bytes, the oldest dropped beyond) until the disk works again",
             self.path,
             operation,
             self._last_error,
-            self.max_bytes,
+            self.max_memory_bytes,
         )
 
     def _fail_over(self, disk: SqliteStore, exc: BaseException, operation: str) -> MemoryStore:
@@ -355,56 +376,81 @@ class Spool:
         return self._memory
 
     def try_recover(self) -> bool:
-        """Reopen the disk and move memory rows back to it; True when on disk."""
+        """Reopen the disk and move memory rows back to it; True when on disk.
+
+        Rows move oldest first in transactions of ``RECOVER_CHUNK`` rows, so a
+        disk that fills up again stops the move part-way: what was moved stays
+        on disk (stranded until the next recovery), the rest stays in memory,
+        and the last free space is not taken in one go.
+        """
         with self._lock:
             memory = self._memory
             if memory is None:
                 return self._disk is not None
             try:
                 disk = self._open_disk()
+                self._load_meta(disk)
             except STORAGE_ERRORS as exc:
                 self._failed_at = self._clock()
                 self._last_error = f"{type(exc).__name__}: {exc}"[:300]
                 _LOGGER.debug("Spool %s: disk still unusable: %s", self.path, exc)
                 return False
-            saved = (self._dropped_total, self._dead_dropped, self._meta_loaded)
+            moved = dropped = dead = 0
             try:
-                with disk.transaction():
-                    self._load_meta(disk)
-                    rows = list(memory.pending.values())
-                    dropped = self._admit(disk, rows, disk.insert)[1]
-                    disk.insert_dead(
-                        [
-                            (
-                                d.time_ns,
-                                d.payload,
-                                d.reason,
-                                d.category,
-                                d.quarantined_at,
-                                d.attempts,
-                            )
-                            for d in memory.dead.values()
-                        ]
-                    )
-                    self._trim_dead(disk)
-                    self._count_dropped(disk, dropped)
+                with disk.transaction():  # what was dropped while in memory
                     disk.set_meta(_META_DROPPED, self._dropped_total)
+                    disk.set_meta(_META_DEAD_DROPPED, self._dead_dropped)
+                while memory.pending:
+                    ids = list(islice(memory.pending, RECOVER_CHUNK))
+                    rows = [memory.pending[row_id] for row_id in ids]
+                    saved = self._dropped_total
+                    try:
+                        with disk.transaction():
+                            refused = self._admit(disk, rows, disk.insert)[1]
+                            self._count_dropped(disk, refused)
+                    except BaseException:
+                        self._dropped_total = saved
+                        raise
+                    memory.take(ids)
+                    self._unreported += refused
+                    moved += len(rows) - refused
+                    dropped += refused
+                while memory.dead:
+                    letters = list(islice(memory.dead.values(), RECOVER_CHUNK))
+                    saved = self._dead_dropped
+                    try:
+                        with disk.transaction():
+                            disk.insert_dead([_new_dead(letter) for letter in letters])
+                            self._trim_dead(disk)
+                    except BaseException:
+                        self._dead_dropped = saved
+                        raise
+                    memory.delete_dead(letters)
+                    dead += len(letters)
             except STORAGE_ERRORS as exc:
-                self._dropped_total, self._dead_dropped, self._meta_loaded = saved
+                # Rows moved so far are on the disk: served again after recovery.
+                self._stranded = disk.count
                 with suppress(*STORAGE_ERRORS):
                     disk.conn.close()
                 self._failed_at = self._clock()
                 self._last_error = f"{type(exc).__name__}: {exc}"[:300]
-                _LOGGER.debug("Spool %s: moving rows back to disk failed: %s", self.path, exc)
+                _LOGGER.debug(
+                    "Spool %s: moving rows back to disk failed after %d rows: %s",
+                    self.path,
+                    moved,
+                    exc,
+                )
                 return False
             self._disk, self._memory = disk, None
             self._stranded = 0
             self._failed_at = None
             _LOGGER.info(
-                "Spool %s: disk usable again; moved %d rows and %d dead letters back",
+                "Spool %s: disk usable again; moved %d rows and %d dead letters back"
+                " (%d dropped by the size limit)",
                 self.path,
-                len(rows) - dropped,
-                memory.dl_count,
+                moved,
+                dead,
+                dropped,
             )
             return True
 
@@ -500,6 +546,22 @@ class Spool:
             store.delete_through(expired[-1][0], len(expired), sum(s for _, s in expired))
             count += len(expired)
 
+    def _pending_limit(self, store: Store) -> int:
+        """Bytes ``store`` may hold in pending rows.
+
+        In memory three quarters of the RAM budget, the rest is for dead
+        letters: together they stay within it.
+        """
+        if store is not self._memory:
+            return self.max_bytes
+        return self.max_memory_bytes - self.max_memory_bytes // 4
+
+    def _dead_limit(self, store: Store) -> int:
+        """Bytes ``store`` may hold in dead letters (see :meth:`_pending_limit`)."""
+        if store is not self._memory:
+            return self.max_dead_letter_bytes
+        return min(self.max_dead_letter_bytes, self.max_memory_bytes // 4)
+
     def _admit[Row: tuple[Any, ...]](
         self, store: Store, rows: Sequence[Row], insert: Callable[[Sequence[Row]], None]
     ) -> tuple[int, int]:
@@ -509,28 +571,31 @@ class Spool:
         """
         # Column-wise builtins (map, sum, max) instead of loops over the rows: an
         # append takes thousands of rows while the event loop waits for the GIL.
+        limit = self._pending_limit(store)
         sizes = list(map(len, map(PAYLOAD, rows)))
-        if sizes and max(sizes) <= self.max_bytes:
+        if store.row_cost:
+            sizes = [size + store.row_cost for size in sizes]
+        if sizes and max(sizes) <= limit:
             fitting: Sequence[Row] = rows
         else:
-            fitting = [row for row, size in zip(rows, sizes, strict=True) if size <= self.max_bytes]
-            sizes = [size for size in sizes if size <= self.max_bytes]
+            fitting = [row for row, size in zip(rows, sizes, strict=True) if size <= limit]
+            sizes = [size for size in sizes if size <= limit]
         dropped = len(rows) - len(fitting)  # a single row larger than the spool
         accepted: Sequence[Row]
         if self.overflow is OverflowPolicy.DROP_NEWEST:
             # Refuse the first row that does not fit and everything after it (order kept).
-            room = self.max_bytes - store.nbytes
+            room = limit - store.nbytes
             accepted = fitting[: bisect_right(list(accumulate(sizes)), room)]
             dropped += len(fitting) - len(accepted)
         else:
             total = sum(sizes)
             start = 0
-            while total > self.max_bytes:  # the batch alone is too big: oldest go first
+            while total > limit:  # the batch alone is too big: oldest go first
                 total -= sizes[start]
                 start += 1
             accepted = fitting[start:] if start else fitting
             dropped += start
-            excess = store.nbytes + total - self.max_bytes
+            excess = store.nbytes + total - limit
             if excess > 0:
                 dropped += self._evict(store, excess)
         if accepted:
@@ -538,17 +603,18 @@ class Spool:
         return len(accepted), dropped
 
     def _trim_dead(self, store: Store) -> None:
-        """Drop the oldest dead letters beyond ``max_dead_letter_bytes``."""
+        """Drop the oldest dead letters beyond their limit."""
         dropped = 0
-        while store.dl_bytes > self.max_dead_letter_bytes:
-            excess = store.dl_bytes - self.max_dead_letter_bytes
+        limit = self._dead_limit(store)
+        while store.dl_bytes > limit:
+            excess = store.dl_bytes - limit
             victims: list[DeadLetter] = []
             freed = 0
             for letter in store.dead_head(_SCAN):
                 if freed >= excess:
                     break
                 victims.append(letter)
-                freed += len(letter.payload)
+                freed += len(letter.payload) + store.row_cost
             store.delete_dead(victims)
             dropped += len(victims)
         if dropped:
@@ -587,7 +653,8 @@ class Spool:
             oldest_before = None
             if (
                 self.max_age_seconds is not None
-                or store.nbytes + sum(map(len, map(PAYLOAD, rows))) > self.max_bytes
+                or store.nbytes + sum(map(len, map(PAYLOAD, rows))) + store.row_cost * len(rows)
+                > self._pending_limit(store)
             ):
                 oldest = store.oldest()  # for the caller's record of what was dropped
                 oldest_before = oldest[0] if oldest else None
@@ -722,15 +789,15 @@ class Spool:
 
         def action(store: Store) -> int:
             now = self._clock()
-            room = self.max_bytes - store.nbytes
+            room = self._pending_limit(store) - store.nbytes
             moved = 0
             while True:
                 batch: list[DeadLetter] = []
                 for letter in store.dead_head(_SCAN):
-                    if len(letter.payload) > room:
+                    if len(letter.payload) + store.row_cost > room:
                         break
                     batch.append(letter)
-                    room -= len(letter.payload)
+                    room -= len(letter.payload) + store.row_cost
                 if not batch:
                     return moved
                 store.delete_dead(batch)

@@ -137,6 +137,8 @@ class SqliteStore:
         self.conn = conn
         self.count = self.nbytes = self.dl_count = self.dl_bytes = 0
         self.serial = next(SERIALS)
+        #: Limits count payload bytes on disk (SQLite's overhead is small).
+        self.row_cost = 0
         self._insert_sql: dict[int, str] = {}
         #: Off only in tests (to cover the row-by-row path it falls back to).
         self.aggregate_peek = True

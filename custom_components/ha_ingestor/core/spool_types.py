@@ -15,6 +15,8 @@ MiB: Final = 1024 * 1024
 DEFAULT_MAX_BYTES: Final = 512 * MiB
 DEFAULT_MAX_DEAD_LETTER_BYTES: Final = 64 * MiB
 DEFAULT_RECOVER_AFTER: Final = 300.0
+#: RAM the memory fallback may use (rows and dead letters together).
+DEFAULT_MAX_MEMORY_BYTES: Final = 32 * MiB
 # Memory-mode ids live far above any disk id, so a delete() for ids peeked in
 # the other mode can never hit an unrelated row (it is a harmless no-op).
 MEMORY_ID_BASE: Final = 1 << 62
@@ -181,6 +183,8 @@ class Store(Protocol):
     dl_bytes: int
     #: Unique per store object (see :attr:`Batch.generation`).
     serial: int
+    #: Bytes a row costs on top of its payload in ``nbytes`` / ``dl_bytes``.
+    row_cost: int
 
     def transaction(self) -> AbstractContextManager[None]:
         """Run the enclosed operations atomically."""
