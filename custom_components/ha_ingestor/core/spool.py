@@ -651,11 +651,9 @@ class Spool:
                 return AppendResult(0, 0, generation=store.serial)
             now = self._clock()
             oldest_before = None
-            if (
-                self.max_age_seconds is not None
-                or store.nbytes + sum(map(len, map(PAYLOAD, rows))) + store.row_cost * len(rows)
-                > self._pending_limit(store)
-            ):
+            incoming = sum(map(len, map(PAYLOAD, rows))) + store.row_cost * len(rows)
+            limit = self._pending_limit(store)
+            if self.max_age_seconds is not None or store.nbytes + incoming > limit:
                 oldest = store.oldest()  # for the caller's record of what was dropped
                 oldest_before = oldest[0] if oldest else None
             dropped = self._expire(store)
