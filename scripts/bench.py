@@ -87,7 +87,7 @@ DEFAULT_EXTRAS = "/opt/venvs/bench-extras"
 def _ensure_builtin_client() -> None:
     """Make the built-in integration's InfluxDB 1.x client importable (installed by scripts/bench)."""
     try:
-        import influxdb  # type: ignore[import-not-found]  # noqa: F401, PLC0415 - bench venv only
+        import influxdb  # type: ignore[import-not-found,import-untyped,unused-ignore]  # noqa: F401, PLC0415 - bench venv only
     except ImportError:
         for extra in (
             os.environ.get("HA_INGESTOR_BENCH_EXTRAS"),
