@@ -18,7 +18,7 @@ from .clock import Clock
 from .encoder import Encoder, EventRecord, Rendered, record_debug_payload
 from .health import HealthReport, HealthTolerances
 from .resilience import Resilience
-from .spool import AppendResult, OverflowPolicy, RowIds, Spool, SpoolStats
+from .spool import AppendResult, RowIds, Spool, SpoolStats
 from .uploader import Endpoint, RunSync, Uploader
 
 _LOGGER = logging.getLogger(__name__)
@@ -109,9 +109,10 @@ class Pipeline:
         # Filled by executor jobs, emptied on the loop (deque appends/pops are atomic).
         self._spool_drops: deque[int] = deque()
         self._stats: SpoolStats | None = None
-        #: Time ranges (ns, inclusive) of events the spool had to drop; the host
-        #: may replay them from its own history (idempotent: same timestamps).
-        self.gaps: list[tuple[int, int]] = []
+        # The spool's gaps as of the last spool operation, and gaps the host
+        # consumed that the next operation deletes from the spool.
+        self._gaps: list[tuple[int, int]] = []
+        self._consumed_gaps: deque[list[tuple[int, int]]] = deque()
         self._spool_changed = asyncio.Event()
         self._buffer_dropped = 0
         self.uploader = Uploader(
@@ -141,6 +142,24 @@ class Pipeline:
     def stats(self) -> SpoolStats | None:
         """Spool statistics as of the last spool operation."""
         return self._stats
+
+    @property
+    def gaps(self) -> list[tuple[int, int]]:
+        """Time ranges (ns, inclusive) of events the spool had to drop.
+
+        The host may replay them from its own history (idempotent: same
+        timestamps). Sorted, merged and bounded by the spool, and persisted
+        with the drops, so they survive a restart.
+        """
+        return self._gaps
+
+    @gaps.setter
+    def gaps(self, remaining: list[tuple[int, int]]) -> None:
+        """Keep only ``remaining``: the others were replayed, the spool forgets them."""
+        consumed = [gap for gap in self._gaps if gap not in remaining]
+        if consumed:
+            self._consumed_gaps.append(consumed)
+        self._gaps = list(remaining)
 
     @property
     def buffered(self) -> int:
@@ -261,6 +280,8 @@ class Pipeline:
             await self._spool_call(self._spool.delete_delivered, delivered)
 
         def close() -> None:
+            while self._consumed_gaps:
+                self._spool.remove_gaps(self._consumed_gaps.popleft())
             self._spool.close()
             # Rows a spool running in memory could not put back on disk.
             self._spool_drops.append(self._spool.take_unreported_drops())
@@ -314,18 +335,6 @@ class Pipeline:
 
     # --- internals -------------------------------------------------------------------
 
-    def _record_gap(self, oldest_before: int | None, lines: list[tuple[int, bytes]]) -> None:
-        """Remember which time range the overflow policy dropped (worker thread)."""
-        times = [time_ns for time_ns, _ in lines]
-        if self._spool.overflow is OverflowPolicy.DROP_NEWEST:
-            gap = (min(times), max(times))
-        else:
-            # Dropped rows are the oldest: between the old head and the new one.
-            oldest_after = self._spool.stats().oldest_time_ns
-            start = oldest_before if oldest_before is not None else min(times)
-            gap = (start, oldest_after if oldest_after is not None else max(times))
-        self.gaps.append(gap)
-
     def _changed(self) -> None:
         self._on_change()
 
@@ -336,10 +345,7 @@ class Pipeline:
             try:
                 return fn(*args)
             finally:
-                # Read here, in the worker thread, so the loop never waits on
-                # the spool's lock just to render an entity.
-                self._stats = self._spool.stats()
-                self._spool_drops.append(self._spool.take_unreported_drops())
+                self._sync_spool()
 
         result: Awaitable[T] = self._run_sync(job)
         try:
@@ -348,6 +354,18 @@ class Pipeline:
             self._count_spool_drops()
         self._spool_changed.set()
         return value
+
+    def _sync_spool(self) -> None:
+        """Refresh what the loop reads about the spool (worker thread, after each operation).
+
+        Read here so the loop never waits on the spool's lock just to render
+        an entity; consumed gaps are deleted from the spool first.
+        """
+        while self._consumed_gaps:
+            self._spool.remove_gaps(self._consumed_gaps.popleft())
+        self._stats = self._spool.stats()
+        self._gaps = self._spool.gaps()
+        self._spool_drops.append(self._spool.take_unreported_drops())
 
     def _count_spool_drops(self) -> None:
         """Count rows the spool dropped outside an append (salvage, recovery, close)."""
@@ -390,8 +408,6 @@ class Pipeline:
                 reasons[0],
             )
         appended = self._spool.append(encoded.lines, delivered=delivered, hand_back=True)
-        if appended.dropped and encoded.lines:
-            self._record_gap(appended.oldest_before, encoded.lines)
         result = FlushResult(
             captured=len(batch),
             stored=appended.stored,

@@ -32,6 +32,7 @@ from contextlib import suppress
 from functools import partial
 from itertools import accumulate, islice
 import logging
+from operator import itemgetter
 from pathlib import Path
 import sqlite3
 import threading
@@ -84,7 +85,10 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 
+_TIME: Final = itemgetter(0)
 _SCAN: Final = 1000  # rows per head scan when evicting
+#: Most gaps kept (see merge_gaps).
+MAX_GAPS: Final = 100
 #: Rows moved from memory back to disk per transaction (see Spool.try_recover).
 RECOVER_CHUNK: Final = 5000
 _META_DROPPED: Final = "dropped_total"
@@ -100,6 +104,24 @@ _spool_row: Final = partial(tuple.__new__, SpoolRow)
 def _sqlite_connect(path: Path) -> sqlite3.Connection:
     """Open the database (module-level so tests can inject a failing one)."""
     return sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+
+
+def merge_gaps(gaps: Sequence[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
+    """Sort and merge overlapping or adjacent ranges; beyond ``limit``, join the closest.
+
+    Joining two ranges also covers the time between them: a backfill of it is
+    a replay of points the destination already has (same timestamps overwrite).
+    """
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(gaps):
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    while len(merged) > max(1, limit):
+        closest = min(range(len(merged) - 1), key=lambda i: merged[i + 1][0] - merged[i][1])
+        merged[closest : closest + 2] = [(merged[closest][0], merged[closest + 1][1])]
+    return merged
 
 
 def _side_files(path: Path) -> list[Path]:
@@ -184,6 +206,7 @@ class Spool:
         self._last_error: str | None = None
         #: Persisted history of damaged files, by ``_META_CORRUPT`` / ``_META_LAST_CORRUPT`` key.
         self._corrupt: dict[str, int] = dict.fromkeys(_META_CORRUPT + _META_LAST_CORRUPT, 0)
+        self._gaps: list[tuple[int, int]] = []
         # Rows dropped outside an append's result (salvage, recovery, close in
         # memory): handed to the caller by take_unreported_drops().
         self._unreported = 0
@@ -299,6 +322,7 @@ class Spool:
                 self._dead_dropped += saved.meta.get(_META_DEAD_DROPPED, 0)
                 for key in _META_CORRUPT:
                     self._corrupt[key] += saved.meta.get(key, 0)
+                self._gaps = merge_gaps([*self._gaps, *saved.gaps], MAX_GAPS)
                 self._meta_loaded = True
             rescued = saved.pending + saved.dead
             for key, add in zip(_META_CORRUPT, (1, rescued, lost), strict=True):
@@ -310,6 +334,7 @@ class Spool:
                 disk.set_meta(_META_DEAD_DROPPED, self._dead_dropped)
                 for key, value in self._corrupt.items():
                     disk.set_meta(key, value)
+                disk.write_gaps(self._gaps)
         except BaseException:
             with suppress(*STORAGE_ERRORS):
                 disk.conn.close()
@@ -348,6 +373,7 @@ class Spool:
             self._dead_dropped += disk.get_meta(_META_DEAD_DROPPED)
             for key in self._corrupt:
                 self._corrupt[key] += disk.get_meta(key)
+            self._gaps = merge_gaps([*self._gaps, *disk.read_gaps()], MAX_GAPS)
             self._meta_loaded = True
 
     # ------------------------------------------------------------------ failure handling
@@ -400,14 +426,20 @@ class Spool:
                 with disk.transaction():  # what was dropped while in memory
                     disk.set_meta(_META_DROPPED, self._dropped_total)
                     disk.set_meta(_META_DEAD_DROPPED, self._dead_dropped)
+                    self._gaps = merge_gaps([*self._gaps, *disk.read_gaps()], MAX_GAPS)
+                    disk.write_gaps(self._gaps)
                 while memory.pending:
                     ids = list(islice(memory.pending, RECOVER_CHUNK))
                     rows = [memory.pending[row_id] for row_id in ids]
                     saved = self._dropped_total
                     try:
                         with disk.transaction():
+                            head = disk.oldest()
                             refused = self._admit(disk, rows, disk.insert)[1]
                             self._count_dropped(disk, refused)
+                            if refused:
+                                gap = self._gap_of(disk, head[0] if head else None, rows)
+                                self._add_gap(disk, gap)
                     except BaseException:
                         self._dropped_total = saved
                         raise
@@ -510,6 +542,23 @@ class Spool:
         if dropped:
             self._dropped_total += dropped
             store.set_meta(_META_DROPPED, self._dropped_total)
+
+    def _gap_of(
+        self, store: Store, oldest_before: int | None, rows: Sequence[tuple[Any, ...]]
+    ) -> tuple[int, int]:
+        """Return the time range (ns, inclusive) an append that dropped rows left out."""
+        times = list(map(_TIME, rows))
+        if self.overflow is OverflowPolicy.DROP_NEWEST:
+            return min(times), max(times)
+        # The oldest rows went: everything between the old head and the new one.
+        oldest_after = store.oldest()
+        start = oldest_before if oldest_before is not None else min(times)
+        return start, oldest_after[0] if oldest_after is not None else max(times)
+
+    def _add_gap(self, store: Store, gap: tuple[int, int]) -> None:
+        """Merge ``gap`` into the persisted gaps (same transaction as the drop)."""
+        self._gaps = merge_gaps([*self._gaps, gap], MAX_GAPS)
+        store.write_gaps(self._gaps)
 
     def _evict(self, store: Store, excess: int) -> int:
         """Delete the oldest rows until ``excess`` bytes are freed; return the count."""
@@ -662,6 +711,8 @@ class Spool:
                 store, rows, lambda accepted: last_ids.append(store.insert_new(accepted, now))
             )
             self._count_dropped(store, dropped + refused)
+            if dropped + refused:
+                self._add_gap(store, self._gap_of(store, oldest_before, rows))
             handed = Rows()
             if (
                 hand_back
@@ -835,6 +886,26 @@ class Spool:
             )
 
         return self._run("stats", action, read_only=True)
+
+    def gaps(self) -> list[tuple[int, int]]:
+        """Time ranges (ns, inclusive) of rows the limits dropped: sorted, merged, at most MAX_GAPS.
+
+        Persisted with the drops, so a backfill can replay them after a restart.
+        """
+        with self._lock:
+            return list(self._gaps)
+
+    def remove_gaps(self, gaps: Sequence[tuple[int, int]]) -> None:
+        """Forget gaps that were replayed (others recorded meanwhile stay)."""
+        done = set(gaps)
+        if not done or not done.intersection(self.gaps()):
+            return
+
+        def action(store: Store) -> None:
+            self._gaps = [gap for gap in self._gaps if gap not in done]
+            store.write_gaps(self._gaps)
+
+        self._run("remove_gaps", action)
 
     def take_unreported_drops(self) -> int:
         """Rows dropped since the last call that no append result reported.

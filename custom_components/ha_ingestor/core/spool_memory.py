@@ -137,3 +137,6 @@ class MemoryStore:
 
     def set_meta(self, key: str, value: int) -> None:
         """Counters are not persisted in memory."""
+
+    def write_gaps(self, gaps: Sequence[tuple[int, int]]) -> None:
+        """Gaps are not persisted in memory (the spool keeps them)."""

@@ -415,6 +415,19 @@ class SqliteStore:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
 
+    def read_gaps(self) -> list[tuple[int, int]]:
+        """Return the persisted gaps."""
+        return [
+            (int(start), int(end))
+            for start, end in self.conn.execute("SELECT start_ns, end_ns FROM gaps ORDER BY id")
+        ]
+
+    def write_gaps(self, gaps: Sequence[tuple[int, int]]) -> None:
+        """Replace the persisted gaps (at most a hundred rows, only when rows were dropped)."""
+        self.conn.execute("DELETE FROM gaps")
+        if gaps:
+            self.conn.executemany("INSERT INTO gaps (start_ns, end_ns) VALUES (?, ?)", gaps)
+
     def set_meta(self, key: str, value: int) -> None:
         """Persist a counter."""
         self.conn.execute(

@@ -231,6 +231,9 @@ class Store(Protocol):
     def set_meta(self, key: str, value: int) -> None:
         """Persist a counter."""
 
+    def write_gaps(self, gaps: Sequence[tuple[int, int]]) -> None:
+        """Persist the gaps (replacing those stored)."""
+
 
 def within_bytes(sizes: Iterable[int], max_bytes: int) -> int:
     """How many leading items fit in ``max_bytes`` together; at least one, if there is one.
