@@ -1,5 +1,6 @@
 """Gaps (time ranges the limits dropped) are merged, bounded and persisted; every drop
-is counted on events_dropped, including those outside an append.
+is counted on events_dropped, including those outside an append; the per-flush
+warnings are throttled.
 
 Real SQLite files; a failing disk is a real one (the spool's directory path is
 a regular file, so the directory cannot be created).
@@ -8,17 +9,22 @@ a regular file, so the directory cannot be created).
 import asyncio
 from collections.abc import Callable
 import itertools
+import logging
 from pathlib import Path
 import random
 from typing import Any
 
+import pytest
+
+from custom_components.ha_ingestor.core import pipeline as pipeline_mod
 from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.encoder import (
     EncoderConfig,
     EventRecord,
     LineProtocolEncoder,
 )
-from custom_components.ha_ingestor.core.pipeline import Pipeline
+from custom_components.ha_ingestor.core.logthrottle import DEFAULT_INTERVAL
+from custom_components.ha_ingestor.core.pipeline import Pipeline, PipelineConfig
 from custom_components.ha_ingestor.core.resilience import Resilience
 from custom_components.ha_ingestor.core.retry import build_policy
 from custom_components.ha_ingestor.core.spool import (
@@ -198,3 +204,53 @@ async def test_rows_dropped_while_moving_back_to_disk_are_counted(tmp_path: Path
     assert harness.dropped == 8 - stats.pending_count > 0
     assert harness.pipeline.gaps  # the range dropped here can be replayed too
     await harness.pipeline.async_close()
+
+
+async def test_per_flush_warnings_are_throttled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every flush meets an unencodable event and a shed memory batch, 50 flushes in a row.
+
+    Figures: 1 line per cause in the interval (not 50); after the interval the
+    next line says how many were held back (49); every event is still counted
+    (points quarantined 51, events dropped 51 x 2).
+    """
+    spool = Spool(tmp_path / "s.sqlite")
+    clock = FakeClock()
+    pipeline = Pipeline(
+        encoder=LineProtocolEncoder(EncoderConfig()),
+        spool=spool,
+        endpoints=[Endpoint(sink=NeverSink())],
+        resilience=Resilience(build_policy("infinite", {}), clock),
+        clock=clock,
+        run_sync=run_sync,
+        convert=lambda item: item,
+        config=PipelineConfig(max_buffer=2),
+    )
+    await pipeline.async_open()
+    bad = EventRecord(entity_id="bad", state="1", attributes={}, time_ns=1, last_changed_ns=1)
+    good = EventRecord(
+        entity_id="sensor.t", state="1", attributes={}, time_ns=2, last_changed_ns=2
+    )
+
+    async def one_flush() -> None:
+        pipeline.capture_many([good, good, bad, good])  # 2 shed, 1 quarantined
+        await pipeline.flush()
+
+    with caplog.at_level(logging.WARNING):
+        for _ in range(50):
+            await one_flush()
+        clock.advance(DEFAULT_INTERVAL + 1)
+        await one_flush()
+    lines = [r.getMessage() for r in caplog.records if r.name == pipeline_mod.__name__]
+    fell_behind = "Dropped 2 events: the spool fell behind"
+    cannot_encode = (
+        "Quarantined 1 event(s) that cannot be encoded, first:"
+        " entity_id 'bad' is not '<domain>.<object_id>'"
+    )
+    held = f" (and 49 more like it in the last {DEFAULT_INTERVAL:.0f} s)"
+    assert lines == [fell_behind, cannot_encode, fell_behind + held, cannot_encode + held]
+    metrics = pipeline.resilience.metrics
+    assert metrics.points_quarantined == 51
+    assert metrics.events_dropped == 102
+    await pipeline.async_close()

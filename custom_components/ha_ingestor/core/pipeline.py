@@ -17,6 +17,7 @@ from typing import Any, Self
 from .clock import Clock
 from .encoder import Encoder, EventRecord, Rendered, record_debug_payload
 from .health import HealthReport, HealthTolerances
+from .logthrottle import ThrottledLog
 from .resilience import Resilience
 from .spool import AppendResult, RowIds, Spool, SpoolStats
 from .uploader import Endpoint, RunSync, Uploader
@@ -105,6 +106,8 @@ class Pipeline:
         #: flush slices it in place, so this never needs rebinding).
         self.capture: Callable[[Any], None] = self._buffer.append
         self._flush_lock = asyncio.Lock()
+        # One line per cause per interval: a flush a second could meet these every time.
+        self._throttle = ThrottledLog(_LOGGER, monotonic=clock.monotonic)
         self._storing: asyncio.Future[FlushResult] | None = None
         # Filled by executor jobs, emptied on the loop (deque appends/pops are atomic).
         self._spool_drops: deque[int] = deque()
@@ -207,7 +210,9 @@ class Pipeline:
             dropped_in_memory, self._buffer_dropped = self._buffer_dropped, 0
             if dropped_in_memory:
                 metrics.add_events_dropped(dropped_in_memory)
-                _LOGGER.warning("Dropped %d events: the spool fell behind", dropped_in_memory)
+                self._throttle.warning(
+                    "fell_behind", "Dropped %d events: the spool fell behind", dropped_in_memory
+                )
             if self._storing is not None and not self._storing.done():
                 # A cancelled flush left its slice being stored: let it finish first,
                 # so slices reach the spool in capture order and a failed one is
@@ -402,7 +407,8 @@ class Pipeline:
             # One reason per quarantine call keeps each dead letter explainable.
             for (time_ns, payload), reason in zip(rejected, reasons, strict=True):
                 self._spool.quarantine_payloads([(time_ns, payload)], reason, "bad_data")
-            _LOGGER.warning(
+            self._throttle.warning(
+                "cannot_encode",
                 "Quarantined %d event(s) that cannot be encoded, first: %s",
                 len(rejected),
                 reasons[0],
