@@ -229,9 +229,7 @@ async def test_per_flush_warnings_are_throttled(
     )
     await pipeline.async_open()
     bad = EventRecord(entity_id="bad", state="1", attributes={}, time_ns=1, last_changed_ns=1)
-    good = EventRecord(
-        entity_id="sensor.t", state="1", attributes={}, time_ns=2, last_changed_ns=2
-    )
+    good = EventRecord(entity_id="sensor.t", state="1", attributes={}, time_ns=2, last_changed_ns=2)
 
     async def one_flush() -> None:
         pipeline.capture_many([good, good, bad, good])  # 2 shed, 1 quarantined
