@@ -8,12 +8,16 @@ The API is synchronous and meant to be called from one executor thread at a
 time; a lock still serialises calls so two executor jobs cannot interleave.
 
 Storage trouble (``sqlite3.Error`` / ``OSError``: read-only or full disk,
-corrupt file, vanished directory) never reaches the caller: the spool logs
-once, switches to an in-memory store with the same API and limits, reports
-``storage_failed`` in :meth:`Spool.stats`, and moves the memory rows back to
-disk on :meth:`Spool.try_recover` (also attempted automatically every
-``recover_after`` seconds). Rows left on a failed disk are reported as
-``stranded_count`` and delivered again after recovery.
+vanished directory) never reaches the caller: the spool logs once, switches to
+an in-memory store with the same API and its own small RAM budget
+(``max_memory_bytes``; the oldest rows beyond it are dropped and counted),
+reports ``storage_failed`` in :meth:`Spool.stats`, and moves the memory rows
+back to disk in bounded chunks on :meth:`Spool.try_recover` (also attempted
+automatically every ``recover_after`` seconds). Rows left on a failed disk are
+reported as ``stranded_count`` and delivered again after recovery. Rows
+dropped outside :meth:`Spool.append` are handed out by
+:meth:`Spool.take_unreported_drops`; the time ranges of all dropped rows by
+:meth:`Spool.gaps` (persisted, merged, bounded).
 
 A damaged database file (found at open, or by any later operation) is renamed
 ``<name>.corrupt-<timestamp>``, a fresh file is created, every row SQLite can
