@@ -252,3 +252,26 @@ async def test_per_flush_warnings_are_throttled(
     assert metrics.points_quarantined == 51
     assert metrics.events_dropped == 102
     await pipeline.async_close()
+
+
+async def test_memory_budget_overflow_reaches_events_dropped(tmp_path: Path) -> None:
+    """The disk is unusable (the directory path is a file) and the memory budget
+    holds only part of what is captured.
+
+    Figures: events_dropped = captured - kept in memory (exactly); the memory
+    store stays within its budget; the dropped range is a gap to backfill.
+    """
+    blocker = tmp_path / "d"
+    blocker.write_bytes(b"")
+    budget = 64 * 1024
+    harness = Harness(Spool(blocker / "s.sqlite", max_memory_bytes=budget))
+    await harness.pipeline.async_open()
+    await harness.capture(list(range(1, 1001)))
+    stats = harness.pipeline.stats
+    assert stats is not None
+    assert stats.in_memory
+    assert stats.pending_bytes + stats.dead_letter_bytes <= budget
+    assert 0 < stats.pending_count < 1000
+    assert harness.dropped == 1000 - stats.pending_count
+    assert harness.pipeline.gaps == [(1, stats.oldest_time_ns)]
+    await harness.pipeline.async_close()
