@@ -151,9 +151,10 @@ class SqliteStore:
         conn = connect(path)
         try:
             store = cls(conn)
+            # Checked before anything is changed: a newer format is left untouched.
+            version = _schema_version(conn)
             conn.execute("PRAGMA journal_mode=WAL").fetchall()
             conn.execute(f"PRAGMA synchronous={synchronous}")
-            version = _schema_version(conn)
             # The only full scans: counters are verified here, then kept in memory.
             # They also read every page of both tables, so damage is found now.
             with store.transaction():
