@@ -24,7 +24,10 @@ Then it measures, with the same generated load for both:
 6. events lost during an outage;
 7. CPU per state change at a steady rate (a busy home, not a stress test): Home
    Assistant's process (all threads and its event loop alone) and InfluxDB's,
-   each integration's run against a run that ships nothing.
+   each integration's run against a run that ships nothing;
+8. what the spool's ``synchronous=FULL`` (an fsync per flush commit, power-cut
+   safe) costs per flush and per point against ``NORMAL`` (``--phase spool_sync``
+   runs it alone, without InfluxDB or Home Assistant).
 
 It prints a table (ratios are ha_ingestor / built-in; no pass/fail) and, with
 ``--json PATH``, writes the figures as JSON. Everything it starts (InfluxDB, Home
@@ -1089,6 +1092,61 @@ def cost_per_event(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+SYNC_FLUSHES = 200  # timed appends per (mode, size)
+SYNC_SIZES = (50, 2000)  # lines per flush: a quiet second, a busy one
+SYNC_LINE = 200  # bytes per line, a typical state change
+
+
+def spool_sync_times(path: Path, synchronous: str, lines: int) -> dict[str, float]:
+    """Time ``SYNC_FLUSHES`` appends of ``lines`` lines to a fresh spool file (one thread).
+
+    Every append is a flush's single commit; the delivered rows of the previous
+    flush are deleted in the same transaction, as the pipeline does.
+    """
+    from custom_components.ha_ingestor.core.spool import RowIds, Spool  # noqa: PLC0415
+
+    spool = Spool(path, synchronous="FULL" if synchronous == "FULL" else "NORMAL")
+    spool.open()
+    try:
+        line = b"x" * SYNC_LINE
+        clock = 0
+        elapsed: list[float] = []
+        delivered = None
+        for flush in range(SYNC_FLUSHES + 5):
+            rows = [(clock + i, line) for i in range(lines)]
+            clock += lines
+            start = time.perf_counter()
+            result = spool.append(rows, delivered=delivered, hand_back=True)
+            if flush >= 5:  # the first ones create pages and warm the cache
+                elapsed.append(time.perf_counter() - start)
+            delivered = RowIds(result.generation, list(result.rows.ids))
+    finally:
+        spool.close()
+    per_flush = statistics.median(elapsed) * 1e6
+    return {
+        "flush_us": per_flush,
+        "flush_p90_us": statistics.quantiles(elapsed, n=10)[-1] * 1e6,
+        "point_us": per_flush / lines,
+    }
+
+
+async def phase_spool_sync(h: Harness) -> None:
+    """What ``synchronous=FULL`` (one fsync per flush commit) costs against NORMAL.
+
+    A real file under ``--workdir`` (a real disk, not tmpfs): the figure is the
+    disk's fsync latency plus SQLite's work, per flush and per point.
+    """
+    loop = asyncio.get_running_loop()
+    out: dict[str, Any] = {"flushes": SYNC_FLUSHES, "line_bytes": SYNC_LINE}
+    for lines in SYNC_SIZES:
+        for mode in ("NORMAL", "FULL"):
+            path = h.root / f"spool_sync_{mode}_{lines}.sqlite"
+            out[f"{mode}_{lines}"] = await loop.run_in_executor(
+                None, spool_sync_times, path, mode, lines
+            )
+    h.results["spool_sync"] = out
+
+
 async def phase_cost(h: Harness) -> None:
     """7. CPU per state change shipped at a steady rate (what a busy home pays).
 
@@ -1604,6 +1662,26 @@ def report(h: Harness) -> str:
             None,
             "",
         )
+    if ss := r.get("spool_sync"):
+        for lines in SYNC_SIZES:
+            normal, full = ss[f"NORMAL_{lines}"], ss[f"FULL_{lines}"]
+            row(
+                f"8 spool flush of {lines:,} lines, synchronous FULL / NORMAL, us"
+                f" (median of {ss['flushes']}; p90 {full['flush_p90_us']:.0f} /"
+                f" {normal['flush_p90_us']:.0f})",
+                full["flush_us"],
+                normal["flush_us"],
+                ratio(full["flush_us"], normal["flush_us"]),
+                "",
+            )
+            row(
+                "  the same per point, us",
+                full["point_us"],
+                normal["point_us"],
+                ratio(full["point_us"], normal["point_us"]),
+                "",
+                d=2,
+            )
     headers = ("metric", "ha_ingestor", "built-in", "ratio", "target")
     widths = [max(len(x[i]) for x in (headers, *rows)) for i in range(5)]
 
@@ -1763,7 +1841,10 @@ PHASES: list[tuple[str, str, Callable[[Harness], Awaitable[None]]]] = [
     ("return", "5 time to data flowing", phase_return),
     ("outage", "6 loss during an outage", phase_outage),
     ("cost", "7 CPU per state change at a steady rate", phase_cost),
+    ("spool_sync", "8 cost of synchronous=FULL per flush", phase_spool_sync),
 ]
+# Phases that need neither InfluxDB nor Home Assistant.
+STANDALONE = frozenset({"spool_sync"})
 
 
 async def run(h: Harness) -> None:
@@ -1771,6 +1852,11 @@ async def run(h: Harness) -> None:
     main = asyncio.current_task()
     assert main is not None
     loop.add_signal_handler(signal.SIGTERM, main.cancel)
+    if h.opts.phases and STANDALONE.issuperset(h.opts.phases):
+        for key, _, phase in PHASES:
+            if key in h.opts.phases:
+                await phase(h)
+        return
     await loop.run_in_executor(None, h.start_influx)
     async with aiohttp.ClientSession() as session:
         h.session = session

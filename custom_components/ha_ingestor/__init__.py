@@ -9,6 +9,7 @@ from homeassistant.helpers.typing import ConfigType
 
 from .const import CONF_MEASUREMENT_STRATEGY, CONF_SSL_CA_CERT, DOMAIN
 from .core.encoder import MeasurementStrategy
+from .core.spool import spool_files
 from .destination import CaCertError
 from .runtime import IngestorRuntime, async_create_runtime, spool_path
 from .services import async_setup_services
@@ -83,8 +84,9 @@ async def async_remove_entry(hass: HomeAssistant, entry: IngestorConfigEntry) ->
     path = spool_path(hass, entry.entry_id)
 
     def _remove() -> None:
-        # The WAL and shared-memory files belong to the same database.
-        for suffix in ("", "-wal", "-shm"):
-            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        # The WAL and shared-memory files belong to the same database, and
+        # copies renamed aside (damaged, or from a newer version) to the entry.
+        for file in spool_files(path):
+            file.unlink(missing_ok=True)
 
     await hass.async_add_executor_job(_remove)

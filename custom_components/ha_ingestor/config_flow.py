@@ -69,6 +69,7 @@ from .const import (
     CONF_INCLUDE_UNAVAILABLE,
     CONF_KIND,
     CONF_MEASUREMENT_STRATEGY,
+    CONF_MEMORY_MAX_MB,
     CONF_ORG,
     CONF_OUTAGE_REPAIR_AFTER,
     CONF_OVERFLOW_POLICY,
@@ -92,6 +93,7 @@ from .const import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_IDLE_TOLERANCE,
+    DEFAULT_MEMORY_MAX_MB,
     DEFAULT_OUTAGE_REPAIR_AFTER,
     DEFAULT_SPOOL_MAX_MB,
     DOMAIN,
@@ -163,6 +165,7 @@ PIPELINE_KEYS: Final = (
     CONF_FLUSH_INTERVAL,
     CONF_SPOOL_MAX_MB,
     CONF_SPOOL_MAX_AGE_DAYS,
+    CONF_MEMORY_MAX_MB,
     CONF_OVERFLOW_POLICY,
     CONF_BACKLOG_TOLERANCE,
     CONF_IDLE_TOLERANCE,
@@ -657,6 +660,7 @@ def _pipeline_schema() -> Schema:
             vol.Required(CONF_FLUSH_INTERVAL): _number(0, step=0.1, unit="s"),
             vol.Required(CONF_SPOOL_MAX_MB): _number(1, 1_000_000, unit="MiB"),
             vol.Optional(CONF_SPOOL_MAX_AGE_DAYS): _number(1, 3650, unit="d"),
+            vol.Optional(CONF_MEMORY_MAX_MB): _number(1, 4096, unit="MiB"),
             vol.Required(CONF_OVERFLOW_POLICY): _select(
                 [policy.value for policy in OverflowPolicy], CONF_OVERFLOW_POLICY
             ),
@@ -857,12 +861,15 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
                 }
                 if (max_age := user_input.get(CONF_SPOOL_MAX_AGE_DAYS)) is not None:
                     values[CONF_SPOOL_MAX_AGE_DAYS] = int(max_age)
+                if (memory_mb := user_input.get(CONF_MEMORY_MAX_MB)) is not None:
+                    values[CONF_MEMORY_MAX_MB] = int(memory_mb)
                 return self._save(PIPELINE_KEYS, values)
         suggested = {
             CONF_BATCH_SIZE: DEFAULT_BATCH_SIZE,
             CONF_BATCH_BYTES: DEFAULT_BATCH_BYTES,
             CONF_FLUSH_INTERVAL: DEFAULT_FLUSH_INTERVAL,
             CONF_SPOOL_MAX_MB: DEFAULT_SPOOL_MAX_MB,
+            CONF_MEMORY_MAX_MB: DEFAULT_MEMORY_MAX_MB,
             CONF_OVERFLOW_POLICY: OverflowPolicy.DROP_OLDEST.value,
             CONF_BACKLOG_TOLERANCE: DEFAULT_BACKLOG_TOLERANCE,
             CONF_IDLE_TOLERANCE: DEFAULT_IDLE_TOLERANCE,

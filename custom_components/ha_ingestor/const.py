@@ -38,6 +38,7 @@ CONF_BATCH_BYTES: Final = "batch_bytes"
 CONF_FLUSH_INTERVAL: Final = "flush_interval"
 CONF_SPOOL_MAX_MB: Final = "spool_max_mb"
 CONF_SPOOL_MAX_AGE_DAYS: Final = "spool_max_age_days"
+CONF_MEMORY_MAX_MB: Final = "memory_max_mb"
 CONF_OVERFLOW_POLICY: Final = "overflow_policy"
 CONF_BACKLOG_TOLERANCE: Final = "backlog_tolerance"
 CONF_IDLE_TOLERANCE: Final = "idle_tolerance"
@@ -75,6 +76,8 @@ DEFAULT_BATCH_SIZE: Final = 5000
 DEFAULT_BATCH_BYTES: Final = 4 * 1024 * 1024
 DEFAULT_FLUSH_INTERVAL: Final = 1.0
 DEFAULT_SPOOL_MAX_MB: Final = 512
+# RAM for the spool's memory fallback while the disk fails (Python objects included).
+DEFAULT_MEMORY_MAX_MB: Final = 32
 DEFAULT_BACKLOG_TOLERANCE: Final = 300
 # 0 = off: "no events from Home Assistant" is then shown, never a problem state.
 DEFAULT_IDLE_TOLERANCE: Final = 0

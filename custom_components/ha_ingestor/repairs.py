@@ -41,6 +41,7 @@ ISSUE_POINTS_QUARANTINED = "points_quarantined"
 ISSUE_QUARANTINE_DROPPED = "quarantine_dropped"
 ISSUE_EXTENDED_OUTAGE = "extended_outage"
 ISSUE_STORAGE_FAILURE = "storage_failure"
+ISSUE_SPOOL_CORRUPTED = "spool_corrupted"
 ISSUE_NOT_FOUND = "destination_not_found"
 ISSUE_TLS_FAILURE = "tls_failure"
 ISSUE_REJECTED = "destination_rejected"
@@ -60,6 +61,7 @@ ISSUES = (
     ISSUE_QUARANTINE_DROPPED,
     ISSUE_EXTENDED_OUTAGE,
     ISSUE_STORAGE_FAILURE,
+    ISSUE_SPOOL_CORRUPTED,
 )
 
 # probatio at runtime on newer Home Assistant (see services.py), hence Any.
@@ -88,6 +90,11 @@ class RecentDrops:
             self._recent.add(total - self._seen)
         self._seen = total
         return self._recent.recent()
+#: How long a damaged spool file stays reported. Nothing is left to fix (what
+#: could be read is queued, the rest is counted as dropped), but a damaged file
+#: points at failing storage or power cuts: a day outlasts one look at the
+#: dashboard, and the spool persists the report so a restart does not hide it.
+SPOOL_CORRUPTED_SHOWN = 86400.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,6 +166,21 @@ def _wanted(runtime: "IngestorRuntime", entry: ConfigEntry[Any]) -> dict[str, _I
         wanted[ISSUE_STORAGE_FAILURE] = _Issue(
             severity=ir.IssueSeverity.ERROR,
             placeholders={**title, "error": scrub_text(stats.last_storage_error or "unknown")},
+        )
+    if (
+        stats is not None
+        and stats.last_corrupt_at is not None
+        and time.time() - stats.last_corrupt_at < SPOOL_CORRUPTED_SHOWN
+    ):
+        wanted[ISSUE_SPOOL_CORRUPTED] = _Issue(
+            severity=ir.IssueSeverity.ERROR
+            if stats.last_salvage_lost
+            else ir.IssueSeverity.WARNING,
+            placeholders={
+                **title,
+                "saved": str(stats.last_salvaged),
+                "lost": str(stats.last_salvage_lost),
+            },
         )
     threshold = float(entry.options.get(CONF_OUTAGE_REPAIR_AFTER, DEFAULT_OUTAGE_REPAIR_AFTER))
     backlog = runtime.backlog

@@ -43,6 +43,7 @@ from .const import (
     CONF_INCLUDE_UNAVAILABLE,
     CONF_KIND,
     CONF_MEASUREMENT_STRATEGY,
+    CONF_MEMORY_MAX_MB,
     CONF_OVERFLOW_POLICY,
     CONF_OVERRIDE_MEASUREMENT,
     CONF_PRESET,
@@ -57,6 +58,7 @@ from .const import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_IDLE_TOLERANCE,
+    DEFAULT_MEMORY_MAX_MB,
     DEFAULT_SPOOL_MAX_MB,
     DEFAULT_TIMEOUT,
     DOMAIN,
@@ -514,6 +516,7 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
         max_bytes=int(options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB) * 1024 * 1024),
         max_age_seconds=float(max_age_days) * 86400 if max_age_days else None,
         overflow=OverflowPolicy(options.get(CONF_OVERFLOW_POLICY, OverflowPolicy.DROP_OLDEST)),
+        max_memory_bytes=int(options.get(CONF_MEMORY_MAX_MB, DEFAULT_MEMORY_MAX_MB) * 1024 * 1024),
     )
     tolerances = HealthTolerances(
         backlog_age=float(options.get(CONF_BACKLOG_TOLERANCE, DEFAULT_BACKLOG_TOLERANCE)),

@@ -83,14 +83,14 @@ def test_store_records_the_gap_a_full_spool_dropped(tmp_path: Path) -> None:
     spool.open()
     pipeline = store_pipeline(spool)
     pipeline._store([("sensor.a", "1", 10), ("sensor.a", "2", 20)])
-    assert not pipeline.gaps
+    assert not spool.gaps()
     result, appended = pipeline._store([("sensor.a", "3", 30), ("sensor.a", "4", 40)])
     assert result.dropped
     # The new rows still get their ids; the uploader notices the evicted ones
     # are missing (ids no longer follow what it read) and reads the spool.
     assert [p.rsplit(b" ", 1)[1] for p in appended.rows.payloads] == [b"30", b"40"]
     oldest_after = spool.stats().oldest_time_ns
-    assert pipeline.gaps == [(10, oldest_after)]
+    assert spool.gaps() == [(10, oldest_after)]
     spool.close()
 
 

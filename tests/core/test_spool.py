@@ -25,6 +25,15 @@ from custom_components.ha_ingestor.core.spool import (
     Spool,
     SpoolRow,
 )
+from custom_components.ha_ingestor.core.spool_memory import ROW_COST
+
+#: What a 10-byte test row costs in the memory fallback's RAM budget.
+MEM_ROW = 10 + ROW_COST
+
+
+def memory_for(pending_bytes: int) -> int:
+    """A memory budget whose pending share (three quarters) is ``pending_bytes``."""
+    return -(-pending_bytes * 4 // 3)
 
 
 class Clock:
@@ -355,11 +364,12 @@ def test_corrupt_file_moved_aside(db: Path, clock: Clock, caplog: pytest.LogCapt
     with Spool(db, clock=clock) as spool:
         assert not spool.stats().storage_failed
         assert spool.append(rows(2)).stored == 2
-    moved = db.with_name(f"{db.name}.corrupt-{int(clock.now)}")
-    assert moved.read_bytes().startswith(b"this is not a database")
-    assert "is corrupt" in caplog.text
+    # Nothing was readable; the renamed file is deleted once salvaged.
+    assert sorted(p.name for p in db.parent.iterdir()) == ["ha_ingestor.db"]
+    assert "is damaged (file is not a database)" in caplog.text
     with Spool(db, clock=clock) as spool:
-        assert spool.stats().pending_count == 2
+        stats = spool.stats()
+        assert (stats.pending_count, stats.corrupt_files, stats.salvage_lost) == (2, 1, 0)
 
 
 def test_move_aside_takes_wal_and_shm_along(db: Path, clock: Clock) -> None:
@@ -367,7 +377,7 @@ def test_move_aside_takes_wal_and_shm_along(db: Path, clock: Clock) -> None:
     db.parent.mkdir(parents=True)
     for name, data in ((db, b"db"), (Path(f"{db}-wal"), b"wal"), (Path(f"{db}-shm"), b"shm")):
         name.write_bytes(data)
-    target = spool._move_aside()
+    target = spool._move_aside("corrupt")
     assert target.read_bytes() == b"db"
     assert Path(f"{target}-wal").read_bytes() == b"wal"
     assert Path(f"{target}-shm").read_bytes() == b"shm"
@@ -415,7 +425,7 @@ def test_unwritable_directory_falls_back_to_memory(
 
     monkeypatch.setattr(Path, "mkdir", deny)
     caplog.set_level(logging.ERROR)
-    spool = open_spool(db, clock, max_bytes=50)
+    spool = open_spool(db, clock, max_bytes=50, max_memory_bytes=memory_for(5 * MEM_ROW))
     assert spool.storage_failed
     assert spool.append(rows(7)) == AppendResult(5, 2)  # memory is bounded too
     stats = spool.stats()
@@ -423,7 +433,7 @@ def test_unwritable_directory_falls_back_to_memory(
     assert stats.storage_failed
     assert stats.last_storage_error is not None
     assert "Permission denied" in stats.last_storage_error
-    assert (stats.pending_count, stats.pending_bytes, stats.dropped_total) == (5, 50, 2)
+    assert (stats.pending_count, stats.pending_bytes, stats.dropped_total) == (5, 5 * MEM_ROW, 2)
     assert [r.time_ns for r in spool.peek(3, 1000)] == [2, 3, 4]
     assert all(r.id > MEMORY_ID_BASE for r in spool.peek(3, 1000))
     assert len([r for r in caplog.records if "storage failed" in r.getMessage()]) == 1
@@ -450,7 +460,7 @@ def test_failure_mid_operation_keeps_data(
     stats = spool.stats()
     assert stats.storage_failed
     assert stats.stranded_count == 3  # still on the disk, served after recovery
-    assert (stats.pending_count, stats.pending_bytes) == (2, 20)
+    assert (stats.pending_count, stats.pending_bytes) == (2, 2 * MEM_ROW)
     assert stats.last_storage_error == "OperationalError: disk I/O error"
     assert "storage failed during append" in caplog.text
     assert [r.time_ns for r in spool.peek(10, 1000)] == [10, 11]
@@ -473,7 +483,7 @@ def test_counters_restored_when_a_transaction_fails_half_way(
     flaky[0].fail_on = "INSERT INTO meta"
     assert spool.append(rows(3, start=10)) == AppendResult(3, 0)
     stats = spool.stats()
-    assert (stats.pending_count, stats.pending_bytes, stats.dropped_total) == (3, 30, 0)
+    assert (stats.pending_count, stats.pending_bytes, stats.dropped_total) == (3, 3 * MEM_ROW, 0)
     assert stats.stranded_count == 10
     assert spool.try_recover()
     stats = spool.stats()
@@ -495,13 +505,19 @@ def test_commit_failure_falls_back(db: Path, clock: Clock, flaky: list[FlakyConn
 
 def test_memory_mode_full_api(db: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Path, "mkdir", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "full")))
-    spool = open_spool(db, clock, max_bytes=100, max_age_seconds=50, max_dead_letter_bytes=20)
+    spool = open_spool(
+        db,
+        clock,
+        max_age_seconds=50,
+        max_memory_bytes=memory_for(10 * MEM_ROW),
+        max_dead_letter_bytes=2 * MEM_ROW,
+    )
     generation = spool.append(rows(12)).generation
     batch = spool.peek(5, 1000)
     assert spool.peek(5, 25) == batch[:2]
     assert spool.delete([batch[0].id, 12345]) == 1
     assert spool.quarantine(RowIds(generation, [r.id for r in batch[1:4]]), "r", "bad_data") == 3
-    assert spool.stats().dead_letter_count == 2  # trimmed to 20 bytes
+    assert spool.stats().dead_letter_count == 2  # trimmed to two rows' worth
     assert spool.stats().dead_letter_dropped == 1
     assert [d.attempts for d in spool.dead_letters()] == [1, 1]
     assert spool.requeue_dead_letters() == 2
@@ -515,7 +531,9 @@ def test_memory_mode_full_api(db: Path, clock: Clock, monkeypatch: pytest.Monkey
 
 def test_memory_mode_large_backlog(db: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Path, "mkdir", lambda *a, **k: (_ for _ in ()).throw(OSError("ro")))
-    spool = open_spool(db, clock, max_bytes=15_000, max_age_seconds=10)
+    spool = open_spool(
+        db, clock, max_bytes=15_000, max_age_seconds=10, max_memory_bytes=memory_for(1500 * MEM_ROW)
+    )
     spool.append(rows(1000))
     clock.now += 5
     spool.append(rows(1000, start=1000))  # evicts 500 in one head scan

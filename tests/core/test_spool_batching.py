@@ -5,14 +5,14 @@ import sqlite3
 
 import pytest
 
-from custom_components.ha_ingestor.core import spool as spool_mod
+from custom_components.ha_ingestor.core import spool as spool_mod, spool_sqlite
 from custom_components.ha_ingestor.core.spool import Spool, SpoolRow
 
 
 def test_multi_row_inserts_keep_order_and_counters(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "s.sqlite")
     spool.open()
-    rows = [(i, b"p%d" % i) for i in range(spool_mod._INSERT_ROWS * 2 + 7)]
+    rows = [(i, b"p%d" % i) for i in range(spool_sqlite._INSERT_ROWS * 2 + 7)]
     assert spool.append(rows).stored == len(rows)
     # Many odd tail sizes: the statement cache stays small.
     for size in range(1, 13):
@@ -119,7 +119,7 @@ def test_peek_falls_back_when_order_is_not_kept(
     spool = Spool(tmp_path / "s.sqlite")
     spool.open()
     spool.append([(i, b"p%d" % i) for i in range(5)])
-    monkeypatch.setattr(spool_mod, name, query)
+    monkeypatch.setattr(spool_sqlite, name, query)
     assert [r.payload for r in spool.peek(10, 1 << 20)] == [b"p%d" % i for i in range(5)]
     spool.close()
 

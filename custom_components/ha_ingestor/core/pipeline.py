@@ -8,6 +8,7 @@ runs :meth:`Pipeline.run_uploader` as a background task and reads
 """
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 import logging
@@ -16,8 +17,9 @@ from typing import Any, Self
 from .clock import Clock
 from .encoder import Encoder, EventRecord, Rendered, record_debug_payload
 from .health import HealthReport, HealthTolerances
+from .logthrottle import ThrottledLog
 from .resilience import Resilience
-from .spool import AppendResult, OverflowPolicy, RowIds, Spool, SpoolStats
+from .spool import AppendResult, RowIds, Spool, SpoolStats
 from .uploader import Endpoint, RunSync, Uploader
 
 _LOGGER = logging.getLogger(__name__)
@@ -64,6 +66,12 @@ class FlushResult:
         )
 
 
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    """Mark a store's error as seen: the flush that awaited it may have been cancelled."""
+    if not future.cancelled():
+        future.exception()
+
+
 class Pipeline:
     """Owns the memory batch, the spool, the uploader and the resilience engine."""
 
@@ -98,10 +106,16 @@ class Pipeline:
         #: flush slices it in place, so this never needs rebinding).
         self.capture: Callable[[Any], None] = self._buffer.append
         self._flush_lock = asyncio.Lock()
+        # One line per cause per interval: a flush a second could meet these every time.
+        self._throttle = ThrottledLog(_LOGGER, monotonic=clock.monotonic)
+        self._storing: asyncio.Future[FlushResult] | None = None
+        # Filled by executor jobs, emptied on the loop (deque appends/pops are atomic).
+        self._spool_drops: deque[int] = deque()
         self._stats: SpoolStats | None = None
-        #: Time ranges (ns, inclusive) of events the spool had to drop; the host
-        #: may replay them from its own history (idempotent: same timestamps).
-        self.gaps: list[tuple[int, int]] = []
+        # The spool's gaps as of the last spool operation, and gaps the host
+        # consumed that the next operation deletes from the spool.
+        self._gaps: list[tuple[int, int]] = []
+        self._consumed_gaps: deque[list[tuple[int, int]]] = deque()
         self._spool_changed = asyncio.Event()
         self._buffer_dropped = 0
         self.uploader = Uploader(
@@ -131,6 +145,24 @@ class Pipeline:
     def stats(self) -> SpoolStats | None:
         """Spool statistics as of the last spool operation."""
         return self._stats
+
+    @property
+    def gaps(self) -> list[tuple[int, int]]:
+        """Time ranges (ns, inclusive) of events the spool had to drop.
+
+        The host may replay them from its own history (idempotent: same
+        timestamps). Sorted, merged and bounded by the spool, and persisted
+        with the drops, so they survive a restart.
+        """
+        return self._gaps
+
+    @gaps.setter
+    def gaps(self, remaining: list[tuple[int, int]]) -> None:
+        """Keep only ``remaining``: the others were replayed, the spool forgets them."""
+        consumed = [gap for gap in self._gaps if gap not in remaining]
+        if consumed:
+            self._consumed_gaps.append(consumed)
+        self._gaps = list(remaining)
 
     @property
     def buffered(self) -> int:
@@ -178,14 +210,20 @@ class Pipeline:
             dropped_in_memory, self._buffer_dropped = self._buffer_dropped, 0
             if dropped_in_memory:
                 metrics.add_events_dropped(dropped_in_memory)
-                _LOGGER.warning("Dropped %d events: the spool fell behind", dropped_in_memory)
+                self._throttle.warning(
+                    "fell_behind", "Dropped %d events: the spool fell behind", dropped_in_memory
+                )
+            if self._storing is not None and not self._storing.done():
+                # A cancelled flush left its slice being stored: let it finish first,
+                # so slices reach the spool in capture order and a failed one is
+                # back at the front of the buffer before this flush slices it.
+                await asyncio.wait([self._storing])
             buffer = self._buffer
             # Only what was captured before this flush: a sustained storm must
             # not keep one flush running forever.
             remaining = len(buffer)
             if not remaining:
                 return None
-            metrics.add_events_received(remaining)
             total = FlushResult()
             self.uploader.expect_handoff(True)
             # The first slice is one upload batch, so the uploader starts early.
@@ -199,19 +237,42 @@ class Pipeline:
                     size = max(STORE_SLICE, self._config.batch_points)
                     # The uploader's delivered rows are deleted in the same job, and
                     # the stored rows come back with their ids for it to send.
-                    result, appended = await self._spool_call(
-                        self._store, batch, self.uploader.take_delivered()
+                    storing = asyncio.ensure_future(
+                        self._store_slice(batch, self.uploader.take_delivered())
                     )
-                    self.uploader.offer(appended.rows, appended.generation)
-                    if result.dropped:
-                        metrics.add_events_dropped(result.dropped)
-                    if result.rejected:
-                        metrics.add_points_quarantined(result.rejected)
-                    total += result
+                    storing.add_done_callback(_retrieve)
+                    self._storing = storing
+                    # Shielded: once a slice has left the buffer, its store runs to
+                    # the end even when this flush is cancelled (a backfill or an
+                    # unload cancelling its caller) and accounts for itself.
+                    total += await asyncio.shield(storing)
             finally:
                 self.uploader.expect_handoff(False)
         self._changed()
         return total
+
+    async def _store_slice(self, batch: list[Any], delivered: RowIds | None) -> FlushResult:
+        """Spool one slice taken from the buffer and account for it.
+
+        If the store raises (or this task is torn down) the slice goes back to
+        the front of the buffer in order, so the next flush stores it. Torn down
+        while the executor job runs, the job may still finish: its rows are then
+        spooled twice, which InfluxDB overwrites (same timestamps).
+        """
+        metrics = self._res.metrics
+        try:
+            result, appended = await self._spool_call(self._store, batch, delivered)
+        except BaseException:
+            self._buffer[:0] = batch
+            raise
+        # Counted once stored: a slice put back is counted by the flush that stores it.
+        metrics.add_events_received(len(batch))
+        self.uploader.offer(appended.rows, appended.generation)
+        if result.dropped:
+            metrics.add_events_dropped(result.dropped)
+        if result.rejected:
+            metrics.add_points_quarantined(result.rejected)
+        return result
 
     async def run_uploader(self) -> None:
         """Run the uploader loop (a background task; cancellation-safe)."""
@@ -222,7 +283,16 @@ class Pipeline:
         await self.flush()
         if delivered := self.uploader.take_delivered():
             await self._spool_call(self._spool.delete_delivered, delivered)
-        await self._run_sync(self._spool.close)
+
+        def close() -> None:
+            while self._consumed_gaps:
+                self._spool.remove_gaps(self._consumed_gaps.popleft())
+            self._spool.close()
+            # Rows a spool running in memory could not put back on disk.
+            self._spool_drops.append(self._spool.take_unreported_drops())
+
+        await self._run_sync(close)
+        self._count_spool_drops()
 
     async def requeue_dead_letters(self) -> int:
         """Move quarantined points back to the queue and wake the uploader."""
@@ -277,18 +347,6 @@ class Pipeline:
 
     # --- internals -------------------------------------------------------------------
 
-    def _record_gap(self, oldest_before: int | None, lines: list[tuple[int, bytes]]) -> None:
-        """Remember which time range the overflow policy dropped (worker thread)."""
-        times = [time_ns for time_ns, _ in lines]
-        if self._spool.overflow is OverflowPolicy.DROP_NEWEST:
-            gap = (min(times), max(times))
-        else:
-            # Dropped rows are the oldest: between the old head and the new one.
-            oldest_after = self._spool.stats().oldest_time_ns
-            start = oldest_before if oldest_before is not None else min(times)
-            gap = (start, oldest_after if oldest_after is not None else max(times))
-        self.gaps.append(gap)
-
     def _changed(self) -> None:
         self._on_change()
 
@@ -299,14 +357,33 @@ class Pipeline:
             try:
                 return fn(*args)
             finally:
-                # Read here, in the worker thread, so the loop never waits on
-                # the spool's lock just to render an entity.
-                self._stats = self._spool.stats()
+                self._sync_spool()
 
         result: Awaitable[T] = self._run_sync(job)
-        value = await result
+        try:
+            value = await result
+        finally:
+            self._count_spool_drops()
         self._spool_changed.set()
         return value
+
+    def _sync_spool(self) -> None:
+        """Refresh what the loop reads about the spool (worker thread, after each operation).
+
+        Read here so the loop never waits on the spool's lock just to render
+        an entity; consumed gaps are deleted from the spool first.
+        """
+        while self._consumed_gaps:
+            self._spool.remove_gaps(self._consumed_gaps.popleft())
+        self._stats = self._spool.stats()
+        self._gaps = self._spool.gaps()
+        self._spool_drops.append(self._spool.take_unreported_drops())
+
+    def _count_spool_drops(self) -> None:
+        """Count rows the spool dropped outside an append (salvage, recovery, close)."""
+        while self._spool_drops:
+            if dropped := self._spool_drops.popleft():
+                self._res.metrics.add_events_dropped(dropped)
 
     def _store(
         self, batch: list[Any], delivered: RowIds | None = None
@@ -337,14 +414,13 @@ class Pipeline:
             # One reason per quarantine call keeps each dead letter explainable.
             for (time_ns, payload), reason in zip(rejected, reasons, strict=True):
                 self._spool.quarantine_payloads([(time_ns, payload)], reason, "bad_data")
-            _LOGGER.warning(
+            self._throttle.warning(
+                "cannot_encode",
                 "Quarantined %d event(s) that cannot be encoded, first: %s",
                 len(rejected),
                 reasons[0],
             )
         appended = self._spool.append(encoded.lines, delivered=delivered, hand_back=True)
-        if appended.dropped and encoded.lines:
-            self._record_gap(appended.oldest_before, encoded.lines)
         result = FlushResult(
             captured=len(batch),
             stored=appended.stored,
