@@ -90,6 +90,8 @@ class RecentDrops:
             self._recent.add(total - self._seen)
         self._seen = total
         return self._recent.recent()
+
+
 #: How long a damaged spool file stays reported. Nothing is left to fix (what
 #: could be read is queued, the rest is counted as dropped), but a damaged file
 #: points at failing storage or power cuts: a day outlasts one look at the
