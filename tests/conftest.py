@@ -1,12 +1,16 @@
 """Shared fixtures for ha_ingestor tests."""
 
 from pathlib import Path
+import shutil
 
 from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
 import pytest
+from pytest_homeassistant_custom_component.common import get_test_config_dir
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 from syrupy.assertion import SnapshotAssertion
 from syrupy.location import PyTestLocation
+
+from custom_components.ha_ingestor.const import DOMAIN
 
 pytest_plugins = ["tests.servers", "tests.data_api"]
 
@@ -14,6 +18,23 @@ pytest_plugins = ["tests.servers", "tests.data_api"]
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load integrations from custom_components/."""
+
+
+@pytest.fixture
+def hass_config_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A config dir of the test's own: spools live there, so tests never share a file.
+
+    A copy of the plugin's testing config without any spool a run left there
+    (not in the test's ``tmp_path``, which tests use for files of their own).
+    """
+    path = tmp_path_factory.mktemp("config")
+    shutil.copytree(
+        get_test_config_dir(),
+        path,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(DOMAIN),
+    )
+    return str(path)
 
 
 #: The release the main snapshots are recorded on (requirements_test.txt).
