@@ -14,7 +14,6 @@ from custom_components.ha_ingestor.const import (
     CONF_SSL_CA_CERT,
     DOMAIN,
 )
-from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
 from custom_components.ha_ingestor.repairs import async_create_fix_flow
 from custom_components.ha_ingestor.runtime import spool_path
 from tests.common import (
@@ -26,6 +25,8 @@ from tests.common import (
     unload_entry,
     v1_entry,
 )
+from tests.core.test_rejected import NGINX_400
+from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server, free_port, unique_name
 from tests.tls import TlsProxy, ignore_handshake_errors, make_pki
 
@@ -297,49 +298,54 @@ async def test_tls_failure_raises_issue_until_delivery_resumes(
     assert [r["value"] for r in rows] == [4.0]
 
 
-async def test_rejected_pause_raises_scrubbed_issue_until_delivery_resumes(
+async def test_rejected_pause_raises_issue_until_delivery_resumes(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
     issue_registry: ir.IssueRegistry,
     influxdb_v1: InfluxV1Server,
     influx_db: str,
 ) -> None:
-    """A REJECTED pause shows the server's answer (secrets scrubbed) until delivery resumes.
+    """A proxy answering nginx's 400 to every request (plain HTTP sent to its HTTPS
+    port) in front of real InfluxDB: delivery pauses as ``rejected`` with a translated
+    issue quoting the proxy's words (no markup, no password); once the proxy forwards,
+    the re-check delivers by itself and the issue is gone.
 
-    The pause is fed to the entry's resilience as the uploader reports it (the
-    uploader's detection of "refuses every point" is tested in the core); the
-    destination itself is real InfluxDB. Figure: 1 event kept while paused, 1
-    delivered after resume (0 lost).
+    Figures: 3 events kept while paused, 0 quarantined, 3 delivered after the
+    proxy is fixed (0 lost), without a manual retry.
     """
-    entry = v1_entry(influxdb_v1.url, influx_db)
-    await setup_entry(hass, entry)
-    runtime = entry.runtime_data
-    hass.states.async_set("sensor.rejected", "6", {"unit_of_measurement": "W"})
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent == 1)
-    runtime.pipeline.resilience.on_failure(
-        DeliveryError(
-            ErrorCategory.REJECTED,
-            f"every point refused (HTTP 400): plain HTTP sent to HTTPS port {PASSWORD}",
-            status=400,
+    async with FaultProxy(influxdb_v1.port) as proxy:
+        proxy.set_mode(Mode.ANSWER, answer=NGINX_400)
+        entry = v1_entry(proxy.url, influx_db)
+        await setup_entry(hass, entry)
+        runtime = entry.runtime_data
+        for value in range(3):
+            hass.states.async_set(
+                f"sensor.rejected_{value}", str(value), {"unit_of_measurement": "W"}
+            )
+        issue_id = f"destination_rejected_{ENTRY_ID}"
+        await settle(
+            hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
         )
-    )
-    runtime.async_refresh()
-    issue_id = f"destination_rejected_{ENTRY_ID}"
-    issue = issue_registry.async_get_issue(DOMAIN, issue_id)
-    assert issue is not None
-    assert issue.translation_key == "destination_rejected"
-    error = issue.translation_placeholders["error"]
-    assert "plain HTTP sent to HTTPS port" in error
-    assert PASSWORD not in error
-    hass.states.async_set("sensor.rejected", "7", {"unit_of_measurement": "W"})
-    await runtime.async_flush()
-    assert runtime.backlog == 1
-    runtime.async_retry_now()
-    await settle(
-        hass,
-        freezer,
-        lambda: runtime.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None,
-    )
+        issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+        assert issue.translation_key == "destination_rejected"
+        assert issue.severity is ir.IssueSeverity.ERROR
+        error = issue.translation_placeholders["error"]
+        assert "The plain HTTP request was sent to HTTPS port" in error
+        assert "<" not in error
+        assert PASSWORD not in error
+        assert runtime.backlog == 3
+        assert runtime.pipeline.resilience.metrics.points_quarantined == 0
+
+        proxy.set_mode(Mode.PASS)
+        await settle(
+            hass,
+            freezer,
+            lambda: (
+                runtime.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None
+            ),
+            step=10.0,
+            limit=30,
+        )
+        await unload_entry(hass, entry)
     rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
-    assert [r["value"] for r in rows] == [6.0, 7.0]
-    await unload_entry(hass, entry)
+    assert sorted(r["value"] for r in rows) == [0.0, 1.0, 2.0]
