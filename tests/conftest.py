@@ -8,7 +8,7 @@ from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotEx
 from syrupy.assertion import SnapshotAssertion
 from syrupy.location import PyTestLocation
 
-pytest_plugins = ["tests.servers", "tests.data_api"]
+pytest_plugins = ["tests.servers", "tests.data_api", "tests.builtin"]
 
 
 @pytest.fixture(autouse=True)

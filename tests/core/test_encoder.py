@@ -266,7 +266,7 @@ def test_digit_tail_overflowing_float_is_dropped() -> None:
     assert "big=" not in text
 
 
-def test_dict_and_list_attributes_are_json() -> None:
+def test_container_attributes_are_their_str_like_the_builtin() -> None:
     text = line(
         rec(
             "1",
@@ -276,14 +276,21 @@ def test_dict_and_list_attributes_are_json() -> None:
                 "t": ("p",),
                 "s": {"only"},
                 "nested": {"when": datetime(2024, 1, 2, tzinfo=UTC), 3: object},
+                "numbers": [10, 20],
             },
         )
     )
-    assert r'd_str="{\"a\":1,\"b\":[null,\"x\"]}"' in text
-    assert r'l_str="[\"x\",\"y\"]"' in text
-    assert r't_str="[\"p\"]"' in text
-    assert r's_str="[\"only\"]"' in text
-    assert r'nested_str="{\"when\":\"2024-01-02T00:00:00+00:00\",\"3\":\"<class ' in text
+    # The built-in's float() fails on them, so it writes _single_line(str(value)).
+    assert """d_str="{'a': 1, 'b': [nan, 'x']}\"""" in text
+    assert """l_str="['x', 'y']\"""" in text
+    assert """t_str="('p',)\"""" in text
+    assert """s_str="{'only'}\"""" in text
+    assert (
+        """nested_str="{'when': datetime.datetime(2024, 1, 2, 0, 0, tzinfo=datetime.timezone.utc),"""
+        """ 3: <class 'object'>}\""""
+    ) in text
+    # Its digit-tail rule applies to that text too: "[10, 20]" -> 1020.
+    assert """numbers=1020,numbers_str="[10, 20]\"""" in text
 
 
 def test_other_objects_use_str() -> None:
@@ -307,9 +314,13 @@ def test_unconvertible_values_dropped_not_fatal() -> None:
     cyclic = Cyclic()
     cyclic["self"] = cyclic
     result = one(rec("1", {"broken": Broken(), "cyclic": cyclic, "ok": 2}))
-    assert result.dropped_values == 2
+    assert result.dropped_values == 1
     assert not result.rejected
-    assert result.lines[0][1].decode().endswith(f" ok=2,value=1 {T}")
+    assert (
+        result.lines[0][1]
+        .decode()
+        .endswith(f""" cyclic_str="{{'self': {{...}}}}",ok=2,value=1 {T}""")
+    )
 
 
 def test_field_collisions_and_reserved_time() -> None:
@@ -351,7 +362,7 @@ def test_tags_attributes_and_static_tags() -> None:
     # Static tags are applied last, like the built-in's tags.update(...).
     assert text == (
         r"sensor.temp,domain=sensor,entity_id=override,floor=2,hidden=x,instance=home,"
-        r'meta={"a":1},room=living\ room,time_=t value=1 ' + str(T)
+        r"meta={'a':\ 1},room=living\ room,time_=t value=1 " + str(T)
     )
 
 
@@ -402,20 +413,28 @@ def test_line_breaks_never_split_a_line() -> None:
     record = rec("a\nb\r\nc", {"k\ney": "v\n1", "t": "x\ty\nz", "u": "p\u2028q"})
     text = line(record, config)
     assert text.startswith(r"m\ x,")
-    assert r"k\ ey_str=" in text
+    # A line break in a key: the two characters "\n", as the built-in's client writes it.
+    assert r"k\ney_str=" in text
     assert 'state="a b c"' in text
-    assert r"t=x\ y\ z" in text
+    # Tabs are kept (InfluxDB stores them); string tag values get their lines joined.
+    assert "t=x\ty\\ z" in text
     assert 'u_str="p q"' in text
 
 
-def test_hash_and_underscore_prefixes_stripped() -> None:
+def test_hash_and_underscore_prefixes() -> None:
     assert line(rec("1"), EncoderConfig(override_measurement="#m")).startswith("m,")
-    assert line(rec("1"), EncoderConfig(override_measurement="_#m")).startswith("m,")
     # Nothing left: fall back to the entity id.
-    assert line(rec("1"), EncoderConfig(override_measurement="#_#")).startswith("sensor.temp,")
+    assert line(rec("1"), EncoderConfig(override_measurement="##")).startswith("sensor.temp,")
+    # Measurements and field keys keep a leading "_", as the built-in writes them ...
+    assert line(rec("1"), EncoderConfig(override_measurement="_#m")).startswith("_#m,")
     result = one(rec("1", {"_private": 1, "__": 2}))
-    assert result.dropped_values == 1
-    assert result.lines[0][1].decode().endswith(f" private=1,value=1 {T}")
+    assert result.dropped_values == 0
+    assert result.lines[0][1].decode().endswith(f" __=2,_private=1,value=1 {T}")
+    # ... tag keys lose it: InfluxDB 2 discards a point with such a tag key.
+    config = EncoderConfig(tags={"_site": "home"}, tags_attributes=frozenset({"_room"}))
+    assert line(rec("1", {"_room": "hall"}), config).startswith(
+        "sensor.temp,domain=sensor,entity_id=temp,room=hall,site=home "
+    )
 
 
 def test_dangling_backslashes_removed() -> None:
@@ -442,11 +461,12 @@ def test_strings_capped() -> None:
     assert ",tag=abc " in text
 
 
-def test_default_string_cap_is_16_kib() -> None:
-    assert EncoderConfig().max_string_bytes == 16 * 1024
-    result = one(rec("1", {"big": "y" * 20_000}))
-    assert result.truncated_values == 1
-    assert len(result.lines[0][1]) < 16 * 1024 + 200
+def test_default_string_cap_fits_influxdb_requests() -> None:
+    # InfluxDB 1.x stores any string that fits in its 25 MB request limit.
+    assert EncoderConfig().max_string_bytes == 24_000_000
+    result = one(rec("1", {"big": "y" * 70_000}))
+    assert result.truncated_values == 0
+    assert 'big_str="%s"' % ("y" * 70_000) in result.lines[0][1].decode()
 
 
 def test_truncate_utf8_boundaries() -> None:
@@ -476,14 +496,15 @@ def test_context_id_and_extra_fields() -> None:
             "n": 3,
             "obj": {"k": 1},
             "none": None,
-            "_": "dropped",
+            "_": "kept",
             "when": datetime(2024, 1, 1, tzinfo=UTC),
             "value": "dup",
         },
     )
     result = one(record, config)
     text = result.lines[0][1].decode()
-    assert result.dropped_values == 1
+    assert result.dropped_values == 0
+    assert '_="kept"' in text
     assert 'context_id_="01HXYZ12"' in text
     assert "context_id=5" in text
     # Extra strings stay strings (a ULID must not hit the digit-tail rule).
@@ -761,4 +782,4 @@ def test_name_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(result.lines) == 10
     assert len(encoder._names) <= 3
     assert result.lines[0][1] == result.lines[5][1]
-    assert b" a=1,k0=2,value=1 " in result.lines[0][1]
+    assert b" _a=1,k0=2,value=1 " in result.lines[0][1]
