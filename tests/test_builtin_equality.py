@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
+from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import UnitOfTemperature
 from homeassistant.core import HomeAssistant
@@ -163,6 +164,16 @@ CHANGES: list[tuple[str, str, dict[str, Any]]] = [
     ("sensor.eq_unit_emoji", "1", {"unit_of_measurement": "☀️"}),
     ("sensor.eq_unit_under", "1", {"unit_of_measurement": "_under"}),
     ("sensor.eq_unit_hash", "1", {"unit_of_measurement": "#hash"}),
+    ("sensor.eq_unit_empty", "1", {"unit_of_measurement": ""}),
+    (
+        "sensor.eq_unit_enum",
+        "1",
+        {
+            "unit_of_measurement": UnitOfTemperature.CELSIUS,
+            "device_class": SensorDeviceClass.TEMPERATURE,
+        },
+    ),
+    ("sensor.eq_dc_empty", "1", {"device_class": ""}),
     (
         "weather.eq_home",
         "sunny",
@@ -222,6 +233,16 @@ influxdb:
   component_config_domain:
     weather:
       override_measurement: weather
+""",
+    "default_measurement": """
+influxdb:
+  default_measurement: fallback
+  ignore_attributes:
+    - friendly_name
+  component_config_glob:
+    sensor.eq_unit_*:
+      ignore_attributes:
+        - device_class
 """,
     "override_measurement": """
 influxdb:
@@ -374,6 +395,7 @@ STATIC_TAGS: dict[str, dict[str, str]] = {
     "defaults": {},
     "domain_device_class": {"site": "home", "room key": "v,al=ue"},
     "entity_id": {},
+    "default_measurement": {},
     "override_measurement": {},
 }
 
@@ -382,6 +404,7 @@ PLAIN_SENSOR_MEASUREMENT = {
     "defaults": "sensor.{}",
     "domain_device_class": "sensor",
     "entity_id": "sensor.{}",
+    "default_measurement": "fallback",
     "override_measurement": "everything",
 }
 
@@ -396,8 +419,8 @@ def _kept_only_by_us(options: str, theirs: Stored, ours: Stored) -> None:
             PLAIN_SENSOR_MEASUREMENT[options].format(object_id),
             {"domain": "sensor", "entity_id": object_id, "state": state} | STATIC_TAGS[options],
         )
-    if options != "defaults":
-        return
+    if options not in {"defaults", "default_measurement"}:
+        return  # the measurement is not the unit
     # A unit starting with "#" makes the built-in's line a comment: 204, nothing stored.
     key = ("eq_unit_hash", _time_of("eq_unit_hash", "1"))
     assert key not in theirs.points
@@ -472,7 +495,7 @@ async def test_points_equal_the_builtins(
 ) -> None:
     """Every point HA Ingestor stores equals the built-in's, but for the intended differences.
 
-    27 of the 30 changes are written (unknown, unavailable and "" are skipped by both).
+    30 of the 33 changes are written (unknown, unavailable and "" are skipped by both).
     Equal: measurement, tags, timestamp to the nanosecond, every field with its type
     and value (70 000-character strings whole, containers as ``str()``). Intended, each
     asserted: 2 points (4 under the default options) the built-in loses and HA Ingestor
@@ -492,7 +515,7 @@ async def test_points_equal_the_builtins(
         for (entity_id, state, _), timestamp in zip(CHANGES, _change_times(), strict=True)
         if entity_id != "sensor.eq_skipped"
     )
-    assert len(ours.points) == 27
+    assert len(ours.points) == 30
     _kept_only_by_us(options, theirs, ours)
     _renamed(theirs, ours)
     assert ours.points == theirs.points
@@ -518,8 +541,8 @@ async def test_one_database_during_a_switch(
 ) -> None:
     """Both integrations write the same changes to one database: one point per change.
 
-    25 changes are written (unknown, unavailable and "" skipped; the two units whose
-    names the built-in alters are left out): 25 points, each at its change's time.
+    28 changes are written (unknown, unavailable and "" skipped; the two units whose
+    names the built-in alters are left out): 28 points, each at its change's time.
     The same change gives the same measurement, tags and timestamp, so the second
     write overwrites the first. Real time: about 3 s.
     """
@@ -538,8 +561,8 @@ async def test_one_database_during_a_switch(
         one_database=True,
     )
     written = [CHANGES[index] for index in changes if CHANGES[index][1] not in SKIPPED]
-    assert len(written) == 25
-    assert len(theirs.points) == 25
+    assert len(written) == 28
+    assert len(theirs.points) == 28
     assert theirs.points.keys() == {
         (entity_id.partition(".")[2], _time_of(entity_id.partition(".")[2], state))
         for entity_id, state, _ in written

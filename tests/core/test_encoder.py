@@ -133,6 +133,10 @@ def test_domain_device_class_strategy() -> None:
         f'sensor__power,domain=sensor,entity_id=temp unit_of_measurement_str="W",value=1 {T}'
     )
     assert line(rec("1", {"device_class": None}), config).startswith("sensor,")
+    # Like the built-in: only a missing device class falls back to the domain.
+    assert line(rec("1", {"device_class": ""}), config) == (
+        f"sensor__,domain=sensor,entity_id=temp value=1 {T}"
+    )
 
 
 def test_device_class_and_domain_strategies() -> None:

@@ -666,7 +666,7 @@ class LineProtocolEncoder:
                 measurement = record.domain
             elif strategy == MeasurementStrategy.DOMAIN_DEVICE_CLASS:
                 device_class = attributes.get("device_class")
-                if device_class in (None, ""):
+                if device_class is None:  # the built-in writes "sensor__" for ""
                     measurement = record.domain
                 else:
                     measurement = f"{record.domain}__{device_class}"
