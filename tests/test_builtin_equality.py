@@ -317,10 +317,10 @@ async def _run(
     config_dir: Path,
     yaml_block: str,
     *,
-    changes: list[int],
+    changes: list[tuple[tuple[str, str, dict[str, Any]], float]],
     one_database: bool = False,
 ) -> tuple[Stored, Stored]:
-    """Feed the ``changes`` (indexes into :data:`CHANGES`) to both integrations.
+    """Feed the ``changes`` (each with its time) to both integrations.
 
     Returns what (the built-in, HA Ingestor) stored.
 
@@ -360,14 +360,12 @@ async def _run(
         assert await hass.config_entries.async_setup(ours.entry_id)
         await hass.async_block_till_done()
 
-        times = _change_times()
-        for index in changes:
-            entity_id, state, attributes = CHANGES[index]
-            hass.states.async_set(entity_id, state, attributes, timestamp=times[index])
+        for (entity_id, state, attributes), timestamp in changes:
+            hass.states.async_set(entity_id, state, attributes, timestamp=timestamp)
         await hass.async_block_till_done()
         await builtin_flushed(hass, builtin)
         metrics = ours.runtime_data.pipeline.resilience.metrics
-        written = sum(CHANGES[index][1] not in SKIPPED for index in changes)
+        written = sum(state not in SKIPPED for (_, state, _), _ in changes)
         await settle(hass, freezer, lambda: metrics.events_sent >= written)
         return await _stored(influxdb_v1, builtin_db), await _stored(influxdb_v1, ours_db)
     finally:
@@ -507,7 +505,7 @@ async def test_points_equal_the_builtins(
         influxdb_v1,
         config_dir,
         YAML_BLOCKS[options],
-        changes=list(range(len(CHANGES))),
+        changes=list(zip(CHANGES, _change_times(), strict=True)),
     )
     # The change times include floats where rounding the whole product misses by 1 us.
     assert any(
@@ -547,9 +545,9 @@ async def test_one_database_during_a_switch(
     write overwrites the first. Real time: about 3 s.
     """
     changes = [
-        index
-        for index, (entity_id, _, _) in enumerate(CHANGES)
-        if entity_id not in {"sensor.eq_unit_quote", "sensor.eq_unit_backslash"}
+        (change, timestamp)
+        for change, timestamp in zip(CHANGES, _change_times(), strict=True)
+        if change[0] not in {"sensor.eq_unit_quote", "sensor.eq_unit_backslash"}
     ]
     theirs, _ = await _run(
         hass,
@@ -560,10 +558,45 @@ async def test_one_database_during_a_switch(
         changes=changes,
         one_database=True,
     )
-    written = [CHANGES[index] for index in changes if CHANGES[index][1] not in SKIPPED]
+    written = [change for change, _ in changes if change[1] not in SKIPPED]
     assert len(written) == 28
     assert len(theirs.points) == 28
     assert theirs.points.keys() == {
         (entity_id.partition(".")[2], _time_of(entity_id.partition(".")[2], state))
         for entity_id, state, _ in written
+    }
+
+
+async def test_lone_surrogate_costs_the_builtin_its_whole_batch(
+    hass: HomeAssistant,
+    *,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    config_dir: Path,
+    socket_enabled: None,
+) -> None:
+    """A lone surrogate in one attribute: the built-in loses every point of that batch.
+
+    Its client cannot encode the batch (``UnicodeEncodeError``, logged and dropped),
+    so neither the faulty change nor the clean one next to it is stored: 0 of 2.
+    HA Ingestor stores both, the surrogate replaced by U+FFFD: 2 of 2. Real time: 3 s.
+    """
+    start = START.timestamp()
+    changes = [
+        (("sensor.eq_rich", "1", {"name": "bad \ud800 text"}), start + 0.25),
+        (("sensor.eq_energy", "2", {"unit_of_measurement": "kWh"}), start + 0.5),
+    ]
+    theirs, ours = await _run(
+        hass, freezer, influxdb_v1, config_dir, YAML_BLOCKS["defaults"], changes=changes
+    )
+    assert theirs.points == {}
+    assert ours.points == {
+        ("eq_rich", 1_798_761_600_250_000_000): (
+            "sensor.eq_rich",
+            {"domain": "sensor", "entity_id": "eq_rich", "name_str": "bad \ufffd text", "value": 1},
+        ),
+        ("eq_energy", 1_798_761_600_500_000_000): (
+            "kWh",
+            {"domain": "sensor", "entity_id": "eq_energy", "value": 2},
+        ),
     }
