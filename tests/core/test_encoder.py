@@ -1,5 +1,7 @@
 """Tests for the line-protocol and JSON encoders.
 
+Fast unit tests; the proof of equality with the built-in integration is
+tests/test_builtin_equality.py (its own code, a real InfluxDB). Here
 influxdb-client's ``Point.to_line_protocol()`` is the reference serializer:
 property tests compare our output with it wherever it is correct, and the
 unit tests below pin every case where we intentionally differ (int -> float,
@@ -471,6 +473,10 @@ def test_default_string_cap_fits_influxdb_requests() -> None:
     result = one(rec("1", {"big": "y" * 70_000}))
     assert result.truncated_values == 0
     assert 'big_str="%s"' % ("y" * 70_000) in result.lines[0][1].decode()
+    # Longer would make the request too large: the built-in loses its batch then.
+    result = one(rec("1", {"huge": "z" * 25_000_000}))
+    assert result.truncated_values == 1
+    assert 24_000_000 < len(result.lines[0][1]) < 24_000_000 + 200
 
 
 def test_truncate_utf8_boundaries() -> None:
