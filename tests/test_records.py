@@ -238,3 +238,20 @@ def test_timestamp_ns_known_case() -> None:
     assert dt_util.utc_from_timestamp(timestamp).microsecond == 4035
     assert timestamp_ns(timestamp) == 1_796_198_549_004_035_000
     assert round(timestamp * 1e6) * 1000 == 1_796_198_549_004_036_000
+
+
+# 0.0 is not a timestamp to State (it takes the current time instead).
+@given(st.floats(min_value=-2e9, max_value=9e9, allow_nan=False, allow_infinity=False).filter(bool))
+def test_state_records_use_timestamp_ns(timestamp: float) -> None:
+    """The inlined copies in record_from_state and convert equal timestamp_ns."""
+    state = State("sensor.t", "1", ReadOnlyDict(), last_updated_timestamp=timestamp)
+    record = to_record(state)
+    assert record is not None
+    assert record.time_ns == record.last_changed_ns == timestamp_ns(timestamp)
+    routing = RoutingLineEncoder(EncoderConfig())
+    routing.encode_many([record])  # fills the line cache
+    converted = routing.convert(
+        State("sensor.t", "2", state.attributes, last_updated_timestamp=timestamp)
+    )
+    assert isinstance(converted, tuple)
+    assert converted[0] == timestamp_ns(timestamp)
