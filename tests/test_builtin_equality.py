@@ -123,6 +123,8 @@ RICH_ATTRIBUTES: dict[str, Any] = {
     "tag_newline": "up\nstairs",
     "tag_empty": "",
     "tag_backslash": "in\\out",
+    "tag_long": "t" * 2000,
+    "n" * 300: "a long name",
     "icon": "mdi:flash",
     "battery": 97,
     "firmware": "v1.2",
@@ -213,6 +215,7 @@ influxdb:
     - a=b
     - _leading
     - tag_backslash
+    - tag_long
   ignore_attributes:
     - icon
   component_config:

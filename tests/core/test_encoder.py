@@ -69,6 +69,12 @@ def line(record: EventRecord, config: EncoderConfig | None = None) -> str:
     return text
 
 
+def line_of(encoder: LineProtocolEncoder, record: EventRecord) -> str:
+    payload = encoder.encode(record)
+    assert payload is not None
+    return payload.decode()
+
+
 def one(record: EventRecord, config: EncoderConfig | None = None) -> EncodeResult:
     return LineProtocolEncoder(config).encode_many([record])
 
@@ -793,3 +799,8 @@ def test_name_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(encoder._names) <= 3
     assert result.lines[0][1] == result.lines[5][1]
     assert b" _a=1,k0=2,value=1 " in result.lines[0][1]
+    # Long names (InfluxDB stores up to ~64 KiB) are written whole but never cached.
+    encoder = LineProtocolEncoder()
+    text = line_of(encoder, rec("1", {"n" * 70_000: 1, "m" * 300: 2}))
+    assert f" {'m' * 300}=2,{'n' * 65_530}=1,value=1 " in text
+    assert all(len(raw) <= 256 for raw, _ in encoder._names)

@@ -36,7 +36,8 @@ rejects, silently drops or stores altered, this encoder deliberately differs
   UTF-8 bytes (24 MB by default: InfluxDB 1.x stores any length that fits in
   its default 25 MB request limit), names at
   :attr:`EncoderConfig.max_name_bytes` and tag values at
-  :attr:`EncoderConfig.max_tag_value_bytes`.
+  :attr:`EncoderConfig.max_tag_value_bytes` (65 530 bytes by default: InfluxDB
+  never stores longer ones, the built-in's point is refused then).
 
 Nothing here imports ``homeassistant``; the HA layer builds
 :class:`EventRecord` objects.
@@ -104,6 +105,11 @@ _MIN_TIME_NS: Final = -9_223_372_036_854_775_806
 _MAX_TIME_NS: Final = 9_223_372_036_854_775_806
 
 _NAME_CACHE_SIZE: Final = 4096
+# Longer names are sanitised each time: the cache must stay small.
+_CACHED_NAME_CHARS: Final = 256
+# The longest name or tag value InfluxDB can store (in a point with a 1-byte
+# measurement and field key): 65 535 bytes for series key + "#!~#" + field key.
+_MAX_KEY_PART_BYTES: Final = 65_535 - 4 - 1
 # Entities whose attribute-derived line parts are kept (one slot each, oldest evicted).
 _LINE_CACHE_SIZE: Final = 8192
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -277,8 +283,10 @@ class EncoderConfig:
     include_unknown: bool = False
     include_context_id: bool = False
     max_string_bytes: int = 24_000_000
-    max_name_bytes: int = 256
-    max_tag_value_bytes: int = 1024
+    # InfluxDB refuses a point whose series key plus a field key exceed 65 535
+    # bytes ("max key length exceeded"): no longer name or tag value is ever stored.
+    max_name_bytes: int = _MAX_KEY_PART_BYTES
+    max_tag_value_bytes: int = _MAX_KEY_PART_BYTES
     overrides: Overrides | None = None
 
 
@@ -573,6 +581,8 @@ class LineProtocolEncoder:
 
     def _name(self, raw: str, kind: _NameKind = _FIELD_KEY) -> str:
         """Sanitise a measurement, tag key or field key ("" if nothing is left)."""
+        if len(raw) > _CACHED_NAME_CHARS:
+            return self._sanitise_name(raw, kind)
         cache_key = (raw, kind)
         cached = self._names.get(cache_key)
         if cached is not None:
