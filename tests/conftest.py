@@ -12,7 +12,7 @@ from syrupy.location import PyTestLocation
 
 from custom_components.ha_ingestor.const import DOMAIN
 
-pytest_plugins = ["tests.servers", "tests.data_api"]
+pytest_plugins = ["tests.servers", "tests.data_api", "tests.builtin"]
 
 
 @pytest.fixture(autouse=True)

@@ -5,9 +5,7 @@ from configuration.yaml at setup; these tests give it both (a YAML file in the t
 config dir and its own entry), run it against a real InfluxDB 1.6.7, and import.
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-import time
 from typing import Any
 from unittest.mock import patch
 
@@ -18,7 +16,6 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
-from yarl import URL
 
 from custom_components.ha_ingestor import destination, import_builtin
 from custom_components.ha_ingestor.config_flow import CONF_DISABLE_BUILTIN, IMPORT_BUILTIN
@@ -68,6 +65,8 @@ from custom_components.ha_ingestor.import_builtin import (
     connection_data,
     options_from_yaml,
 )
+from custom_components.ha_ingestor.records import timestamp_ns
+from tests.builtin import points, poll, rows_if, v1_builtin
 from tests.common import settle
 from tests.servers import InfluxV1Server, VictoriaMetricsServer, free_port, unique_name
 from tests.test_config_flow import assert_translated
@@ -147,45 +146,6 @@ RICH_NOT_MAPPED = [
 ]
 
 
-@pytest.fixture
-def config_dir(hass: HomeAssistant, tmp_path: Path) -> Path:
-    """A config dir of this test's own, holding a configuration.yaml without influxdb."""
-    hass.config.config_dir = str(tmp_path)
-    (tmp_path / "configuration.yaml").write_text("homeassistant:\n  name: Test\n", encoding="utf-8")
-    return tmp_path
-
-
-def v1_builtin(url: str, database: str, **data: Any) -> MockConfigEntry:
-    """A built-in entry as its v1 config flow stores it."""
-    parsed = URL(url)
-    return MockConfigEntry(
-        domain=BUILTIN_DOMAIN,
-        title=f"{database} ({parsed.host})",
-        data={
-            "api_version": "1",
-            "host": parsed.host,
-            "port": parsed.port,
-            "username": None,
-            "password": None,
-            "database": database,
-            "ssl": False,
-            "path": "/",
-            "verify_ssl": False,
-        }
-        | data,
-    )
-
-
-@pytest.fixture
-async def unload_all(hass: HomeAssistant) -> AsyncIterator[None]:
-    """Unload every loaded entry at the end (joins the built-in's writer thread)."""
-    yield
-    for entry in hass.config_entries.async_entries():
-        if entry.state is ConfigEntryState.LOADED:
-            assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
-
-
 async def start_import(hass: HomeAssistant) -> ConfigFlowResult:
     """Open the user flow and choose the import: the confirm form."""
     result = await hass.config_entries.flow.async_init(
@@ -198,26 +158,6 @@ async def start_import(hass: HomeAssistant) -> ConfigFlowResult:
     )
     assert_translated(result)
     return result
-
-
-async def poll(hass: HomeAssistant, query: Callable[[], Any], *, limit: int = 1000) -> Any:
-    """Re-run an async query until it returns something (the built-in writes from a thread)."""
-    for _ in range(limit):
-        if result := await query():
-            return result
-        await hass.async_add_executor_job(time.sleep, 0.01)
-    raise AssertionError("nothing written")
-
-
-async def _rows_if(query: Awaitable[list[dict[str, Any]]], count: int) -> list[dict[str, Any]]:
-    """Return the rows of ``query`` once there are ``count`` of them, else none."""
-    rows = await query
-    return rows if len(rows) >= count else []
-
-
-def _points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows without their empty columns (a multi-measurement query lists every column)."""
-    return [{key: value for key, value in row.items() if value is not None} for row in rows]
 
 
 # --- menu ----------------------------------------------------------------------------------
@@ -342,7 +282,7 @@ async def test_import_real_builtin_ships_the_same_point(
         assert changed is not None
         query = f"SELECT * FROM /.*/ WHERE entity_id =~ /^({'|'.join(compared)})$/"
         builtin_rows: list[dict[str, Any]] = await poll(
-            hass, lambda: _rows_if(influxdb_v1.aquery(query, influx_db), len(compared))
+            hass, lambda: rows_if(influxdb_v1.aquery(query, influx_db), len(compared))
         )
         runtime = entry.runtime_data
         await settle(
@@ -373,9 +313,9 @@ async def test_import_real_builtin_ships_the_same_point(
         # The one difference is the static tag listed as not taken over.
         for row in builtin_rows:
             assert row.pop("_private") == "hidden"
-        assert _points(ours_rows) == _points(builtin_rows)
+        assert points(ours_rows) == points(builtin_rows)
         assert {row["time"] for row in builtin_rows} == {
-            round(changed.last_updated_timestamp * 1e6) * 1000
+            timestamp_ns(changed.last_updated_timestamp)
         }
         assert {(row["site"], row["room"]) for row in builtin_rows} == {("home", "garden")}
         assert all(row.get("icon_str") is None for row in builtin_rows)

@@ -1,8 +1,10 @@
 """records.py: HA states keep their attributes object, so the line cache applies."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from homeassistant.core import Event, State
+from homeassistant.util import dt as dt_util
 from homeassistant.util.read_only_dict import ReadOnlyDict
 from hypothesis import given, settings, strategies as st
 import pytest
@@ -22,8 +24,11 @@ from custom_components.ha_ingestor.core.encoder import (
 from custom_components.ha_ingestor.records import (
     RoutingLineEncoder,
     overrides_from_options,
+    timestamp_ns,
     to_record,
 )
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def test_states_sharing_attributes_hit_the_line_cache() -> None:
@@ -212,3 +217,41 @@ def test_overrides_apply_to_states_not_to_events() -> None:
         b'hall,domain=light,entity_id=hall state="on",value=1 1000000000',
         b'call_service,domain=light,entity_id=hall icon_str="mdi:x",state="call_service" 1000',
     ]
+
+
+@given(st.floats(min_value=-2e9, max_value=9e9, allow_nan=False, allow_infinity=False))
+@settings(max_examples=2000)
+def test_timestamp_ns_rounds_like_time_fired(timestamp: float) -> None:
+    """The point time equals the built-in's ``time_fired``, a datetime of the same float.
+
+    ``round(timestamp * 1e6)`` misses by 1 us for some floats: a change written by
+    both integrations during a switch would then be stored twice.
+    """
+    moment = dt_util.utc_from_timestamp(timestamp) - EPOCH
+    expected = ((moment.days * 86_400 + moment.seconds) * 1_000_000 + moment.microseconds) * 1000
+    assert timestamp_ns(timestamp) == expected
+
+
+def test_timestamp_ns_known_case() -> None:
+    """A float where rounding the whole product goes the other way."""
+    timestamp = 1_796_198_549.0040355
+    assert dt_util.utc_from_timestamp(timestamp).microsecond == 4035
+    assert timestamp_ns(timestamp) == 1_796_198_549_004_035_000
+    assert round(timestamp * 1e6) * 1000 == 1_796_198_549_004_036_000
+
+
+# 0.0 is not a timestamp to State (it takes the current time instead).
+@given(st.floats(min_value=-2e9, max_value=9e9, allow_nan=False, allow_infinity=False).filter(bool))
+def test_state_records_use_timestamp_ns(timestamp: float) -> None:
+    """The inlined copies in record_from_state and convert equal timestamp_ns."""
+    state = State("sensor.t", "1", ReadOnlyDict(), last_updated_timestamp=timestamp)
+    record = to_record(state)
+    assert record is not None
+    assert record.time_ns == record.last_changed_ns == timestamp_ns(timestamp)
+    routing = RoutingLineEncoder(EncoderConfig())
+    routing.encode_many([record])  # fills the line cache
+    converted = routing.convert(
+        State("sensor.t", "2", state.attributes, last_updated_timestamp=timestamp)
+    )
+    assert isinstance(converted, tuple)
+    assert converted[0] == timestamp_ns(timestamp)

@@ -34,8 +34,13 @@ def timestamp_ns(timestamp: float) -> int:
     HA keeps microsecond datetimes and the recorder stores float timestamps;
     rounding to the microsecond makes a live state and the same state read
     back from the recorder land on the same point (idempotent backfill).
+    The rounding is ``datetime.fromtimestamp``'s (the fraction alone, half to
+    even), which made the built-in's ``time_fired``: ``round(timestamp * 1e6)``
+    rounds the whole product and misses by 1 us for some timestamps, so a
+    change written by both integrations during a switch would be stored twice.
     """
-    return round(timestamp * 1_000_000) * 1000
+    whole = int(timestamp)  # the fraction t - int(t) is exact in floating point
+    return (whole * 1_000_000 + round((timestamp - whole) * 1_000_000)) * 1000
 
 
 #: Attributes of a context entity attached next to its state (weather and climate-like).
@@ -61,12 +66,15 @@ def record_from_state(state: State, extra: Mapping[str, Any] | None = None) -> E
     """Snapshot a state (states are immutable, so reading them off-loop is safe)."""
     # Every state change passes here: positional arguments (EventRecord's field
     # order) and timestamp_ns() inlined halve the cost of building the record.
+    updated = state.last_updated_timestamp
+    changed = state.last_changed_timestamp
+    updated_s, changed_s = int(updated), int(changed)
     return EventRecord(
         state.entity_id,
         state.state,
         state.attributes,
-        round(state.last_updated_timestamp * 1_000_000) * 1000,
-        round(state.last_changed_timestamp * 1_000_000) * 1000,
+        (updated_s * 1_000_000 + round((updated - updated_s) * 1_000_000)) * 1000,
+        (changed_s * 1_000_000 + round((changed - changed_s) * 1_000_000)) * 1000,
         state.context.id,
         extra=extra or None,
     )
@@ -132,7 +140,9 @@ class RoutingLineEncoder:
         state, measured in isolation).
         """
         if type(item) is State:
-            time_ns = round(item.last_updated_timestamp * 1_000_000) * 1000  # timestamp_ns()
+            updated = item.last_updated_timestamp  # timestamp_ns(), inlined
+            seconds = int(updated)
+            time_ns = (seconds * 1_000_000 + round((updated - seconds) * 1_000_000)) * 1000
             line = self._cached_line(item.entity_id, item.state, item.attributes, time_ns)
             return record_from_state(item) if line is None else (time_ns, line)
         return to_record(item)

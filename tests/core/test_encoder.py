@@ -1,5 +1,7 @@
 """Tests for the line-protocol and JSON encoders.
 
+Fast unit tests; the proof of equality with the built-in integration is
+tests/test_builtin_equality.py (its own code, a real InfluxDB). Here
 influxdb-client's ``Point.to_line_protocol()`` is the reference serializer:
 property tests compare our output with it wherever it is correct, and the
 unit tests below pin every case where we intentionally differ (int -> float,
@@ -65,6 +67,12 @@ def line(record: EventRecord, config: EncoderConfig | None = None) -> str:
     text = payload.decode()
     assert "\n" not in text
     return text
+
+
+def line_of(encoder: LineProtocolEncoder, record: EventRecord) -> str:
+    payload = encoder.encode(record)
+    assert payload is not None
+    return payload.decode()
 
 
 def one(record: EventRecord, config: EncoderConfig | None = None) -> EncodeResult:
@@ -133,6 +141,10 @@ def test_domain_device_class_strategy() -> None:
         f'sensor__power,domain=sensor,entity_id=temp unit_of_measurement_str="W",value=1 {T}'
     )
     assert line(rec("1", {"device_class": None}), config).startswith("sensor,")
+    # Like the built-in: only a missing device class falls back to the domain.
+    assert line(rec("1", {"device_class": ""}), config) == (
+        f"sensor__,domain=sensor,entity_id=temp value=1 {T}"
+    )
 
 
 def test_device_class_and_domain_strategies() -> None:
@@ -266,7 +278,7 @@ def test_digit_tail_overflowing_float_is_dropped() -> None:
     assert "big=" not in text
 
 
-def test_dict_and_list_attributes_are_json() -> None:
+def test_container_attributes_are_their_str_like_the_builtin() -> None:
     text = line(
         rec(
             "1",
@@ -276,14 +288,21 @@ def test_dict_and_list_attributes_are_json() -> None:
                 "t": ("p",),
                 "s": {"only"},
                 "nested": {"when": datetime(2024, 1, 2, tzinfo=UTC), 3: object},
+                "numbers": [10, 20],
             },
         )
     )
-    assert r'd_str="{\"a\":1,\"b\":[null,\"x\"]}"' in text
-    assert r'l_str="[\"x\",\"y\"]"' in text
-    assert r't_str="[\"p\"]"' in text
-    assert r's_str="[\"only\"]"' in text
-    assert r'nested_str="{\"when\":\"2024-01-02T00:00:00+00:00\",\"3\":\"<class ' in text
+    # The built-in's float() fails on them, so it writes _single_line(str(value)).
+    assert """d_str="{'a': 1, 'b': [nan, 'x']}\"""" in text
+    assert """l_str="['x', 'y']\"""" in text
+    assert """t_str="('p',)\"""" in text
+    assert """s_str="{'only'}\"""" in text
+    assert (
+        """nested_str="{'when': datetime.datetime(2024, 1, 2, 0, 0, tzinfo=datetime.timezone.utc),"""
+        """ 3: <class 'object'>}\""""
+    ) in text
+    # Its digit-tail rule applies to that text too: "[10, 20]" -> 1020.
+    assert """numbers=1020,numbers_str="[10, 20]\"""" in text
 
 
 def test_other_objects_use_str() -> None:
@@ -307,9 +326,13 @@ def test_unconvertible_values_dropped_not_fatal() -> None:
     cyclic = Cyclic()
     cyclic["self"] = cyclic
     result = one(rec("1", {"broken": Broken(), "cyclic": cyclic, "ok": 2}))
-    assert result.dropped_values == 2
+    assert result.dropped_values == 1
     assert not result.rejected
-    assert result.lines[0][1].decode().endswith(f" ok=2,value=1 {T}")
+    assert (
+        result.lines[0][1]
+        .decode()
+        .endswith(f""" cyclic_str="{{'self': {{...}}}}",ok=2,value=1 {T}""")
+    )
 
 
 def test_field_collisions_and_reserved_time() -> None:
@@ -351,7 +374,7 @@ def test_tags_attributes_and_static_tags() -> None:
     # Static tags are applied last, like the built-in's tags.update(...).
     assert text == (
         r"sensor.temp,domain=sensor,entity_id=override,floor=2,hidden=x,instance=home,"
-        r'meta={"a":1},room=living\ room,time_=t value=1 ' + str(T)
+        r"meta={'a':\ 1},room=living\ room,time_=t value=1 " + str(T)
     )
 
 
@@ -402,20 +425,28 @@ def test_line_breaks_never_split_a_line() -> None:
     record = rec("a\nb\r\nc", {"k\ney": "v\n1", "t": "x\ty\nz", "u": "p\u2028q"})
     text = line(record, config)
     assert text.startswith(r"m\ x,")
-    assert r"k\ ey_str=" in text
+    # A line break in a key: the two characters "\n", as the built-in's client writes it.
+    assert r"k\ney_str=" in text
     assert 'state="a b c"' in text
-    assert r"t=x\ y\ z" in text
+    # Tabs are kept (InfluxDB stores them); string tag values get their lines joined.
+    assert "t=x\ty\\ z" in text
     assert 'u_str="p q"' in text
 
 
-def test_hash_and_underscore_prefixes_stripped() -> None:
+def test_hash_and_underscore_prefixes() -> None:
     assert line(rec("1"), EncoderConfig(override_measurement="#m")).startswith("m,")
-    assert line(rec("1"), EncoderConfig(override_measurement="_#m")).startswith("m,")
     # Nothing left: fall back to the entity id.
-    assert line(rec("1"), EncoderConfig(override_measurement="#_#")).startswith("sensor.temp,")
+    assert line(rec("1"), EncoderConfig(override_measurement="##")).startswith("sensor.temp,")
+    # Measurements and field keys keep a leading "_", as the built-in writes them ...
+    assert line(rec("1"), EncoderConfig(override_measurement="_#m")).startswith("_#m,")
     result = one(rec("1", {"_private": 1, "__": 2}))
-    assert result.dropped_values == 1
-    assert result.lines[0][1].decode().endswith(f" private=1,value=1 {T}")
+    assert result.dropped_values == 0
+    assert result.lines[0][1].decode().endswith(f" __=2,_private=1,value=1 {T}")
+    # ... tag keys lose it: InfluxDB 2 discards a point with such a tag key.
+    config = EncoderConfig(tags={"_site": "home"}, tags_attributes=frozenset({"_room"}))
+    assert line(rec("1", {"_room": "hall"}), config).startswith(
+        "sensor.temp,domain=sensor,entity_id=temp,room=hall,site=home "
+    )
 
 
 def test_dangling_backslashes_removed() -> None:
@@ -442,11 +473,16 @@ def test_strings_capped() -> None:
     assert ",tag=abc " in text
 
 
-def test_default_string_cap_is_16_kib() -> None:
-    assert EncoderConfig().max_string_bytes == 16 * 1024
-    result = one(rec("1", {"big": "y" * 20_000}))
+def test_default_string_cap_fits_influxdb_requests() -> None:
+    # InfluxDB 1.x stores any string that fits in its 25 MB request limit.
+    assert EncoderConfig().max_string_bytes == 24_000_000
+    result = one(rec("1", {"big": "y" * 70_000}))
+    assert result.truncated_values == 0
+    assert 'big_str="%s"' % ("y" * 70_000) in result.lines[0][1].decode()
+    # Longer would make the request too large: the built-in loses its batch then.
+    result = one(rec("1", {"huge": "z" * 25_000_000}))
     assert result.truncated_values == 1
-    assert len(result.lines[0][1]) < 16 * 1024 + 200
+    assert 24_000_000 < len(result.lines[0][1]) < 24_000_000 + 200
 
 
 def test_truncate_utf8_boundaries() -> None:
@@ -476,14 +512,15 @@ def test_context_id_and_extra_fields() -> None:
             "n": 3,
             "obj": {"k": 1},
             "none": None,
-            "_": "dropped",
+            "_": "kept",
             "when": datetime(2024, 1, 1, tzinfo=UTC),
             "value": "dup",
         },
     )
     result = one(record, config)
     text = result.lines[0][1].decode()
-    assert result.dropped_values == 1
+    assert result.dropped_values == 0
+    assert '_="kept"' in text
     assert 'context_id_="01HXYZ12"' in text
     assert "context_id=5" in text
     # Extra strings stay strings (a ULID must not hit the digit-tail rule).
@@ -761,4 +798,9 @@ def test_name_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(result.lines) == 10
     assert len(encoder._names) <= 3
     assert result.lines[0][1] == result.lines[5][1]
-    assert b" a=1,k0=2,value=1 " in result.lines[0][1]
+    assert b" _a=1,k0=2,value=1 " in result.lines[0][1]
+    # Long names (InfluxDB stores up to ~64 KiB) are written whole but never cached.
+    encoder = LineProtocolEncoder()
+    text = line_of(encoder, rec("1", {"n" * 70_000: 1, "m" * 300: 2}))
+    assert f" {'m' * 300}=2,{'n' * 65_530}=1,value=1 " in text
+    assert all(len(raw) <= 256 for raw, _ in encoder._names)

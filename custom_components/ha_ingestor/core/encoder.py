@@ -7,33 +7,37 @@ tags ``domain`` and ``entity_id`` (object id), field ``value`` (float) for
 numeric states and ``state`` (string) otherwise, attributes as float fields or
 ``<name>_str`` string fields.
 
-Where the built-in integration (or ``influxdb-client``) writes something that
-InfluxDB rejects, silently drops or stores as a permanent field-type conflict,
-this encoder deliberately differs:
+Values are written as the built-in writes them: anything ``float()`` accepts
+is a float field, anything else (dicts, lists, sets, enums, dates, ``None``)
+the text ``str(value)`` in ``<name>_str``, with the built-in's digit-tail rule.
+Where the built-in (or its InfluxDB client) writes something that InfluxDB
+rejects, silently drops or stores altered, this encoder deliberately differs
+(``tests/test_builtin_equality.py`` compares both on a real InfluxDB):
 
-* every numeric field is a float, never an ``i`` integer: an attribute that
-  flips between ``21`` and ``21.5`` must not create a field-type conflict, and
-  ints ``>= 2**63`` would be rejected; booleans become ``1.0`` / ``0.0`` (what
-  the built-in's ``float(value)`` does), never line-protocol booleans;
+* every numeric field is a float, never an ``i`` integer, so an attribute
+  that flips between ``21`` and ``21.5`` keeps one field type; booleans
+  become ``1.0`` / ``0.0`` (what the built-in's ``float(value)`` does);
 * NaN / +-inf values are dropped and counted (``dropped_values``); a
-  non-finite *state* is kept as the string field ``state`` instead;
+  non-finite *state* is kept as the string field ``state`` (the built-in
+  writes ``value=nan``, a line InfluxDB refuses);
 * lone surrogates are replaced by U+FFFD (the client raises
   ``UnicodeEncodeError``);
-* line breaks become spaces (the built-in's ``_single_line``); in names and
-  tag values tabs and other control characters become spaces too, because
-  line protocol has no escape for them (the client writes a literal ``\n``);
-* backslashes that would escape the following separator are removed from
-  names and tag values;
-* a leading ``#`` (a comment: InfluxDB answers 204 and stores nothing) and
-  leading ``_`` (reserved by InfluxDB 2) are stripped from names, and the
-  reserved key ``time`` is renamed ``time_``;
-* dict / list attribute values are JSON-serialised into ``<name>_str`` (the
-  client raises ``ValueError``);
+* line breaks in string fields, the measurement and string tag values become
+  spaces (the built-in's ``_single_line``); in keys and other tag values a
+  line break becomes the two characters ``\n``, as the built-in's client
+  writes it; other control characters are kept, as InfluxDB keeps them;
+* backslashes are written as they are (the client doubles them in names and
+  tag values and InfluxDB 1.x keeps both); a run that would escape the
+  following separator is removed;
+* a leading ``#`` is stripped from the measurement (a comment: InfluxDB
+  answers 204 and stores nothing), a leading ``_`` from tag keys (InfluxDB 2
+  discards such points), and the reserved key ``time`` is renamed ``time_``;
 * string field values are capped at :attr:`EncoderConfig.max_string_bytes`
-  UTF-8 bytes (16 KiB by default, well under InfluxDB's 64 KB string limit,
-  so one chatty attribute cannot blow up a batch), names at
+  UTF-8 bytes (24 MB by default: InfluxDB 1.x stores any length that fits in
+  its default 25 MB request limit), names at
   :attr:`EncoderConfig.max_name_bytes` and tag values at
-  :attr:`EncoderConfig.max_tag_value_bytes`.
+  :attr:`EncoderConfig.max_tag_value_bytes` (65 530 bytes by default: InfluxDB
+  never stores longer ones, the built-in's point is refused then).
 
 Nothing here imports ``homeassistant``; the HA layer builds
 :class:`EventRecord` objects.
@@ -89,10 +93,8 @@ _RE_DECIMAL: Final = re.compile(r"[^\d.]+")
 # A run of backslashes right before a separator (or at the end) would escape
 # the separator; InfluxDB 1.x skips "\x" pairs while scanning, so remove them.
 _RE_DANGLING_BACKSLASH: Final = re.compile(r"\\+(?=[,= ]|$)")
-# Control characters (incl. line breaks, tab, NUL) have no escape in names.
 # Every character str.splitlines() splits on.
 _RE_LINE_BREAK: Final = re.compile(r"[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-_RE_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 _ESCAPE_MEASUREMENT: Final = str.maketrans({",": r"\,", " ": r"\ "})
 _ESCAPE_KEY: Final = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -103,10 +105,24 @@ _MIN_TIME_NS: Final = -9_223_372_036_854_775_806
 _MAX_TIME_NS: Final = 9_223_372_036_854_775_806
 
 _NAME_CACHE_SIZE: Final = 4096
+# Longer names are sanitised each time: the cache must stay small.
+_CACHED_NAME_CHARS: Final = 256
+# The longest name or tag value InfluxDB can store (in a point with a 1-byte
+# measurement and field key): 65 535 bytes for series key + "#!~#" + field key.
+_MAX_KEY_PART_BYTES: Final = 65_535 - 4 - 1
 # Entities whose attribute-derived line parts are kept (one slot each, oldest evicted).
 _LINE_CACHE_SIZE: Final = 8192
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _RESERVED_KEY: Final = "time"
+
+
+class _NameKind:
+    """Where a name goes: measurement, tag key or field key (each has its rules)."""
+
+
+_MEASUREMENT: Final = _NameKind()
+_TAG_KEY: Final = _NameKind()
+_FIELD_KEY: Final = _NameKind()
 
 
 class EncodeError(ValueError):
@@ -266,9 +282,11 @@ class EncoderConfig:
     ignore_attributes: frozenset[str] = frozenset()
     include_unknown: bool = False
     include_context_id: bool = False
-    max_string_bytes: int = 16 * 1024
-    max_name_bytes: int = 256
-    max_tag_value_bytes: int = 1024
+    max_string_bytes: int = 24_000_000
+    # InfluxDB refuses a point whose series key plus a field key exceed 65 535
+    # bytes ("max key length exceeded"): no longer name or tag value is ever stored.
+    max_name_bytes: int = _MAX_KEY_PART_BYTES
+    max_tag_value_bytes: int = _MAX_KEY_PART_BYTES
     overrides: Overrides | None = None
 
 
@@ -548,47 +566,54 @@ class LineProtocolEncoder:
         # attributes object keeps its id() from being reused by another object.
         self._lines: dict[str, tuple[Mapping[str, Any], dict[tuple[bool, bool], _Template]]] = {}
         # Attribute names repeat endlessly; sanitising each once saves ~30 % of the work.
-        self._names: dict[tuple[str, bool], str] = {}
+        self._names: dict[tuple[str, _NameKind], str] = {}
         self._overrides = self.config.overrides
         # entity_id -> (override measurement, all ignored attributes), or None when no
         # override names it. Only the template / full paths read it, never the line cache.
         self._resolved: dict[str, tuple[str | None, frozenset[str]] | None] = {}
         self._static_tags: dict[str, str] = {}
         for key, value in self.config.tags.items():
-            name = self._name(str(key))
+            name = self._name(str(key), _TAG_KEY)
             if name:
                 self._static_tags[name], _ = self._tag_value(value)
 
     # -- sanitising -------------------------------------------------------
 
-    def _name(self, raw: str, *, measurement: bool = False) -> str:
+    def _name(self, raw: str, kind: _NameKind = _FIELD_KEY) -> str:
         """Sanitise a measurement, tag key or field key ("" if nothing is left)."""
-        cache_key = (raw, measurement)
+        if len(raw) > _CACHED_NAME_CHARS:
+            return self._sanitise_name(raw, kind)
+        cache_key = (raw, kind)
         cached = self._names.get(cache_key)
         if cached is not None:
             return cached
         if len(self._names) >= _NAME_CACHE_SIZE:
             self._names.clear()  # bounded: odd inputs cannot grow it forever
-        name = self._names[cache_key] = self._sanitise_name(raw, measurement=measurement)
+        name = self._names[cache_key] = self._sanitise_name(raw, kind)
         return name
 
-    def _sanitise_name(self, raw: str, *, measurement: bool) -> str:
+    def _sanitise_name(self, raw: str, kind: _NameKind) -> str:
         """Apply the name rules (see the module docstring)."""
-        name, _ = truncate_utf8(_RE_CONTROL.sub(" ", clean_text(raw)), self.config.max_name_bytes)
+        text = clean_text(raw)
+        # The built-in joins the lines of a measurement; its client writes a line
+        # break in a key as the two characters "\n", which InfluxDB keeps.
+        text = single_line(text) if kind is _MEASUREMENT else text.replace("\n", "\\n")
+        name, _ = truncate_utf8(text, self.config.max_name_bytes)
         name = _RE_DANGLING_BACKSLASH.sub("", name)
-        # "#" starts a comment line; "_" is reserved by InfluxDB 2.
-        return name.lstrip("#_") if measurement else name.lstrip("_")
+        if kind is _MEASUREMENT:
+            return name.lstrip("#")  # "#" starts a comment line: nothing would be stored
+        # InfluxDB 2 discards a point with a tag key starting with "_".
+        return name.lstrip("_") if kind is _TAG_KEY else name
 
     def _tag_value(self, raw: Any) -> tuple[str, bool]:
-        """Sanitise a tag value; returns (value, truncated)."""
-        if isinstance(raw, str):
-            text = raw
-        elif isinstance(raw, (Mapping, list, tuple, set, frozenset)):
-            text = _dump_json(raw)
-        else:
-            text = str(raw)
+        r"""Sanitise a tag value as the built-in writes it; returns (value, truncated).
+
+        Strings get their lines joined, anything else is ``str(value)``; a line
+        break left becomes the two characters ``\n``, as its client writes it.
+        """
+        text = single_line(raw) if isinstance(raw, str) else str(raw)
         text, cut = truncate_utf8(
-            _RE_CONTROL.sub(" ", clean_text(text)), self.config.max_tag_value_bytes
+            clean_text(text).replace("\n", "\\n"), self.config.max_tag_value_bytes
         )
         return _RE_DANGLING_BACKSLASH.sub("", text), cut
 
@@ -651,7 +676,7 @@ class LineProtocolEncoder:
                 measurement = record.domain
             elif strategy == MeasurementStrategy.DOMAIN_DEVICE_CLASS:
                 device_class = attributes.get("device_class")
-                if device_class in (None, ""):
+                if device_class is None:  # the built-in writes "sensor__" for ""
                     measurement = record.domain
                 else:
                     measurement = f"{record.domain}__{device_class}"
@@ -664,8 +689,8 @@ class LineProtocolEncoder:
                     include_uom = strategy != MeasurementStrategy.UNIT_OF_MEASUREMENT
             if measurement in (None, ""):
                 measurement = conf.default_measurement or record.entity_id
-        name = self._name(str(measurement), measurement=True)
-        return name or self._name(record.entity_id, measurement=True), include_uom, include_dc
+        name = self._name(str(measurement), _MEASUREMENT)
+        return name or self._name(record.entity_id, _MEASUREMENT), include_uom, include_dc
 
     def _add_number(self, point: _Point, key: str, value: Any) -> bool:
         """Add ``float(value)`` under ``key``; False if it is not a number at all."""
@@ -693,13 +718,9 @@ class LineProtocolEncoder:
         if self._add_number(point, key, value):
             return
         try:
-            if isinstance(value, str):
-                text = value
-            elif isinstance(value, (Mapping, list, tuple, set, frozenset)):
-                text = _dump_json(value)
-            else:
-                text = str(value)
-        except Exception:  # noqa: BLE001 - a broken __str__ / cycle loses only this value
+            # The built-in's text for anything that is not a number, containers included.
+            text = value if isinstance(value, str) else str(value)
+        except Exception:  # noqa: BLE001 - a broken __str__ loses only this value
             point.dropped += 1
             return
         text = self._string(point, text)
@@ -792,7 +813,7 @@ class LineProtocolEncoder:
             if key in conf.tags_attributes:
                 if attr_value is None:
                     continue
-                tag_key = self._name(key)
+                tag_key = self._name(key, _TAG_KEY)
                 tag_value, cut = self._tag_value(attr_value)
                 point.truncated += cut
                 if tag_key and tag_value:
