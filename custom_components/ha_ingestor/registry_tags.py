@@ -2,14 +2,18 @@
 
 Each entity's tags are resolved once from the registries and cached; the
 encoder reads the cache (in the flush job) through :meth:`RegistryTags.get`.
-Registry changes re-resolve the entities they touch (area, floor and label
-renames: every entity), debounced like the entity filter. Before a change is
-applied, what was captured until then is flushed with the old tags, so a
-state change before a move keeps the old area and one after it gets the new
-one (up to the changes captured while that flush waits for a running one).
+
+A registry change must apply from the next captured state change on, not to
+the ones still waiting in memory. So the bus listener for registry events
+resolves the new tags of the entities the change touches (a few dictionary
+lookups) and captures them as a :class:`TagUpdate` into the same stream as
+state changes. The flush job meets it in order, swaps the tags and drops the
+encoder's cached lines of those entities (:func:`tags_convert`): a state
+change before a move keeps the old area, one after it gets the new one.
+Area, floor and label renames touch every entity: that rescan is debounced.
 """
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
@@ -23,13 +27,41 @@ from homeassistant.helpers import (
 from homeassistant.helpers.debounce import Debouncer
 
 from .const import LOGGER, REGISTRY_TAG_KINDS
+from .core.encoder import EventRecord, Rendered
 
-#: Registry changes within this many seconds are applied together (the first at once).
-REBUILD_COOLDOWN = 1.0
+#: Renames of areas, floors and labels within this many seconds share one rescan.
+RESCAN_COOLDOWN = 1.0
 #: Entity registry fields the tags depend on.
 _ENTITY_FIELDS = frozenset({"area_id", "device_id", "labels"})
 #: Device registry fields the tags depend on.
 _DEVICE_FIELDS = frozenset({"area_id", "labels", "manufacturer", "model", "name", "name_by_user"})
+
+
+class TagUpdate:
+    """New tags of some entities (or of all), applied by the flush job in capture order."""
+
+    __slots__ = ("everything", "tags")
+
+    def __init__(self, tags: dict[str, dict[str, str]], *, everything: bool = False) -> None:
+        """``tags`` per entity id (empty: no tag any more); ``everything``: replace all."""
+        self.tags = tags
+        self.everything = everything
+
+
+def tags_convert(
+    convert: Callable[[Any], EventRecord | Rendered | None],
+    registry_tags: "RegistryTags",
+    forget: Callable[[Iterable[str] | None], None],
+) -> Callable[[Any], EventRecord | Rendered | None]:
+    """Wrap the flush job's convert step so it applies :class:`TagUpdate` items in order."""
+
+    def convert_tags(item: Any) -> EventRecord | Rendered | None:
+        if type(item) is TagUpdate:
+            forget(registry_tags.apply(item))
+            return None
+        return convert(item)
+
+    return convert_tags
 
 
 class RegistryTags:
@@ -39,30 +71,38 @@ class RegistryTags:
         """Write the ``kinds`` of tags (see REGISTRY_TAG_KINDS); resolve every entity now."""
         self._hass = hass
         self._kinds = frozenset(kinds) & frozenset(REGISTRY_TAG_KINDS)
-        self._flush: Callable[[], Awaitable[Any]] | None = None
-        self._forget: Callable[[Iterable[str] | None], None] | None = None
-        #: entity_id -> its tags; only entities with at least one tag. Read by the
-        #: flush job in the executor: changed only between flushes, on the loop.
-        self._tags: dict[str, dict[str, str]] = {}
-        #: Entities to re-resolve at the next apply; None: all of them.
-        self._changed: set[str] | None = set()
-        self._debouncer: Debouncer[Awaitable[None]] = Debouncer(
-            hass, LOGGER, cooldown=REBUILD_COOLDOWN, immediate=True, function=self._async_apply
+        self._capture: Callable[[Any], None] | None = None
+        self._debouncer: Debouncer[None] = Debouncer(
+            hass, LOGGER, cooldown=RESCAN_COOLDOWN, immediate=True, function=self._rescan
         )
-        self.rebuild()
+        #: entity_id -> its tags; only entities with at least one tag. Owned by the
+        #: flush job once capture runs (see :meth:`apply`).
+        self._tags: dict[str, dict[str, str]] = self._resolve_all()
 
     def get(self, entity_id: str) -> Mapping[str, str] | None:
         """Return the registry tags of ``entity_id`` (the encoder's ``entity_tags`` hook)."""
         return self._tags.get(entity_id)
 
-    @callback
-    def rebuild(self) -> None:
-        """Resolve every entity of the entity registry."""
-        tags: dict[str, dict[str, str]] = {}
-        for entity_id in er.async_get(self._hass).entities:
-            if resolved := self._resolve(entity_id):
+    def apply(self, update: TagUpdate) -> list[str] | None:
+        """Apply ``update`` (flush job); return the entities whose tags changed, None: all."""
+        if update.everything:
+            self._tags = update.tags
+            return None
+        tags = self._tags
+        for entity_id, resolved in update.tags.items():
+            if resolved:
                 tags[entity_id] = resolved
-        self._tags = tags
+            else:
+                tags.pop(entity_id, None)
+        return list(update.tags)
+
+    def _resolve_all(self) -> dict[str, dict[str, str]]:
+        """Resolve every entity of the entity registry."""
+        return {
+            entity_id: resolved
+            for entity_id in er.async_get(self._hass).entities
+            if (resolved := self._resolve(entity_id))
+        }
 
     def _resolve(self, entity_id: str) -> dict[str, str]:
         """Tags of one entity from the registries (empty values are left out)."""
@@ -106,79 +146,56 @@ class RegistryTags:
         return {key: text for key, value in values.items() if value and (text := value.strip())}
 
     @callback
-    def _mark(self, entity_ids: Iterable[str] | None) -> None:
-        """Re-resolve ``entity_ids`` (None: all) at the next apply."""
-        if entity_ids is None:
-            self._changed = None
-        elif self._changed is not None:
-            self._changed.update(entity_ids)
-        self._debouncer.async_schedule_call()
-
-    async def _async_apply(self) -> None:
-        """Flush with the old tags, then re-resolve what changed and drop its cached lines."""
-        flush, forget = self._flush, self._forget
-        if flush is None or forget is None:
-            return
-        await flush()
-        changed, self._changed = self._changed, set()
-        if changed is None:
-            self.rebuild()
-            forget(None)
-            return
-        tags = dict(self._tags)
-        for entity_id in changed:
-            if resolved := self._resolve(entity_id):
-                tags[entity_id] = resolved
-            else:
-                tags.pop(entity_id, None)
-        self._tags = tags
-        forget(changed)
+    def _changed(self, entity_ids: Iterable[str]) -> None:
+        """Capture the new tags of ``entity_ids`` into the stream."""
+        if self._capture is not None:
+            self._capture(
+                TagUpdate({entity_id: self._resolve(entity_id) for entity_id in entity_ids})
+            )
 
     @callback
-    def async_track(
-        self,
-        *,
-        flush: Callable[[], Awaitable[Any]],
-        forget: Callable[[Iterable[str] | None], None],
-    ) -> CALLBACK_TYPE:
+    def _rescan(self) -> None:
+        """Capture the tags of every entity (an area, floor or label changed)."""
+        if self._capture is not None:
+            self._capture(TagUpdate(self._resolve_all(), everything=True))
+
+    @callback
+    def async_track(self, capture: Callable[[Any], None]) -> CALLBACK_TYPE:
         """Follow the entity, device, area, floor and label registries; return the unsubscriber.
 
-        ``flush`` writes what was captured so far (with the tags before a change);
-        ``forget`` drops the encoder's cached lines of entities whose tags changed.
+        ``capture`` is the pipeline's: tag updates travel with the state changes.
         """
         hass = self._hass
-        self._flush, self._forget = flush, forget
+        self._capture = capture
 
         @callback
         def _entity_changed(event: Event[er.EventEntityRegistryUpdatedData]) -> None:
             data = event.data
             if data["action"] == "update":
                 if "old_entity_id" in data:
-                    self._mark((data["old_entity_id"], data["entity_id"]))
+                    self._changed((data["old_entity_id"], data["entity_id"]))
                 elif not _ENTITY_FIELDS.isdisjoint(data["changes"]):
-                    self._mark((data["entity_id"],))
+                    self._changed((data["entity_id"],))
             else:
-                self._mark((data["entity_id"],))
+                self._changed((data["entity_id"],))
 
         @callback
         def _device_changed(event: Event[dr.EventDeviceRegistryUpdatedData]) -> None:
             data = event.data
-            if data["action"] != "update":
-                # Created devices have no entities yet; removed ones already lost them.
-                return
-            if _DEVICE_FIELDS.isdisjoint(data["changes"]):
+            if data["action"] != "update" or _DEVICE_FIELDS.isdisjoint(data["changes"]):
+                # A new device has no entity yet; a removed one already lost them.
                 return
             entries = er.async_entries_for_device(
                 er.async_get(hass), data["device_id"], include_disabled_entities=True
             )
-            self._mark(entry.entity_id for entry in entries)
+            self._changed([entry.entity_id for entry in entries])
 
         @callback
         def _renamed(event: Event[Any]) -> None:
             # An area, floor or label renamed or removed: any entity may carry it. A new
             # one has no entity yet; "reorder" changes no name.
             if event.data.get("action") in ("update", "remove"):
-                self._mark(None)
+                self._debouncer.async_schedule_call()
 
         unsubs = [
             hass.bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, _entity_changed),
@@ -193,5 +210,6 @@ class RegistryTags:
             for unsub in unsubs:
                 unsub()
             self._debouncer.async_shutdown()
+            self._capture = None
 
         return _unsub

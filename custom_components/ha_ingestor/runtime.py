@@ -7,7 +7,7 @@ entity updates through a dispatcher signal.
 """
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 import contextlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -87,7 +87,7 @@ from .filters import EntityMatcher
 from .heartbeat import Heartbeat
 from .records import RoutingLineEncoder, context_fields, overrides_from_options, to_record
 from .registry_sync import RegistrySync
-from .registry_tags import RegistryTags
+from .registry_tags import RegistryTags, tags_convert
 from .repairs import RecentDrops, async_clear_issues, async_sync_issues
 from .shaping import shape_rules_from_options, shaped_convert
 
@@ -160,8 +160,6 @@ class IngestorRuntime:
     registry_sync: RegistrySync | None = None
     #: Registry facts as tags (option ``registry_tags``, InfluxDB only).
     registry_tags: RegistryTags | None = None
-    #: Drops the line encoder's cached lines of entities whose registry tags changed.
-    forget_lines: Callable[[Iterable[str] | None], None] | None = None
     #: Throttle and deadband (overrides with ``throttle`` / ``deadband``).
     shaper: Shaper | None = None
     #: Re-sends unchanged states (option ``heartbeat_minutes``).
@@ -195,12 +193,8 @@ class IngestorRuntime:
         for event_type in self.event_types:
             self._unsubs.append(hass.bus.async_listen(event_type, self._on_event))
         self._unsubs.append(self.matcher.async_track_registries())
-        if self.registry_tags is not None and self.forget_lines is not None:
-            self._unsubs.append(
-                self.registry_tags.async_track(
-                    flush=self.async_flush_open, forget=self.forget_lines
-                )
-            )
+        if self.registry_tags is not None:
+            self._unsubs.append(self.registry_tags.async_track(self.pipeline.capture))
         if self.heartbeat is not None:
             self._unsubs.append(self.heartbeat.async_start())
         self._unsubs.append(
@@ -286,11 +280,6 @@ class IngestorRuntime:
         """
         await self.pipeline.flush()
         if self._release_held(everything=True):
-            await self.pipeline.flush()
-
-    async def async_flush_open(self) -> None:
-        """Flush unless the spool is closing (registry tags flush before a change)."""
-        if not self._closed:
             await self.pipeline.flush()
 
     @callback
@@ -560,7 +549,6 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
     encoder: Encoder
     convert: Callable[[Any], EventRecord | Rendered | None] = to_record
     registry_tags: RegistryTags | None = None
-    forget_lines: Callable[[Iterable[str] | None], None] | None = None
     if data[CONF_KIND] == DestinationKind.DATA_API:
         encoder = JsonEventEncoder(
             include_unknown=bool(options.get(CONF_INCLUDE_UNAVAILABLE, False))
@@ -572,7 +560,8 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
             config = replace(config, entity_tags=registry_tags.get)
         encoder = line_encoder = RoutingLineEncoder(config)
         convert = line_encoder.convert
-        forget_lines = line_encoder.forget
+        if registry_tags is not None:
+            convert = tags_convert(convert, registry_tags, line_encoder.forget)
     shaper: Shaper | None = None
     if (rules := shape_rules_from_options(options)) is not None:
         shaper = Shaper(rules)
@@ -619,7 +608,6 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
         context_entities=frozenset(options.get(CONF_CONTEXT_ENTITIES) or ()),
         auto_backfill=bool(options.get(CONF_AUTO_BACKFILL, False)),
         registry_tags=registry_tags,
-        forget_lines=forget_lines,
         shaper=shaper,
     )
     if minutes := options.get(CONF_HEARTBEAT_MINUTES):
