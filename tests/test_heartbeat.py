@@ -7,7 +7,11 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 import pytest
 
-from custom_components.ha_ingestor.const import CONF_EXCLUDE_ENTITIES, CONF_HEARTBEAT_MINUTES
+from custom_components.ha_ingestor.const import (
+    CONF_CONTEXT_ENTITIES,
+    CONF_EXCLUDE_ENTITIES,
+    CONF_HEARTBEAT_MINUTES,
+)
 from tests.common import settle, setup_entry, tick, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 
@@ -54,13 +58,19 @@ async def test_heartbeat_every_interval_never_on_changes(
 
     Figures: the unchanged entity gets its real point plus 6 heartbeats, 60 s apart and the
     first 60 s after the change, each stamped with the time it was sent; the entity changing
-    every 20 s gets exactly its 18 real points; an excluded entity gets nothing.
+    every 20 s gets exactly its 18 real points; an excluded entity gets nothing. Heartbeats
+    carry the context entities' fields like live changes.
     """
     entry = v1_entry(
         influxdb_v1.url,
         influx_db,
-        **{CONF_HEARTBEAT_MINUTES: 1, CONF_EXCLUDE_ENTITIES: ["sensor.hidden"]},
+        **{
+            CONF_HEARTBEAT_MINUTES: 1,
+            CONF_EXCLUDE_ENTITIES: ["sensor.hidden"],
+            CONF_CONTEXT_ENTITIES: ["weather.home"],
+        },
     )
+    hass.states.async_set("weather.home", "sunny", {"temperature": 3.5})
     await setup_entry(hass, entry)
     hass.states.async_set("sensor.still", "5", W)
     hass.states.async_set("sensor.hidden", "1", W)
@@ -81,9 +91,13 @@ async def test_heartbeat_every_interval_never_on_changes(
     assert len(beats) == 6
     assert beats[0] - still == 60 * NS
     assert {b - a for a, b in itertools.pairwise(beats)} == {60 * NS}
+    rows = await influxdb_v1.aquery(
+        "SELECT ctx_home, ctx_home_temperature FROM \"W\" WHERE entity_id = 'still'", influx_db
+    )
+    assert {(row["ctx_home"], row["ctx_home_temperature"]) for row in rows} == {("sunny", 3.5)}
     heartbeat = entry.runtime_data.heartbeat
     assert heartbeat is not None
-    assert heartbeat.sent == len(beats)
+    assert heartbeat.sent == len(beats) + 6  # the weather entity's own heartbeats
     await unload_entry(hass, entry)
 
 

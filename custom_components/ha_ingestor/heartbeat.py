@@ -51,13 +51,18 @@ class Heartbeat:
         *,
         wanted: Mapping[str, bool],
         capture_many: Callable[[Iterable[Any]], None],
+        context: Callable[[], Mapping[str, Any]] | None = None,
         now: Callable[[], float] | None = None,
     ) -> None:
-        """Re-send every ``interval`` seconds the entities ``wanted`` says are shipped."""
+        """Re-send every ``interval`` seconds the entities ``wanted`` says are shipped.
+
+        ``context`` returns the enrichment fields (context entities) live changes carry.
+        """
         self._hass = hass
         self.interval = interval
         self._wanted = wanted
         self._capture_many = capture_many
+        self._context = context
         self._now = now or _wall_clock
         self.tick = min(MAX_TICK, max(MIN_TICK, interval / 6))
         # Timers fire a little early or late: half a tick of slack keeps the cadence
@@ -78,6 +83,15 @@ class Heartbeat:
         return async_track_time_interval(
             self._hass, self._async_tick, timedelta(seconds=self.tick), name=f"{DOMAIN} heartbeat"
         )
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Return the settings and counters for diagnostics."""
+        return {
+            "interval": self.interval,
+            "tick": self.tick,
+            "entities": len(self._queued),
+            "sent": self.sent,
+        }
 
     def per_tick_cap(self) -> int:
         """Most entities one tick visits: twice the average rate, plus a margin."""
@@ -110,6 +124,7 @@ class Heartbeat:
         time_ns = round(now * 1_000_000) * 1000
         get_state = self._hass.states.get
         wanted, sent = self._wanted, self._sent
+        extra = self._context() if self._context is not None else None
         records: list[Passthrough] = []
         for _ in range(self.per_tick_cap()):
             if not due or due[0][0] > horizon:
@@ -137,6 +152,7 @@ class Heartbeat:
                     time_ns,
                     round(state.last_changed_timestamp * 1_000_000) * 1000,
                     state.context.id,
+                    extra=extra or None,
                 )
             )
         return records

@@ -83,6 +83,10 @@ class RegistryTags:
         """Return the registry tags of ``entity_id`` (the encoder's ``entity_tags`` hook)."""
         return self._tags.get(entity_id)
 
+    def as_dict(self) -> dict[str, Any]:
+        """Return the kinds and the number of tagged entities (no tag values): diagnostics."""
+        return {"kinds": sorted(self._kinds), "tagged_entities": len(self._tags)}
+
     def apply(self, update: TagUpdate) -> list[str] | None:
         """Apply ``update`` (flush job); return the entities whose tags changed, None: all."""
         if update.everything:

@@ -337,6 +337,10 @@ class IngestorRuntime:
                 (data["new_state"], self._context) if self._context else data["new_state"]
             )
 
+    def context_fields(self) -> Mapping[str, Any]:
+        """Return the enrichment fields of the context entities, as of their last change."""
+        return self._context
+
     @callback
     def _refresh_context(self) -> None:
         """Rebuild the enrichment fields from the context entities' current states."""
@@ -616,6 +620,7 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
             float(minutes) * 60,
             wanted=runtime.matcher.decisions,
             capture_many=pipeline.capture_many,
+            context=runtime.context_fields if runtime.context_entities else None,
         )
     primary = endpoints[0].sink
     if options.get(CONF_REGISTRY_SYNC) and isinstance(primary, DataApiSink):

@@ -219,6 +219,10 @@ class Shaper:
         """Entities with a change held back right now."""
         return len(self._held)
 
+    def as_dict(self) -> dict[str, int]:
+        """Return the counters for diagnostics."""
+        return {"held_back": self.held_back, "released": self.released, "holding": self.holding}
+
     def shape(self, records: Iterable[EventRecord | Rendered]) -> Iterator[EventRecord | Rendered]:
         """Yield what is written, in order: a held-back change just before the one ending its run."""
         resolve = self._rules.resolve
