@@ -971,7 +971,8 @@ class LineProtocolEncoder:
     def forget(self, entity_ids: Iterable[str] | None = None) -> None:
         """Drop the cached lines of ``entity_ids`` (all when None): their tags changed.
 
-        Call it between flushes (never while one is encoding).
+        Call it from the thread that encodes, between two records (the flush
+        job's convert step does, in capture order), never from another thread.
         """
         if entity_ids is None:
             self._lines.clear()
