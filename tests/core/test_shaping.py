@@ -1,8 +1,11 @@
 """Throttle and deadband in the core: what is written, what is held back, what is released."""
 
+import json
+
 from custom_components.ha_ingestor.core.encoder import (
     EncoderConfig,
     EventRecord,
+    JsonEventEncoder,
     LineProtocolEncoder,
 )
 from custom_components.ha_ingestor.core.shaping import (
@@ -155,3 +158,15 @@ def test_shaping_encoder_counts_held_back_as_skipped() -> None:
     # 0 s passes; 3, 6 and 9 s are held; 12 s passes, after 9 s: lines 0, 3 and 4.
     assert [line.split(b" ")[1] for _, line in result.lines] == [b"value=0", b"value=3", b"value=4"]
     assert result.skipped == 2
+
+
+def test_shaping_the_data_api_json() -> None:
+    """The data-api's JSON encoder shapes the same way (deadband 1 on 1, 2, 3, 2).
+
+    4 changes in, 3 objects out (2 released just before 3), the last 2 at stop.
+    """
+    shaper = Shaper(rules(domains={"sensor": {"deadband": 1}}))
+    encoder = ShapingEncoder(JsonEventEncoder(), shaper)
+    result = encoder.encode_many([rec("sensor.t", v, i) for i, v in enumerate("1232")])
+    assert [json.loads(line)["state"] for _, line in result.lines] == ["1", "2", "3"]
+    assert json.loads(encoder.encode_many(shaper.take_all()).lines[0][1])["state"] == "2"
