@@ -157,7 +157,8 @@ async def test_only_selected_tags(
 ) -> None:
     """Only the chosen kinds are written; an entity outside the registry gets none.
 
-    Figures: 2 changes, 2 points; tag keys: the built-in's (domain, entity_id) plus area.
+    Figures: 2 changes, 2 points; tag keys: the built-in's (domain, entity_id) plus area;
+    a label and icon change (labels not chosen) captures nothing.
     """
     area = ar.async_get(hass).async_create("Cellar")
     er.async_get(hass).async_get_or_create("sensor", "test", "t", suggested_object_id="cellar")
@@ -167,6 +168,11 @@ async def test_only_selected_tags(
     hass.states.async_set("sensor.cellar", "7", C)
     hass.states.async_set("sensor.no_registry", "8", C)
     await drained(hass, freezer, entry)
+    # Registry changes that leave the chosen tags as they are put nothing in the stream.
+    label = lr.async_get(hass).async_create("Unused")
+    er.async_get(hass).async_update_entity("sensor.cellar", labels={label.label_id}, icon="mdi:x")
+    await hass.async_block_till_done()
+    assert entry.runtime_data.pipeline.buffered == 0
     keys = await influxdb_v1.aquery('SHOW TAG KEYS FROM "°C"', influx_db)
     assert sorted(row["tagKey"] for row in keys) == ["area", "domain", "entity_id"]
     rows = await influxdb_v1.aquery('SELECT "value", area, entity_id FROM "°C"', influx_db)

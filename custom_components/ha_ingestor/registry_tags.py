@@ -78,6 +78,8 @@ class RegistryTags:
         #: entity_id -> its tags; only entities with at least one tag. Owned by the
         #: flush job once capture runs (see :meth:`apply`).
         self._tags: dict[str, dict[str, str]] = self._resolve_all()
+        #: The same as last captured, for the loop: unchanged tags are not captured again.
+        self._known: dict[str, dict[str, str]] = dict(self._tags)
 
     def get(self, entity_id: str) -> Mapping[str, str] | None:
         """Return the registry tags of ``entity_id`` (the encoder's ``entity_tags`` hook)."""
@@ -151,17 +153,28 @@ class RegistryTags:
 
     @callback
     def _changed(self, entity_ids: Iterable[str]) -> None:
-        """Capture the new tags of ``entity_ids`` into the stream."""
-        if self._capture is not None:
-            self._capture(
-                TagUpdate({entity_id: self._resolve(entity_id) for entity_id in entity_ids})
-            )
+        """Capture the new tags of those of ``entity_ids`` whose tags changed."""
+        known = self._known
+        changes: dict[str, dict[str, str]] = {}
+        for entity_id in entity_ids:
+            resolved = self._resolve(entity_id)
+            if known.get(entity_id, {}) != resolved:
+                changes[entity_id] = resolved
+                if resolved:
+                    known[entity_id] = resolved
+                else:
+                    known.pop(entity_id, None)
+        if changes and self._capture is not None:
+            self._capture(TagUpdate(changes))
 
     @callback
     def _rescan(self) -> None:
         """Capture the tags of every entity (an area, floor or label changed)."""
-        if self._capture is not None:
-            self._capture(TagUpdate(self._resolve_all(), everything=True))
+        resolved = self._resolve_all()
+        if resolved != self._known and self._capture is not None:
+            self._known = resolved
+            # A copy: the flush job updates its own dict in place afterwards.
+            self._capture(TagUpdate(dict(resolved), everything=True))
 
     @callback
     def async_track(self, capture: Callable[[Any], None]) -> CALLBACK_TYPE:
