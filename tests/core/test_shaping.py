@@ -170,3 +170,16 @@ def test_shaping_the_data_api_json() -> None:
     result = encoder.encode_many([rec("sensor.t", v, i) for i, v in enumerate("1232")])
     assert [json.loads(line)["state"] for _, line in result.lines] == ["1", "2", "3"]
     assert json.loads(encoder.encode_many(shaper.take_all()).lines[0][1])["state"] == "2"
+
+
+def test_malformed_records_go_on_to_be_rejected() -> None:
+    """A record the shaper cannot read (no string state, no int time) is not held: the
+    encoder quarantines it with its reason and the batch goes on (1 rejected, 1 line).
+    """
+    shaper = Shaper(rules(entities={"sensor.p": {"throttle": 10}}))
+    encoder = ShapingEncoder(LineProtocolEncoder(EncoderConfig()), shaper)
+    bad = EventRecord("sensor.p", None, {}, "soon", T0)  # type: ignore[arg-type]
+    result = encoder.encode_many([bad, rec("sensor.p", "1", 0)])
+    assert [reason for _, reason in result.rejected] == ["time_ns is not an integer"]
+    assert len(result.lines) == 1
+    assert shaper.holding == 0

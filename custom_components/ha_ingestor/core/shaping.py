@@ -234,12 +234,15 @@ class Shaper:
             ):
                 yield record
                 continue
-            shape = resolve(record.entity_id)
-            if shape is None:
-                yield record
-                continue
-            with self._lock:
-                written = self._decide(record, shape)
+            try:
+                shape = resolve(record.entity_id)
+                if shape is None:
+                    written: tuple[EventRecord, ...] = (record,)
+                else:
+                    with self._lock:
+                        written = self._decide(record, shape)
+            except Exception:  # noqa: BLE001 - a malformed record goes on, the encoder rejects it
+                written = (record,)
             yield from written
 
     def _decide(self, record: EventRecord, shape: Shape) -> tuple[EventRecord, ...]:
