@@ -766,9 +766,10 @@ async def _options(hass: HomeAssistant, entry: MockConfigEntry, step: str) -> Co
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.MENU
     assert result["step_id"] == "init"
-    menu = ["retry", "pipeline", "filters", "schema"]
+    menu = ["retry", "pipeline", "filters", "schema", "overrides"]
     if entry.data[CONF_KIND] != DestinationKind.DATA_API:
-        menu.append("overrides")  # line protocol only
+        menu.append("registry_tags")  # line protocol only
+    menu.append("heartbeat")
     assert result["menu_options"] == menu
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {"next_step_id": step}

@@ -27,7 +27,7 @@ from custom_components.ha_ingestor.const import (
 )
 from tests.common import settle
 from tests.servers import InfluxV1Server
-from tests.test_config_flow import TRANSLATIONS, _options, api_entry, assert_translated, v1_entry
+from tests.test_config_flow import _options, api_entry, assert_translated, v1_entry
 
 IMPORTED = {
     CONF_ENTITY_OVERRIDES: {"sensor.kitchen": {CONF_IGNORE_ATTRIBUTES: []}},
@@ -65,15 +65,46 @@ async def _edit(hass: HomeAssistant, entry: MockConfigEntry) -> ConfigFlowResult
     return result
 
 
-async def test_data_api_has_no_overrides(hass: HomeAssistant) -> None:
-    """The data-api has no measurements: no overrides step."""
-    with patch("custom_components.ha_ingestor.async_setup_entry", return_value=True):
+async def test_data_api_overrides_only_shape(hass: HomeAssistant) -> None:
+    """The data-api has no measurements nor tags: its overrides only throttle or deadband.
+
+    No registry tags step either; the heartbeat applies to every destination.
+    """
+    with (
+        patch("custom_components.ha_ingestor.async_setup_entry", return_value=True),
+        patch("custom_components.ha_ingestor.async_unload_entry", return_value=True),
+    ):
         entry = api_entry()
         entry.add_to_hass(hass)
         assert await hass.config_entries.async_setup(entry.entry_id)
         result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert "overrides" not in result["menu_options"]
-    assert "overrides" in TRANSLATIONS["options"]["step"]["init"]["menu_options"]
+        assert result["menu_options"] == [
+            "retry",
+            "pipeline",
+            "filters",
+            "schema",
+            "overrides",
+            "heartbeat",
+        ]
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], {"next_step_id": "overrides"}
+        )
+        result = await hass.config_entries.options.async_configure(result["flow_id"], {"add": True})
+        assert_translated(result, "options")
+        schema = result["data_schema"]
+        assert schema is not None
+        assert [str(key) for key in schema.schema] == [
+            "entity_id",
+            "domain",
+            "glob",
+            "throttle",
+            "deadband",
+        ]
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], {"domain": "sensor", "throttle": 30.0}
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        assert entry.options[CONF_DOMAIN_OVERRIDES] == {"sensor": {"throttle": 30}}
 
 
 async def test_add_first_override(hass: HomeAssistant, entry: MockConfigEntry) -> None:

@@ -45,6 +45,7 @@ from .const import (
     CONF_BUCKET,
     CONF_CONTEXT_ENTITIES,
     CONF_DATABASE,
+    CONF_DEADBAND,
     CONF_DEFAULT_MEASUREMENT,
     CONF_DOMAIN_OVERRIDES,
     CONF_ENTITY_OVERRIDES,
@@ -58,6 +59,7 @@ from .const import (
     CONF_FALLBACK_URLS,
     CONF_FLUSH_INTERVAL,
     CONF_GLOB_OVERRIDES,
+    CONF_HEARTBEAT_MINUTES,
     CONF_IDLE_TOLERANCE,
     CONF_IGNORE_ATTRIBUTES,
     CONF_INCLUDE_AREAS,
@@ -77,6 +79,7 @@ from .const import (
     CONF_PASSWORD,
     CONF_PRESET,
     CONF_REGISTRY_SYNC,
+    CONF_REGISTRY_TAGS,
     CONF_RETENTION_POLICY,
     CONF_RETRY_OVERRIDES,
     CONF_SPOOL_MAX_AGE_DAYS,
@@ -84,6 +87,7 @@ from .const import (
     CONF_SSL_CA_CERT,
     CONF_STATIC_TAGS,
     CONF_TAGS_ATTRIBUTES,
+    CONF_THROTTLE,
     CONF_TOKEN,
     CONF_URL,
     CONF_USERNAME,
@@ -98,6 +102,7 @@ from .const import (
     DEFAULT_SPOOL_MAX_MB,
     DOMAIN,
     LOGGER,
+    REGISTRY_TAG_KINDS,
     DestinationKind,
 )
 from .core.encoder import MeasurementStrategy
@@ -128,6 +133,8 @@ MIN_BATCH_BYTES: Final = 64 * 1024  # one point may be up to ~16 KiB of strings 
 MAX_BATCH_BYTES: Final = 64 * 1024 * 1024
 MIN_FLUSH_INTERVAL: Final = 0.1
 MAX_FLUSH_INTERVAL: Final = 60.0
+MAX_THROTTLE: Final = 86_400
+MAX_HEARTBEAT_MINUTES: Final = 1440
 MIB: Final = 1024 * 1024
 # HA caps event types at 64 characters (MAX_LENGTH_EVENT_EVENT_TYPE).
 MAX_EVENT_TYPE_LENGTH: Final = 64
@@ -751,9 +758,10 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose what to change."""
-        menu_options = ["retry", "pipeline", "filters", "schema"]
+        menu_options = ["retry", "pipeline", "filters", "schema", "overrides"]
         if self._kind is not DestinationKind.DATA_API:
-            menu_options.append("overrides")
+            menu_options.append("registry_tags")
+        menu_options.append("heartbeat")
         return self.async_show_menu(step_id="init", menu_options=menu_options)
 
     # --- retry ---
@@ -1056,12 +1064,17 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
             chosen = [(level, target) for level, target in targets.items() if target]
             measurement = _clean_text(user_input.get(CONF_OVERRIDE_MEASUREMENT))
             ignored = _clean_list(user_input.get(CONF_IGNORE_ATTRIBUTES))
+            shaping = {
+                key: _whole(float(user_input[key]))
+                for key in (CONF_THROTTLE, CONF_DEADBAND)
+                if user_input.get(key) is not None
+            }
             if len(chosen) != 1:
                 errors["base"] = "override_one_target"
             elif chosen[0][0] == OVERRIDE_DOMAIN and not _DOMAIN_RE.match(chosen[0][1]):
                 errors[OVERRIDE_DOMAIN] = "invalid_domain"
                 placeholders["domain"] = chosen[0][1]
-            if measurement is None and not ignored:
+            if measurement is None and not ignored and not shaping:
                 errors["base"] = "override_empty"
             elif measurement and measurement.startswith("#"):
                 errors[CONF_OVERRIDE_MEASUREMENT] = "invalid_measurement"
@@ -1072,11 +1085,14 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
                     values[CONF_OVERRIDE_MEASUREMENT] = measurement
                 if ignored:
                     values[CONF_IGNORE_ATTRIBUTES] = ignored
+                values |= shaping
                 self._overrides[OVERRIDE_LEVELS[level]][target] = values
                 return self._save_overrides()
         return self.async_show_form(
             step_id="override_edit",
-            data_schema=self.add_suggested_values_to_schema(_override_schema(), user_input),
+            data_schema=self.add_suggested_values_to_schema(
+                _override_schema(self._kind), user_input
+            ),
             errors=errors,
             description_placeholders=placeholders,
         )
@@ -1086,6 +1102,56 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
         return self._save(
             tuple(OVERRIDE_LEVELS.values()),
             {key: targets for key, targets in self._overrides.items() if targets},
+        )
+
+    # --- registry tags and heartbeat ---
+
+    async def async_step_registry_tags(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Which registry facts (area, floor, device, ...) are written as tags."""
+        if user_input is not None:
+            kinds = [kind for kind in REGISTRY_TAG_KINDS if kind in user_input[CONF_REGISTRY_TAGS]]
+            return self._save((CONF_REGISTRY_TAGS,), {CONF_REGISTRY_TAGS: kinds} if kinds else {})
+        schema: Schema = vol.Schema(
+            {
+                vol.Required(CONF_REGISTRY_TAGS): SelectSelector(
+                    SelectSelectorConfig(
+                        options=list(REGISTRY_TAG_KINDS),
+                        multiple=True,
+                        translation_key=CONF_REGISTRY_TAGS,
+                        mode=SelectSelectorMode.LIST,
+                    )
+                )
+            }
+        )
+        return self.async_show_form(
+            step_id="registry_tags",
+            data_schema=self.add_suggested_values_to_schema(
+                schema, {CONF_REGISTRY_TAGS: self.config_entry.options.get(CONF_REGISTRY_TAGS, [])}
+            ),
+        )
+
+    async def async_step_heartbeat(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """How often unchanged states are sent again (0: never)."""
+        if user_input is not None:
+            minutes = int(user_input[CONF_HEARTBEAT_MINUTES])
+            return self._save(
+                (CONF_HEARTBEAT_MINUTES,), {CONF_HEARTBEAT_MINUTES: minutes} if minutes else {}
+            )
+        schema: Schema = vol.Schema(
+            {
+                vol.Required(CONF_HEARTBEAT_MINUTES): _number(0, MAX_HEARTBEAT_MINUTES, unit="min"),
+            }
+        )
+        return self.async_show_form(
+            step_id="heartbeat",
+            data_schema=self.add_suggested_values_to_schema(
+                schema,
+                {CONF_HEARTBEAT_MINUTES: self.config_entry.options.get(CONF_HEARTBEAT_MINUTES, 0)},
+            ),
         )
 
 
@@ -1103,17 +1169,25 @@ CONF_REMOVE_OVERRIDES: Final = "remove"
 CONF_ADD_OVERRIDE: Final = "add"
 
 
-def _override_schema() -> Schema:
+def _override_schema(kind: DestinationKind) -> Schema:
     """One target (entity, domain or pattern) and what changes for it."""
-    return vol.Schema(
-        {
-            vol.Optional(OVERRIDE_ENTITY): EntitySelector(),
-            vol.Optional(OVERRIDE_DOMAIN): _TEXT,
-            vol.Optional(OVERRIDE_GLOB): _TEXT,
+    fields: dict[Any, Any] = {
+        vol.Optional(OVERRIDE_ENTITY): EntitySelector(),
+        vol.Optional(OVERRIDE_DOMAIN): _TEXT,
+        vol.Optional(OVERRIDE_GLOB): _TEXT,
+    }
+    if kind is not DestinationKind.DATA_API:
+        fields |= {
             vol.Optional(CONF_OVERRIDE_MEASUREMENT): _TEXT,
             vol.Optional(CONF_IGNORE_ATTRIBUTES): _TEXTS,
         }
-    )
+    fields |= {
+        vol.Optional(CONF_THROTTLE): _number(0, MAX_THROTTLE, unit="s"),
+        vol.Optional(CONF_DEADBAND): NumberSelector(
+            NumberSelectorConfig(mode=NumberSelectorMode.BOX, min=0, step="any")
+        ),
+    }
+    return vol.Schema(fields)
 
 
 def _override_label(level: str, target: str, values: Mapping[str, Any]) -> str:
@@ -1123,7 +1197,16 @@ def _override_label(level: str, target: str, values: Mapping[str, Any]) -> str:
         parts.append(f"measurement: {measurement or '(rule of the entry)'}")
     if (ignored := values.get(CONF_IGNORE_ATTRIBUTES)) is not None:
         parts.append(f"ignored: {', '.join(ignored) or '(none)'}")
+    if (throttle := values.get(CONF_THROTTLE)) is not None:
+        parts.append(f"throttle: {throttle} s" if throttle else "throttle: off")
+    if (deadband := values.get(CONF_DEADBAND)) is not None:
+        parts.append(f"deadband: {deadband}")
     return " - ".join(parts)
+
+
+def _whole(value: float) -> float | int:
+    """Store whole numbers as int (number selectors hand back floats)."""
+    return int(value) if value.is_integer() else value
 
 
 def _typed(key: str, value: Any) -> Any:

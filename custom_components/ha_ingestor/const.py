@@ -71,6 +71,14 @@ CONF_AUTO_BACKFILL: Final = "auto_backfill"
 CONF_ENTITY_OVERRIDES: Final = "entity_overrides"
 CONF_DOMAIN_OVERRIDES: Final = "domain_overrides"
 CONF_GLOB_OVERRIDES: Final = "glob_overrides"
+# An override may also set "throttle" (s) and "deadband" (see core/shaping.py).
+CONF_THROTTLE: Final = "throttle"
+CONF_DEADBAND: Final = "deadband"
+# Registry facts written as tags (InfluxDB): a list of REGISTRY_TAG_KINDS.
+CONF_REGISTRY_TAGS: Final = "registry_tags"
+REGISTRY_TAG_KINDS: Final = ("area", "floor", "device", "manufacturer", "model", "labels")
+# Re-send the current state of shipped entities every this many minutes (0 = off).
+CONF_HEARTBEAT_MINUTES: Final = "heartbeat_minutes"
 
 DEFAULT_BATCH_SIZE: Final = 5000
 DEFAULT_BATCH_BYTES: Final = 4 * 1024 * 1024

@@ -132,6 +132,11 @@ async def async_get_config_entry_diagnostics(
         "registry_sync": (
             None if runtime.registry_sync is None else runtime.registry_sync.as_dict()
         ),
+        "registry_tags": (
+            None if runtime.registry_tags is None else runtime.registry_tags.as_dict()
+        ),
+        "shaping": None if runtime.shaper is None else runtime.shaper.as_dict(),
+        "heartbeat": None if runtime.heartbeat is None else runtime.heartbeat.as_dict(),
     }
     # Error messages and reasons may quote a URL or a server's echo of a
     # credential: scrub every string, not just the known keys.

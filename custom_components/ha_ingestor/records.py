@@ -101,14 +101,15 @@ def record_from_event(event: Event[Mapping[str, Any]]) -> EventRecord:
 # EventType is not a str to mypy; rendered states carry no record to read it from.
 _STATE_CHANGED: Final = str(EVENT_STATE_CHANGED)
 
-type Captured = State | Event[Any] | tuple[State | None, Mapping[str, Any]] | None
+type Captured = State | Event[Any] | tuple[State | None, Mapping[str, Any]] | EventRecord | None
 
 
 def to_record(item: Captured) -> EventRecord | None:
     """Convert what the listener captured (a state, an event, or a state + context).
 
     ``None`` states (an entity was removed) are captured unfiltered, because
-    checking in the listener costs more than skipping them here.
+    checking in the listener costs more than skipping them here. A ready
+    record (a heartbeat, a change the shaper held back) passes as it is.
     """
     if isinstance(item, State):
         return record_from_state(item)
@@ -116,6 +117,8 @@ def to_record(item: Captured) -> EventRecord | None:
         return None
     if isinstance(item, tuple):
         return None if item[0] is None else record_from_state(item[0], item[1])
+    if isinstance(item, EventRecord):
+        return item
     return record_from_event(item)
 
 
@@ -146,6 +149,10 @@ class RoutingLineEncoder:
             line = self._cached_line(item.entity_id, item.state, item.attributes, time_ns)
             return record_from_state(item) if line is None else (time_ns, line)
         return to_record(item)
+
+    def forget(self, entity_ids: Iterable[str] | None = None) -> None:
+        """Drop cached state lines whose tags changed (see LineProtocolEncoder.forget)."""
+        self._states.forget(entity_ids)
 
     def encode_many(self, records: Iterable[EventRecord | Rendered]) -> EncodeResult:
         """Encode states and events, each with its own measurement rule.

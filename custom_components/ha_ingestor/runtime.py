@@ -9,7 +9,7 @@ entity updates through a dispatcher signal.
 import asyncio
 from collections.abc import Callable, Mapping
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 import time
@@ -38,6 +38,7 @@ from .const import (
     CONF_EVENT_TYPES,
     CONF_FALLBACK_URLS,
     CONF_FLUSH_INTERVAL,
+    CONF_HEARTBEAT_MINUTES,
     CONF_IDLE_TOLERANCE,
     CONF_IGNORE_ATTRIBUTES,
     CONF_INCLUDE_UNAVAILABLE,
@@ -48,6 +49,7 @@ from .const import (
     CONF_OVERRIDE_MEASUREMENT,
     CONF_PRESET,
     CONF_REGISTRY_SYNC,
+    CONF_REGISTRY_TAGS,
     CONF_RETRY_OVERRIDES,
     CONF_SPOOL_MAX_AGE_DAYS,
     CONF_SPOOL_MAX_MB,
@@ -77,15 +79,19 @@ from .core.metrics import Metrics
 from .core.pipeline import Pipeline, PipelineConfig
 from .core.resilience import Resilience
 from .core.retry import DEFAULT_PRESET, build_policy
+from .core.shaping import Shaper, ShapingEncoder
 from .core.sinks import DataApiSink, create_sink
 from .core.spool import OverflowPolicy, Spool
 from .core.state import ConnectionState
 from .core.uploader import ENDPOINT_BREAKER, Endpoint
 from .destination import async_ssl_context, target_from_data
 from .filters import EntityMatcher
+from .heartbeat import Heartbeat
 from .records import RoutingLineEncoder, context_fields, overrides_from_options, to_record
 from .registry_sync import RegistrySync
+from .registry_tags import RegistryTags, tags_convert
 from .repairs import RecentDrops, async_clear_issues, async_sync_issues
+from .shaping import shape_rules_from_options, shaped_convert
 
 #: Entities are refreshed at most this often, so an event storm cannot flood the recorder.
 ENTITY_UPDATE_INTERVAL = 1.0
@@ -154,6 +160,12 @@ class IngestorRuntime:
     health: HealthReport | None = None
     backfill: BackfillProgress | None = None
     registry_sync: RegistrySync | None = None
+    #: Registry facts as tags (option ``registry_tags``, InfluxDB only).
+    registry_tags: RegistryTags | None = None
+    #: Throttle and deadband (overrides with ``throttle`` / ``deadband``).
+    shaper: Shaper | None = None
+    #: Re-sends unchanged states (option ``heartbeat_minutes``).
+    heartbeat: Heartbeat | None = None
     _was_active: bool = False
     _ever_active: bool = False
     _backfill_task: asyncio.Task[None] | None = None
@@ -183,6 +195,10 @@ class IngestorRuntime:
         for event_type in self.event_types:
             self._unsubs.append(hass.bus.async_listen(event_type, self._on_event))
         self._unsubs.append(self.matcher.async_track_registries())
+        if self.registry_tags is not None:
+            self._unsubs.append(self.registry_tags.async_track(self.pipeline.capture))
+        if self.heartbeat is not None:
+            self._unsubs.append(self.heartbeat.async_start())
         self._unsubs.append(
             async_track_time_interval(
                 hass,
@@ -248,10 +264,38 @@ class IngestorRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.shaper is not None:
+            await self._async_flush_held()
         await self.pipeline.async_close()
 
     async def _async_on_stop(self, _event: Event) -> None:
+        if self.shaper is not None:
+            await self._async_flush_held()
+        else:
+            await self.pipeline.flush()
+
+    async def _async_flush_held(self) -> None:
+        """Write every change the throttle/deadband holds back (stop, unload, reload).
+
+        Changes are held back while the flush job encodes them, so what is in
+        memory is flushed first, then what that flush held back.
+        """
         await self.pipeline.flush()
+        if self._release_held(everything=True):
+            await self.pipeline.flush()
+
+    @callback
+    def _release_held(self, *, everything: bool = False) -> bool:
+        """Capture the held-back changes whose run ended (all of them when stopping)."""
+        if self.shaper is None or not self.shaper.holding:
+            return False
+        released = (
+            self.shaper.take_all()
+            if everything
+            else self.shaper.take_due(round(time.time() * 1_000_000) * 1000)
+        )
+        self.pipeline.capture_many(released)
+        return bool(released)
 
     async def _async_on_final_write(self, _event: Event) -> None:
         # The spool closes now: a flush tick or a capture after this would only
@@ -295,6 +339,10 @@ class IngestorRuntime:
                 (data["new_state"], self._context) if self._context else data["new_state"]
             )
 
+    def context_fields(self) -> Mapping[str, Any]:
+        """Return the enrichment fields of the context entities, as of their last change."""
+        return self._context
+
     @callback
     def _refresh_context(self) -> None:
         """Rebuild the enrichment fields from the context entities' current states."""
@@ -307,6 +355,9 @@ class IngestorRuntime:
 
     async def _async_flush_tick(self, _now: Any) -> None:
         await self.pipeline.flush()
+        # After the flush, which shaped what was captured: a change is due only when
+        # nothing newer of its entity came in. Released changes go out with the next flush.
+        self._release_held()
 
     async def _async_periodic(self, _now: Any) -> None:
         self.async_refresh()
@@ -503,13 +554,25 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
     ]
     encoder: Encoder
     convert: Callable[[Any], EventRecord | Rendered | None] = to_record
+    registry_tags: RegistryTags | None = None
     if data[CONF_KIND] == DestinationKind.DATA_API:
         encoder = JsonEventEncoder(
             include_unknown=bool(options.get(CONF_INCLUDE_UNAVAILABLE, False))
         )
     else:
-        encoder = line_encoder = RoutingLineEncoder(encoder_config(options))
+        config = encoder_config(options)
+        if options.get(CONF_REGISTRY_TAGS):
+            registry_tags = RegistryTags(hass, options[CONF_REGISTRY_TAGS])
+            config = replace(config, entity_tags=registry_tags.get)
+        encoder = line_encoder = RoutingLineEncoder(config)
         convert = line_encoder.convert
+        if registry_tags is not None:
+            convert = tags_convert(convert, registry_tags, line_encoder.forget)
+    shaper: Shaper | None = None
+    if (rules := shape_rules_from_options(options)) is not None:
+        shaper = Shaper(rules)
+        encoder = ShapingEncoder(encoder, shaper)
+        convert = shaped_convert(convert, shaper)
     max_age_days = options.get(CONF_SPOOL_MAX_AGE_DAYS)
     spool = Spool(
         spool_path(hass, entry.entry_id),
@@ -551,7 +614,17 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
         event_types=list(options.get(CONF_EVENT_TYPES) or []),
         context_entities=frozenset(options.get(CONF_CONTEXT_ENTITIES) or ()),
         auto_backfill=bool(options.get(CONF_AUTO_BACKFILL, False)),
+        registry_tags=registry_tags,
+        shaper=shaper,
     )
+    if minutes := options.get(CONF_HEARTBEAT_MINUTES):
+        runtime.heartbeat = Heartbeat(
+            hass,
+            float(minutes) * 60,
+            wanted=runtime.matcher.decisions,
+            capture_many=pipeline.capture_many,
+            context=runtime.context_fields if runtime.context_entities else None,
+        )
     primary = endpoints[0].sink
     if options.get(CONF_REGISTRY_SYNC) and isinstance(primary, DataApiSink):
         runtime.registry_sync = RegistrySync(hass, sink=primary, policy=policy, clock=clock)

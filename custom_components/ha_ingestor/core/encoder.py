@@ -271,7 +271,10 @@ class EncoderConfig:
     same way). ``tags`` are static tags applied last (they may replace
     ``domain`` / ``entity_id``, as in the built-in). ``overrides`` change the
     measurement and ignored attributes of some entities; an override's
-    measurement wins over every other rule.
+    measurement wins over every other rule. ``entity_tags`` returns more tags
+    for an entity id (registry tags: area, device, ...); they win over
+    attribute tags, static tags win over them. After it changes its answer for
+    an entity, call :meth:`LineProtocolEncoder.forget` for it.
     """
 
     measurement_attr: str = MeasurementStrategy.UNIT_OF_MEASUREMENT
@@ -288,6 +291,7 @@ class EncoderConfig:
     max_name_bytes: int = _MAX_KEY_PART_BYTES
     max_tag_value_bytes: int = _MAX_KEY_PART_BYTES
     overrides: Overrides | None = None
+    entity_tags: Callable[[str], Mapping[str, str] | None] | None = None
 
 
 @dataclass(slots=True)
@@ -824,6 +828,13 @@ class LineProtocolEncoder:
                 and key not in ignore_attributes
             ):
                 self._add_attribute(point, key, attr_value)
+        if conf.entity_tags is not None and (more_tags := conf.entity_tags(record.entity_id)):
+            for raw_key, raw_value in more_tags.items():
+                tag_key = self._name(raw_key)
+                tag_value, cut = self._tag_value(raw_value)
+                point.truncated += cut
+                if tag_key and tag_value:
+                    point.tags[tag_key] = tag_value
 
         if conf.include_context_id and record.context_id:
             point.fields[self._free_key(point.fields, "context_id")] = self._string(
@@ -977,6 +988,18 @@ class LineProtocolEncoder:
         return _Template(tuple(pieces), point.dropped, point.truncated)
 
     # -- public API -------------------------------------------------------
+
+    def forget(self, entity_ids: Iterable[str] | None = None) -> None:
+        """Drop the cached lines of ``entity_ids`` (all when None): their tags changed.
+
+        Call it from the thread that encodes, between two records (the flush
+        job's convert step does, in capture order), never from another thread.
+        """
+        if entity_ids is None:
+            self._lines.clear()
+            return
+        for entity_id in entity_ids:
+            self._lines.pop(entity_id, None)
 
     def _line(self, record: EventRecord) -> tuple[str, int, int] | None:
         """(line, dropped, truncated) for ``record``; None if skipped; may raise."""
