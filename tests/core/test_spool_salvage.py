@@ -5,6 +5,8 @@ the file truncated) and checks the figures exactly: rows salvaged + rows lost
 = rows the file held, and the lost rows are exactly those on the damaged pages.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 import logging
 from pathlib import Path
 import random
@@ -46,8 +48,19 @@ def filled(path: Path, count: int, *, dead: int = 0, delivered: int = 0) -> list
     return list(range(delivered, count))
 
 
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection that commits on success and is closed either way."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
 def leaf_pages(path: Path, table: str) -> list[int]:
-    with sqlite3.connect(path) as conn:
+    with connect(path) as conn:
         return [
             page
             for (page,) in conn.execute(
@@ -204,7 +217,7 @@ def test_version_0_file_is_migrated(db: Path) -> None:
 
     Figure: rows lost = 0; the row counts and the gaps table are added.
     """
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         conn.executescript(
             """
             CREATE TABLE pending (id INTEGER PRIMARY KEY AUTOINCREMENT, time_ns INTEGER NOT NULL,
@@ -225,7 +238,7 @@ def test_version_0_file_is_migrated(db: Path) -> None:
     with Spool(db, clock=Clock()) as spool:
         assert pending_times(spool) == list(range(5))
         assert spool.stats().dropped_total == 7
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         assert (meta["pending_count"], meta["dead_letter_count"]) == (5, 0)
@@ -241,7 +254,7 @@ def test_newer_format_is_kept_aside_not_downgraded(
     file on disk (not in memory), and a second open does not move anything again.
     """
     filled(db, 10)
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     caplog.set_level(logging.ERROR)
     with Spool(db, clock=Clock()) as spool:
@@ -249,7 +262,7 @@ def test_newer_format_is_kept_aside_not_downgraded(
         assert (stats.pending_count, stats.storage_failed, stats.corrupt_files) == (0, False, 0)
         spool.append([(1, b"x")])
     kept = db.with_name(f"{db.name}.newer-{int(NOW)}")
-    with sqlite3.connect(kept) as conn:
+    with connect(kept) as conn:
         assert conn.execute("SELECT COUNT(*) FROM pending").fetchone() == (10,)
     assert "written by a newer version" in caplog.text
     caplog.clear()
@@ -289,7 +302,7 @@ def test_damaged_interior_page(db: Path) -> None:
     run of ids (the leaves below that page), everything else comes back in order.
     """
     times = filled(db, 60_000)
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         interior = [
             page
             for (page,) in conn.execute(
