@@ -24,7 +24,7 @@ from typing import Any
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import UnitOfTemperature
+from homeassistant.const import MAJOR_VERSION, MINOR_VERSION, UnitOfTemperature
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 import pytest
@@ -42,12 +42,20 @@ from custom_components.ha_ingestor.const import (
 from custom_components.ha_ingestor.import_builtin import async_builtin_yaml, options_from_yaml
 from tests.builtin import builtin_flushed, points, v1_builtin
 from tests.common import settle
+from tests.conftest import SNAPSHOT_RELEASE
 from tests.servers import InfluxV1Server, unique_name
 
 # The built-in's InfluxDB 1.x client (not our code) uses a deprecated datetime call.
 pytestmark = [
     pytest.mark.servers,
     pytest.mark.filterwarnings("ignore:datetime.datetime.utcfromtimestamp"),
+    # The schema follows the newest built-in. Older ones differ where they corrupted
+    # points (before 2026.10 a line break in a name or value reached the line
+    # protocol as is); the comparison is against the built-in of that release.
+    pytest.mark.skipif(
+        (MAJOR_VERSION, MINOR_VERSION) != SNAPSHOT_RELEASE,
+        reason="compares with the built-in of the release the schema follows",
+    ),
 ]
 
 

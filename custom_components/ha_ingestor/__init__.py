@@ -7,6 +7,7 @@ from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
+from .config_flow import IngestorConfigFlow
 from .const import CONF_MEASUREMENT_STRATEGY, CONF_SSL_CA_CERT, DOMAIN
 from .core.encoder import MeasurementStrategy
 from .core.spool import spool_files
@@ -63,6 +64,9 @@ async def async_migrate_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -
     version, because an older release would read the new value as an
     attribute name.
     """
+    if entry.version > IngestorConfigFlow.VERSION:
+        # Written by a newer release (a downgrade): its format is unknown here.
+        return False
     if entry.version == 1:
         options = dict(entry.options)
         if options.get(CONF_MEASUREMENT_STRATEGY) == _V1_DOMAIN_DEVICE_CLASS:

@@ -55,6 +55,7 @@ import math
 import socket
 import ssl as ssl_module
 from typing import Any, Final, Protocol
+import zlib
 
 import aiohttp
 from multidict import CIMultiDict
@@ -210,21 +211,43 @@ def _loads(text: str | bytes) -> Any:
 
 
 async def read_bounded(resp: aiohttp.ClientResponse, limit: int = MAX_BODY_BYTES) -> bytes:
-    """Read at most ``limit`` bytes of the (decoded) body; close the connection if more is left.
+    """Read at most ``limit`` bytes of the body and inflate them, never beyond ``limit``.
 
-    aiohttp inflates compressed bodies in bounded steps as they are consumed,
-    so stopping here also stops a decompression bomb.
+    Requests go out with ``auto_decompress=False``: how much aiohttp inflates
+    per network chunk differs between its releases (one 64 KiB chunk of a gzip
+    bomb can become 64 MiB), so the body is inflated here, under the same bound.
+    A connection with unread bytes is dropped (they would poison the pool).
     """
-    body = bytearray()
-    while len(body) < limit:
-        chunk = await resp.content.read(limit - len(body))
-        if not chunk:
-            break
-        body += chunk
-    if not resp.content.at_eof():
-        # Unread bytes would poison a pooled keep-alive connection: drop it.
+    raw = bytearray()
+    try:
+        while len(raw) < limit:
+            chunk = await resp.content.read(limit - len(raw))
+            if not chunk:
+                break
+            raw += chunk
+    except aiohttp.ClientPayloadError:
+        # The status already answered; a broken body only loses its text.
         resp.close()
-    return bytes(body)
+    else:
+        if not resp.content.at_eof():
+            resp.close()
+    return _inflate(bytes(raw), resp.headers.get("Content-Encoding", ""), limit)
+
+
+def _inflate(raw: bytes, encoding: str, limit: int) -> bytes:
+    """Decode a (possibly cut) gzip / deflate body into at most ``limit`` bytes."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        return b""  # another coding: the status alone classifies the answer
+    # 47: a gzip or zlib header, detected; -15: raw deflate, as some servers send it.
+    for wbits in (47, -15):
+        try:
+            return zlib.decompressobj(wbits).decompress(raw, limit)
+        except zlib.error:
+            continue
+    return b""
 
 
 def _is_empty_write_answer(body: bytes) -> bool:
@@ -445,6 +468,7 @@ class _HttpSink:
                 ssl=self._ssl,
                 # A redirected POST would turn into a GET and silently lose the body.
                 allow_redirects=False,
+                auto_decompress=False,  # inflated by read_bounded, within its bound
             ) as resp:
                 body = await read_bounded(resp)
                 return resp.status, body, CIMultiDict(resp.headers)
