@@ -47,12 +47,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-import fnmatch
 import hashlib
 import json
 import math
 import re
 from typing import Any, Final, NamedTuple, Protocol
+
+from .levels import GlobMatchers, compile_globs, levels_of, merged
 
 __all__ = [
     "STATE_UNAVAILABLE",
@@ -203,25 +204,17 @@ class Override:
 class Overrides:
     """Per entity, domain and glob overrides, resolved as the built-in resolves them.
 
-    The built-in (``EntityValues``) starts from the domain's settings, lets each
-    matching glob (in order) replace them setting by setting, then the entity's
-    own: entity over glob over domain. Globs are fnmatch patterns, case-sensitive.
+    Entity over glob over domain, setting by setting (see :mod:`.levels`).
     """
 
     entities: Mapping[str, Override] = field(default_factory=dict)
     domains: Mapping[str, Override] = field(default_factory=dict)
     globs: Mapping[str, Override] = field(default_factory=dict)
-    _matchers: tuple[tuple[Callable[[str], Any], Override], ...] = field(
-        init=False, repr=False, compare=False
-    )
+    _matchers: GlobMatchers[Override] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Compile the globs once."""
-        matchers = tuple(
-            (re.compile(fnmatch.translate(pattern)).match, override)
-            for pattern, override in self.globs.items()
-        )
-        object.__setattr__(self, "_matchers", matchers)
+        object.__setattr__(self, "_matchers", compile_globs(self.globs))
 
     @classmethod
     def from_mappings(
@@ -242,21 +235,8 @@ class Overrides:
 
     def resolve(self, entity_id: str) -> Override | None:
         """Return the merged override of ``entity_id``; None when no level names it."""
-        levels = [self.domains.get(entity_id.partition(".")[0])]
-        levels += [override for match, override in self._matchers if match(entity_id)]
-        levels.append(self.entities.get(entity_id))
-        measurement: str | None = None
-        ignore: frozenset[str] | None = None
-        found = False
-        for override in levels:
-            if override is None:
-                continue
-            found = True
-            if override.measurement is not None:
-                measurement = override.measurement
-            if override.ignore_attributes is not None:
-                ignore = override.ignore_attributes
-        return Override(measurement, ignore) if found else None
+        levels = levels_of(entity_id, self.entities, self.domains, self._matchers)
+        return merged(levels, Override)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,15 +25,14 @@ lock. Records older than the last point that passed (a backfill replaying the
 past) are written as they are: shaping them against live data means nothing.
 """
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-import fnmatch
 import math
-import re
 import threading
 from typing import Any, Final
 
 from .encoder import Encoder, EncodeResult, EventRecord, Rendered
+from .levels import compile_globs, levels_of, merged
 
 __all__ = [
     "DEADBAND",
@@ -116,10 +115,7 @@ class ShapeRules:
         """Keep the levels; globs are fnmatch patterns (case-sensitive), compiled once."""
         self._entities = dict(entities)
         self._domains = dict(domains)
-        self._globs: tuple[tuple[Callable[[str], Any], Shape], ...] = tuple(
-            (re.compile(fnmatch.translate(pattern)).match, shape)
-            for pattern, shape in globs.items()
-        )
+        self._globs = compile_globs(globs)
         self._cache: dict[str, Shape | None] = {}
 
     @classmethod
@@ -148,20 +144,8 @@ class ShapeRules:
             return self._cache[entity_id]
         except KeyError:
             pass
-        levels = [self._domains.get(entity_id.partition(".")[0])]
-        levels += [shape for match, shape in self._globs if match(entity_id)]
-        levels.append(self._entities.get(entity_id))
-        throttle: float | None = None
-        deadband: float | None = None
-        for shape in levels:
-            if shape is None:
-                continue
-            if shape.throttle is not None:
-                throttle = shape.throttle
-            if shape.deadband is not None:
-                deadband = shape.deadband
-        merged = Shape(throttle, deadband)
-        resolved = merged if merged.active else None
+        shape = merged(levels_of(entity_id, self._entities, self._domains, self._globs), Shape)
+        resolved = shape if shape is not None and shape.active else None
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.clear()  # bounded: event records bring their own entity ids
         self._cache[entity_id] = resolved
