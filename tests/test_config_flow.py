@@ -22,6 +22,7 @@ from custom_components.ha_ingestor.const import (
     CONF_BATCH_BYTES,
     CONF_BATCH_SIZE,
     CONF_BUCKET,
+    CONF_COMPRESS,
     CONF_CONTEXT_ENTITIES,
     CONF_DATABASE,
     CONF_DEFAULT_MEASUREMENT,
@@ -927,7 +928,21 @@ async def test_options_pipeline(
         CONF_IDLE_TOLERANCE: 900,
         CONF_OUTAGE_REPAIR_AFTER: 7200,
         CONF_AUTO_BACKFILL: False,
+        CONF_COMPRESS: True,
     }
+
+
+async def test_options_pipeline_compress_off(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Turning gzip off is stored as False (the sinks then send plain lines)."""
+    result = await _options(hass, loaded_entry, "pipeline")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], PIPELINE_INPUT | {CONF_COMPRESS: False}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert loaded_entry.options[CONF_COMPRESS] is False
 
 
 async def test_options_pipeline_clears_max_age(

@@ -43,6 +43,7 @@ from .const import (
     CONF_BATCH_BYTES,
     CONF_BATCH_SIZE,
     CONF_BUCKET,
+    CONF_COMPRESS,
     CONF_CONTEXT_ENTITIES,
     CONF_DATABASE,
     CONF_DEFAULT_MEASUREMENT,
@@ -171,6 +172,7 @@ PIPELINE_KEYS: Final = (
     CONF_IDLE_TOLERANCE,
     CONF_OUTAGE_REPAIR_AFTER,
     CONF_AUTO_BACKFILL,
+    CONF_COMPRESS,
 )
 # (include key, exclude key) pairs of the filters step.
 FILTER_PAIRS: Final = (
@@ -668,6 +670,7 @@ def _pipeline_schema() -> Schema:
             vol.Required(CONF_IDLE_TOLERANCE): _number(0, 7 * 86_400, unit="s"),
             vol.Required(CONF_OUTAGE_REPAIR_AFTER): _number(60, 30 * 86_400, unit="s"),
             vol.Optional(CONF_AUTO_BACKFILL, default=False): BooleanSelector(),
+            vol.Optional(CONF_COMPRESS, default=True): BooleanSelector(),
         }
     )
 
@@ -858,6 +861,7 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
                     CONF_IDLE_TOLERANCE: int(user_input[CONF_IDLE_TOLERANCE]),
                     CONF_OUTAGE_REPAIR_AFTER: int(user_input[CONF_OUTAGE_REPAIR_AFTER]),
                     CONF_AUTO_BACKFILL: bool(user_input.get(CONF_AUTO_BACKFILL)),
+                    CONF_COMPRESS: bool(user_input.get(CONF_COMPRESS, True)),
                 }
                 if (max_age := user_input.get(CONF_SPOOL_MAX_AGE_DAYS)) is not None:
                     values[CONF_SPOOL_MAX_AGE_DAYS] = int(max_age)
@@ -875,6 +879,7 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
             CONF_IDLE_TOLERANCE: DEFAULT_IDLE_TOLERANCE,
             CONF_OUTAGE_REPAIR_AFTER: DEFAULT_OUTAGE_REPAIR_AFTER,
             CONF_AUTO_BACKFILL: False,
+            CONF_COMPRESS: True,
         } | {
             key: self.config_entry.options[key]
             for key in PIPELINE_KEYS

@@ -33,6 +33,7 @@ from .const import (
     CONF_BACKLOG_TOLERANCE,
     CONF_BATCH_BYTES,
     CONF_BATCH_SIZE,
+    CONF_COMPRESS,
     CONF_CONTEXT_ENTITIES,
     CONF_DEFAULT_MEASUREMENT,
     CONF_EVENT_TYPES,
@@ -486,6 +487,7 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
             timeout=DEFAULT_TIMEOUT,
             ssl=ssl_context,
             offload=hass.async_add_executor_job,
+            compress=bool(options.get(CONF_COMPRESS, True)),
         )
         for url in urls
     ]
