@@ -1036,6 +1036,41 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def own_write_bytes() -> int:
+    """Bytes this process (Home Assistant) caused to be written to storage so far.
+
+    ``write_bytes`` of ``/proc/self/io``: what reaches the block device (the
+    SQLite file, its WAL, fsyncs), not what was handed to ``write()``.
+    """
+    for line in Path("/proc/self/io").read_text(encoding="ascii").splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+class WireCounter:
+    """Counts ha_ingestor's write requests: points, line bytes, and body bytes sent."""
+
+    def __init__(self) -> None:
+        self.points = self.line_bytes = self.body_bytes = 0
+
+    def install(self, sink: Any) -> None:
+        """Wrap ``sink.write`` (lines in) and ``sink._call`` (the body sent)."""
+        write, call = sink.write, sink._call
+
+        async def counted_write(payloads: Any) -> None:
+            await write(payloads)
+            self.points += len(payloads)
+            self.line_bytes += sum(map(len, payloads)) + max(0, len(payloads) - 1)
+
+        async def counted_call(method: str, path: str, **kwargs: Any) -> None:
+            await call(method, path, **kwargs)
+            if path.endswith("write"):
+                self.body_bytes += len(kwargs.get("data") or b"")
+
+        sink.write, sink._call = counted_write, counted_call
+
+
 def own_cpu_seconds() -> float:
     """User + system CPU seconds of this process (Home Assistant, all threads)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -1058,6 +1093,7 @@ async def cost_run(h: Harness, group: Entities, settle: float) -> dict[str, Any]
     # HA's heap takes ~0.25 s here, as much as a run's whole difference.
     gc.collect()
     cpu0, loop0, db0 = own_cpu_seconds(), time.thread_time(), process_cpu_seconds(influxd)
+    written0 = own_write_bytes()
     gen = asyncio.create_task(stream(h.hass, group, h.opts.cost_rate, stop, 0))
     try:
         await asyncio.sleep(h.opts.cost_seconds)
@@ -1070,6 +1106,7 @@ async def cost_run(h: Harness, group: Entities, settle: float) -> dict[str, Any]
         "cpu_seconds": own_cpu_seconds() - cpu0,
         "loop_cpu_seconds": time.thread_time() - loop0,
         "influxd_cpu_seconds": process_cpu_seconds(influxd) - db0,
+        "write_bytes": own_write_bytes() - written0,
     }
 
 
@@ -1089,6 +1126,8 @@ def cost_per_event(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "loop_us": loop_us,
         "off_loop_us": cpu_us - loop_us,
         "influxd_us": (run["influxd_cpu_seconds"] - base["influxd_cpu_seconds"]) / n * 1e6,
+        # Storage writes per change above the runs that ship nothing (SD-card wear).
+        "write_bytes": (run["write_bytes"] - base["write_bytes"]) / n,
     }
 
 
@@ -1168,13 +1207,16 @@ async def phase_cost(h: Harness) -> None:
         "builtin": Entities(TP_BUILTIN, 100, unit=f"{TP_BUILTIN}_cost"),
     }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in groups}
+    wire = WireCounter()
+    for endpoint in h.runtime.pipeline.uploader._endpoints:
+        wire.install(endpoint.sink)
     order = ("base", "ha_ingestor", "builtin", "base", "builtin", "ha_ingestor", "base")
     for name in order:
         runs[name].append(await cost_run(h, groups[name], settle))
         # Outside the window: everything shipped lands before the next run starts.
         await h.wait_ingestor_idle(60)
         await h.wait_builtin_idle(60)
-    keys = ("generated", "cpu_seconds", "loop_cpu_seconds", "influxd_cpu_seconds")
+    keys = ("generated", "cpu_seconds", "loop_cpu_seconds", "influxd_cpu_seconds", "write_bytes")
     mean = {
         name: {key: statistics.fmean(run[key] for run in group) for key in keys}
         for name, group in runs.items()
@@ -1201,6 +1243,15 @@ async def phase_cost(h: Harness) -> None:
         }
         # The share of one core this rate costs HA's process.
         out[name]["core_share"] = out[name]["cpu_us"] * h.opts.cost_rate / 1e6
+    if wire.points:
+        line = wire.line_bytes / wire.points
+        out["wire"] = {
+            "points": wire.points,
+            "line_bytes": line,
+            "body_bytes": wire.body_bytes / wire.points,
+            "ratio": wire.body_bytes / wire.line_bytes,
+        }
+        out["ha_ingestor"]["write_per_line"] = out["ha_ingestor"]["write_bytes"] / line
     out["ratio"] = ratio(out["ha_ingestor"]["cpu_us"], out["builtin"]["cpu_us"])
     out["ratio_off_loop"] = ratio(out["ha_ingestor"]["off_loop_us"], out["builtin"]["off_loop_us"])
     out["ratio_influxd"] = ratio(out["ha_ingestor"]["influxd_us"], out["builtin"]["influxd_us"])
@@ -1662,6 +1713,29 @@ def report(h: Harness) -> str:
             None,
             "",
         )
+        row(
+            "  bytes HA's process wrote to storage per change (SD-card wear)",
+            ing["write_bytes"],
+            bui["write_bytes"],
+            None,
+            "",
+            d=1,
+        )
+        if wire := co.get("wire"):
+            row(
+                "  storage bytes written per change / encoded line size",
+                f"{ing['write_per_line']:.2f}x ({wire['line_bytes']:.0f} B lines)",
+                None,
+                None,
+                "",
+            )
+            row(
+                "  request body bytes per point on the wire (gzip / plain lines)",
+                f"{wire['body_bytes']:.1f} / {wire['line_bytes']:.1f} = {wire['ratio']:.2f}x",
+                None,
+                None,
+                "",
+            )
     if ss := r.get("spool_sync"):
         for lines in SYNC_SIZES:
             normal, full = ss[f"NORMAL_{lines}"], ss[f"FULL_{lines}"]
