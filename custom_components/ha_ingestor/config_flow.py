@@ -829,6 +829,20 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
 
     # --- pipeline ---
 
+    def _capacity_placeholders(self) -> dict[str, str]:
+        """How many hours the spool's disk limit holds at the entry's measured event rate."""
+        runtime = getattr(self.config_entry, "runtime_data", None)
+        if runtime is None or not (rate := runtime.pipeline.event_rate()):
+            return {"event_rate": "?", "capacity_hours": "?", "event_bytes": "?"}
+        per_event = runtime.pipeline.disk_bytes_per_event()
+        spool_mb = self.config_entry.options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB)
+        hours = spool_mb * MIB / (rate * per_event * 3600)
+        return {
+            "event_rate": f"{rate:.1f}",
+            "capacity_hours": f"{hours:.0f}",
+            "event_bytes": f"{per_event:.0f}",
+        }
+
     async def async_step_pipeline(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
@@ -885,6 +899,7 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
             for key in PIPELINE_KEYS
             if key in self.config_entry.options
         }
+        placeholders |= self._capacity_placeholders()
         return self.async_show_form(
             step_id="pipeline",
             data_schema=self.add_suggested_values_to_schema(
