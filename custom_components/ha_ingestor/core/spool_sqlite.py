@@ -147,6 +147,8 @@ class SqliteStore:
         self.row_cost = 0
         #: Id of the newest point ever stored (0: none yet).
         self.last_id = 0
+        # Most points in any segment: bounds the id range a lookup by point id scans.
+        self._max_count = 0
         # The segment decoded last: (last_id, times, payloads). Segments never
         # change once written (a merge drops this), and ids are never reused.
         self._decoded: tuple[int, list[int], list[bytes]] | None = None
@@ -193,9 +195,10 @@ class SqliteStore:
 
     def recount(self) -> None:
         """Read the counters from the tables (a full scan of the small columns)."""
-        count, nbytes, size, last = self.conn.execute(
+        count, nbytes, size, last, self._max_count = self.conn.execute(
             "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(nbytes), 0),"
-            " COALESCE(SUM(size), 0), COALESCE(MAX(last_id), 0) FROM segments"
+            " COALESCE(SUM(size), 0), COALESCE(MAX(last_id), 0), COALESCE(MAX(count), 0)"
+            " FROM segments"
         ).fetchone()
         gone, gone_bytes = self.conn.execute(
             "SELECT COALESCE(SUM(s.count - p.live), 0), COALESCE(SUM(s.nbytes - p.nbytes), 0)"
@@ -306,6 +309,7 @@ class SqliteStore:
             ),
         )
         self.last_id = last_id
+        self._max_count = max(self._max_count, len(payloads))
         self.count += len(payloads)
         self.nbytes += nbytes
         self.disk_bytes += len(data)
@@ -394,6 +398,7 @@ class SqliteStore:
                 ),
             )
             self.disk_bytes += len(data) - size
+            self._max_count = max(self._max_count, len(payloads))
             merged += len(group) - 1
         self._decoded = None
         if small:
@@ -528,8 +533,9 @@ class SqliteStore:
         segments = self.conn.execute(
             "SELECT s.last_id, s.count, s.nbytes, s.size, s.attempts, p.live, p.nbytes, p.gone"
             " FROM segments s LEFT JOIN partial p USING (last_id)"
-            " WHERE s.last_id >= ? AND s.last_id - s.count < ? ORDER BY s.last_id",
-            (ordered[0], ordered[-1]),
+            " WHERE s.last_id >= ? AND s.last_id < ? AND s.last_id - s.count < ?"
+            " ORDER BY s.last_id",
+            (ordered[0], ordered[-1] + self._max_count, ordered[-1]),
         ).fetchall()
         taken: list[Taken] = []
         removed: list[tuple[int, int]] = []  # (first, last) of whole segments
