@@ -24,10 +24,16 @@ Then it measures, with the same generated load for both:
 6. events lost during an outage;
 7. CPU per state change at a steady rate (a busy home, not a stress test): Home
    Assistant's process (all threads and its event loop alone) and InfluxDB's,
-   each integration's run against a run that ships nothing;
+   each integration's run against a run that ships nothing; in the same runs,
+   the bytes Home Assistant's process writes to storage per change
+   (``/proc/self/io`` ``write_bytes``, SD-card wear) and HA Ingestor's request
+   body bytes per point on the wire (gzip) against the plain lines;
 8. what the spool's ``synchronous=FULL`` (an fsync per flush commit, power-cut
    safe) costs per flush and per point against ``NORMAL`` (``--phase spool_sync``
-   runs it alone, without InfluxDB or Home Assistant).
+   runs it alone, without InfluxDB or Home Assistant);
+9. the spool's bytes on disk per event with a typical home's lines, one
+   50-line flush a second and nothing delivered (``--phase capacity`` runs it
+   alone), and how many days at 50 events/s the default size holds.
 
 It prints a table (ratios are ha_ingestor / built-in; no pass/fail) and, with
 ``--json PATH``, writes the figures as JSON. Everything it starts (InfluxDB, Home
@@ -1036,6 +1042,41 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def own_write_bytes() -> int:
+    """Bytes this process (Home Assistant) caused to be written to storage so far.
+
+    ``write_bytes`` of ``/proc/self/io``: what reaches the block device (the
+    SQLite file, its WAL, fsyncs), not what was handed to ``write()``.
+    """
+    for line in Path("/proc/self/io").read_text(encoding="ascii").splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+class WireCounter:
+    """Counts ha_ingestor's write requests: points, line bytes, and body bytes sent."""
+
+    def __init__(self) -> None:
+        self.points = self.line_bytes = self.body_bytes = 0
+
+    def install(self, sink: Any) -> None:
+        """Wrap ``sink.write`` (lines in) and ``sink._call`` (the body sent)."""
+        write, call = sink.write, sink._call
+
+        async def counted_write(payloads: Any) -> None:
+            await write(payloads)
+            self.points += len(payloads)
+            self.line_bytes += sum(map(len, payloads)) + max(0, len(payloads) - 1)
+
+        async def counted_call(method: str, path: str, **kwargs: Any) -> None:
+            await call(method, path, **kwargs)
+            if path.endswith("write"):
+                self.body_bytes += len(kwargs.get("data") or b"")
+
+        sink.write, sink._call = counted_write, counted_call
+
+
 def own_cpu_seconds() -> float:
     """User + system CPU seconds of this process (Home Assistant, all threads)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -1058,6 +1099,7 @@ async def cost_run(h: Harness, group: Entities, settle: float) -> dict[str, Any]
     # HA's heap takes ~0.25 s here, as much as a run's whole difference.
     gc.collect()
     cpu0, loop0, db0 = own_cpu_seconds(), time.thread_time(), process_cpu_seconds(influxd)
+    written0 = own_write_bytes()
     gen = asyncio.create_task(stream(h.hass, group, h.opts.cost_rate, stop, 0))
     try:
         await asyncio.sleep(h.opts.cost_seconds)
@@ -1070,6 +1112,7 @@ async def cost_run(h: Harness, group: Entities, settle: float) -> dict[str, Any]
         "cpu_seconds": own_cpu_seconds() - cpu0,
         "loop_cpu_seconds": time.thread_time() - loop0,
         "influxd_cpu_seconds": process_cpu_seconds(influxd) - db0,
+        "write_bytes": own_write_bytes() - written0,
     }
 
 
@@ -1089,6 +1132,8 @@ def cost_per_event(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "loop_us": loop_us,
         "off_loop_us": cpu_us - loop_us,
         "influxd_us": (run["influxd_cpu_seconds"] - base["influxd_cpu_seconds"]) / n * 1e6,
+        # Storage writes per change above the runs that ship nothing (SD-card wear).
+        "write_bytes": (run["write_bytes"] - base["write_bytes"]) / n,
     }
 
 
@@ -1147,6 +1192,67 @@ async def phase_spool_sync(h: Harness) -> None:
     h.results["spool_sync"] = out
 
 
+CAPACITY_RATE = 50  # events/s of a busy home
+CAPACITY_DAYS = 7
+
+
+def capacity_fill(path: Path, hours: int) -> dict[str, float]:
+    """Fill a spool with ``hours`` of a typical home's lines, one 50-line flush a second.
+
+    Nothing is delivered (an outage), so small segments are merged as they
+    are in a real outage. The figure is the file's size per event.
+    """
+    from custom_components.ha_ingestor.const import (  # noqa: PLC0415
+        DEFAULT_SPOOL_MAX_MB,
+        SPOOL_ENCODED_PER_DISK_BYTE,
+    )
+    from custom_components.ha_ingestor.core.spool import Spool  # noqa: PLC0415
+    from tests.core.typical_home import TypicalHome  # noqa: PLC0415
+
+    home = TypicalHome(rate=CAPACITY_RATE)
+    now = [1_800_000_000.0]
+    limit = DEFAULT_SPOOL_MAX_MB * 1024 * 1024
+    spool = Spool(
+        path,
+        max_bytes=limit * SPOOL_ENCODED_PER_DISK_BYTE,
+        max_disk_bytes=limit,
+        synchronous="NORMAL",  # the size does not depend on it; fsyncs only slow the fill
+        clock=lambda: now[0],
+    )
+    spool.open()
+    events = line_bytes = 0
+    try:
+        for second in range(hours * 3600):
+            lines = home.lines(CAPACITY_RATE, start=second * CAPACITY_RATE)
+            line_bytes += sum(len(p) for _, p in lines)
+            events += spool.append(lines).stored
+            now[0] += 1
+    finally:
+        spool.close()
+    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    per_event = size / events
+    week = CAPACITY_RATE * 86400 * CAPACITY_DAYS
+    return {
+        "events": events,
+        "line_bytes": line_bytes / events,
+        "disk_bytes": per_event,
+        "ratio": per_event / (line_bytes / events),
+        "limit_mib": DEFAULT_SPOOL_MAX_MB,
+        "week_mib": per_event * week / 2**20,
+        "days": limit / per_event / (CAPACITY_RATE * 86400),
+    }
+
+
+async def phase_capacity(h: Harness) -> None:
+    """How many days of a typical home at 50 events/s the default spool holds on disk."""
+    path = h.root / "capacity.sqlite"
+    hours = 1 if h.opts.quick else 4
+    h.results["capacity"] = await asyncio.get_running_loop().run_in_executor(
+        None, capacity_fill, path, hours
+    )
+    h.results["capacity"]["hours"] = hours
+
+
 async def phase_cost(h: Harness) -> None:
     """7. CPU per state change shipped at a steady rate (what a busy home pays).
 
@@ -1168,13 +1274,16 @@ async def phase_cost(h: Harness) -> None:
         "builtin": Entities(TP_BUILTIN, 100, unit=f"{TP_BUILTIN}_cost"),
     }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in groups}
+    wire = WireCounter()
+    for endpoint in h.runtime.pipeline.uploader._endpoints:
+        wire.install(endpoint.sink)
     order = ("base", "ha_ingestor", "builtin", "base", "builtin", "ha_ingestor", "base")
     for name in order:
         runs[name].append(await cost_run(h, groups[name], settle))
         # Outside the window: everything shipped lands before the next run starts.
         await h.wait_ingestor_idle(60)
         await h.wait_builtin_idle(60)
-    keys = ("generated", "cpu_seconds", "loop_cpu_seconds", "influxd_cpu_seconds")
+    keys = ("generated", "cpu_seconds", "loop_cpu_seconds", "influxd_cpu_seconds", "write_bytes")
     mean = {
         name: {key: statistics.fmean(run[key] for run in group) for key in keys}
         for name, group in runs.items()
@@ -1201,6 +1310,15 @@ async def phase_cost(h: Harness) -> None:
         }
         # The share of one core this rate costs HA's process.
         out[name]["core_share"] = out[name]["cpu_us"] * h.opts.cost_rate / 1e6
+    if wire.points:
+        line = wire.line_bytes / wire.points
+        out["wire"] = {
+            "points": wire.points,
+            "line_bytes": line,
+            "body_bytes": wire.body_bytes / wire.points,
+            "ratio": wire.body_bytes / wire.line_bytes,
+        }
+        out["ha_ingestor"]["write_per_line"] = out["ha_ingestor"]["write_bytes"] / line
     out["ratio"] = ratio(out["ha_ingestor"]["cpu_us"], out["builtin"]["cpu_us"])
     out["ratio_off_loop"] = ratio(out["ha_ingestor"]["off_loop_us"], out["builtin"]["off_loop_us"])
     out["ratio_influxd"] = ratio(out["ha_ingestor"]["influxd_us"], out["builtin"]["influxd_us"])
@@ -1214,22 +1332,26 @@ def _export_lines(spool_file: Path, out: Path, batch: int) -> list[tuple[int, in
     """
     import sqlite3  # noqa: PLC0415
 
+    from custom_components.ha_ingestor.core import spool_codec  # noqa: PLC0415
+
     bodies: list[tuple[int, int, int]] = []
     conn = sqlite3.connect(f"file:{spool_file}?mode=ro", uri=True)
+    pending: list[bytes] = []
+
+    def write(fh: Any, lines: list[bytes]) -> None:
+        body = b"\n".join(lines)
+        bodies.append((fh.tell(), len(body), len(lines)))
+        fh.write(body)
+
     try:
-        last = -1
         with out.open("wb") as fh:
-            while True:
-                rows = conn.execute(
-                    "SELECT id, payload FROM pending WHERE id > ? ORDER BY id LIMIT ?",
-                    (last, batch),
-                ).fetchall()
-                if not rows:
-                    break
-                last = rows[-1][0]
-                body = b"\n".join(bytes(p) for _, p in rows)
-                bodies.append((fh.tell(), len(body), len(rows)))
-                fh.write(body)
+            for (data,) in conn.execute("SELECT data FROM segments ORDER BY last_id"):
+                pending += spool_codec.decode(bytes(data))[1]
+                while len(pending) >= batch:
+                    write(fh, pending[:batch])
+                    del pending[:batch]
+            if pending:
+                write(fh, pending)
     finally:
         conn.close()
     return bodies
@@ -1662,6 +1784,29 @@ def report(h: Harness) -> str:
             None,
             "",
         )
+        row(
+            "  bytes HA's process wrote to storage per change (SD-card wear)",
+            ing["write_bytes"],
+            bui["write_bytes"],
+            None,
+            "",
+            d=1,
+        )
+        if wire := co.get("wire"):
+            row(
+                "  storage bytes written per change / encoded line size",
+                f"{ing['write_per_line']:.2f}x ({wire['line_bytes']:.0f} B lines)",
+                None,
+                None,
+                "",
+            )
+            row(
+                "  request body bytes per point on the wire (gzip / plain lines)",
+                f"{wire['body_bytes']:.1f} / {wire['line_bytes']:.1f} = {wire['ratio']:.2f}x",
+                None,
+                None,
+                "",
+            )
     if ss := r.get("spool_sync"):
         for lines in SYNC_SIZES:
             normal, full = ss[f"NORMAL_{lines}"], ss[f"FULL_{lines}"]
@@ -1682,6 +1827,21 @@ def report(h: Harness) -> str:
                 "",
                 d=2,
             )
+    if cap := r.get("capacity"):
+        row(
+            f"9 spool on disk per event, {cap['hours']} h of a typical home at 50/s, outage",
+            f"{cap['disk_bytes']:.1f} B ({cap['ratio']:.3f}x of {cap['line_bytes']:.0f} B lines)",
+            None,
+            None,
+            "",
+        )
+        row(
+            f"  7 days at 50/s on disk / default limit ({cap['limit_mib']} MiB); days it holds",
+            f"{cap['week_mib']:.0f} MiB; {cap['days']:.1f} d",
+            None,
+            None,
+            "",
+        )
     headers = ("metric", "ha_ingestor", "built-in", "ratio", "target")
     widths = [max(len(x[i]) for x in (headers, *rows)) for i in range(5)]
 
@@ -1842,9 +2002,10 @@ PHASES: list[tuple[str, str, Callable[[Harness], Awaitable[None]]]] = [
     ("outage", "6 loss during an outage", phase_outage),
     ("cost", "7 CPU per state change at a steady rate", phase_cost),
     ("spool_sync", "8 cost of synchronous=FULL per flush", phase_spool_sync),
+    ("capacity", "9 spool capacity with a typical home's lines", phase_capacity),
 ]
 # Phases that need neither InfluxDB nor Home Assistant.
-STANDALONE = frozenset({"spool_sync"})
+STANDALONE = frozenset({"spool_sync", "capacity"})
 
 
 async def run(h: Harness) -> None:

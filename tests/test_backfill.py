@@ -107,7 +107,7 @@ async def test_auto_backfill_fills_what_a_full_spool_dropped(
     backlog drained, the dropped range is replayed from the recorder: every state lands once.
     """
     entry = data_api_entry(
-        data_api_receiver, **{CONF_SPOOL_MAX_MB: 0.004, CONF_AUTO_BACKFILL: True}
+        data_api_receiver, **{CONF_SPOOL_MAX_MB: 0.0008, CONF_AUTO_BACKFILL: True}
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 import json
 from pathlib import Path
 import shutil
+from types import SimpleNamespace
 from typing import Any
 from unittest.mock import AsyncMock, patch
 
@@ -22,6 +23,7 @@ from custom_components.ha_ingestor.const import (
     CONF_BATCH_BYTES,
     CONF_BATCH_SIZE,
     CONF_BUCKET,
+    CONF_COMPRESS,
     CONF_CONTEXT_ENTITIES,
     CONF_DATABASE,
     CONF_DEFAULT_MEASUREMENT,
@@ -63,6 +65,7 @@ from custom_components.ha_ingestor.const import (
     DestinationKind,
 )
 from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
+from custom_components.ha_ingestor.core.pipeline import TYPICAL_DISK_BYTES_PER_EVENT
 from custom_components.ha_ingestor.core.sinks import Missing, NotFoundError
 from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server, VictoriaMetricsServer, free_port
@@ -928,7 +931,49 @@ async def test_options_pipeline(
         CONF_IDLE_TOLERANCE: 900,
         CONF_OUTAGE_REPAIR_AFTER: 7200,
         CONF_AUTO_BACKFILL: False,
+        CONF_COMPRESS: True,
     }
+
+
+async def test_options_pipeline_shows_the_spool_capacity(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """The pipeline step states the hours the spool holds at the measured event rate.
+
+    Figures: unknown ("?") before a rate is measured; at 50 events/s and the
+    typical 14.5 B per event on disk, the default 512 MiB hold 206 h (8.6 days).
+    The entry's pipeline is stood in for (this fixture's entry runs none): only
+    its rate and bytes per event are read.
+    """
+    result = await _options(hass, loaded_entry, "pipeline")
+    assert result["description_placeholders"]["capacity_hours"] == "?"
+    pipeline = SimpleNamespace(
+        event_rate=lambda: 50.0, disk_bytes_per_event=lambda: TYPICAL_DISK_BYTES_PER_EVENT
+    )
+    loaded_entry.runtime_data = SimpleNamespace(pipeline=pipeline)
+    try:
+        result = await _options(hass, loaded_entry, "pipeline")
+    finally:
+        del loaded_entry.runtime_data
+    assert result["description_placeholders"] == {
+        "event_rate": "50.0",
+        "capacity_hours": "206",
+        "event_bytes": "14",
+    }
+    assert_translated(result, "options")
+
+
+async def test_options_pipeline_compress_off(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Turning gzip off is stored as False (the sinks then send plain lines)."""
+    result = await _options(hass, loaded_entry, "pipeline")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], PIPELINE_INPUT | {CONF_COMPRESS: False}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert loaded_entry.options[CONF_COMPRESS] is False
 
 
 async def test_options_pipeline_clears_max_age(

@@ -80,7 +80,7 @@ async def test_spool_overflow_and_unload(
     hass: HomeAssistant, freezer: FrozenDateTimeFactory, issue_registry: ir.IssueRegistry
 ) -> None:
     """Events dropped by a full spool raise a warning; unloading clears every issue."""
-    entry = v1_entry(f"http://127.0.0.1:{free_port()}", "nowhere", **{CONF_SPOOL_MAX_MB: 0.001})
+    entry = v1_entry(f"http://127.0.0.1:{free_port()}", "nowhere", **{CONF_SPOOL_MAX_MB: 0.0001})
     await setup_entry(hass, entry)
     runtime = entry.runtime_data
     for i in range(100):

@@ -12,18 +12,18 @@ from custom_components.ha_ingestor.const import DOMAIN
 from custom_components.ha_ingestor.core.spool import spool_files
 from custom_components.ha_ingestor.runtime import spool_path
 from tests.common import ENTRY_ID, remove_spool, settle, tick, v1_entry
-from tests.core.test_spool_salvage import filled, leaf_pages, rowids_on, smash
+from tests.core.test_spool_salvage import filled, leaf_pages, points_on, smash
 from tests.servers import free_port
 
 
 def damaged_spool(path: Path) -> int:
-    """A spool of 2 000 rows with two pending pages overwritten; returns the rows lost."""
+    """A spool of 2 000 points with two pages of segments overwritten; returns the points lost."""
     remove_spool(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     filled(path, 2000)
-    pages = leaf_pages(path, "pending")
+    pages = leaf_pages(path, "segments")
     damaged = pages[3:5]
-    lost = sum(len(rowids_on(path, page)) for page in damaged)
+    lost = sum(len(points_on(path, page)) for page in damaged)
     smash(path, damaged)
     # A copy renamed aside earlier (a newer version's file): removal deletes it too.
     path.with_name(path.name + ".newer-1").write_bytes(b"kept")

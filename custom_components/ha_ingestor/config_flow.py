@@ -43,6 +43,7 @@ from .const import (
     CONF_BATCH_BYTES,
     CONF_BATCH_SIZE,
     CONF_BUCKET,
+    CONF_COMPRESS,
     CONF_CONTEXT_ENTITIES,
     CONF_DATABASE,
     CONF_DEADBAND,
@@ -178,6 +179,7 @@ PIPELINE_KEYS: Final = (
     CONF_IDLE_TOLERANCE,
     CONF_OUTAGE_REPAIR_AFTER,
     CONF_AUTO_BACKFILL,
+    CONF_COMPRESS,
 )
 # (include key, exclude key) pairs of the filters step.
 FILTER_PAIRS: Final = (
@@ -675,6 +677,7 @@ def _pipeline_schema() -> Schema:
             vol.Required(CONF_IDLE_TOLERANCE): _number(0, 7 * 86_400, unit="s"),
             vol.Required(CONF_OUTAGE_REPAIR_AFTER): _number(60, 30 * 86_400, unit="s"),
             vol.Optional(CONF_AUTO_BACKFILL, default=False): BooleanSelector(),
+            vol.Optional(CONF_COMPRESS, default=True): BooleanSelector(),
         }
     )
 
@@ -834,6 +837,20 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
 
     # --- pipeline ---
 
+    def _capacity_placeholders(self) -> dict[str, str]:
+        """How many hours the spool's disk limit holds at the entry's measured event rate."""
+        runtime = getattr(self.config_entry, "runtime_data", None)
+        if runtime is None or not (rate := runtime.pipeline.event_rate()):
+            return {"event_rate": "?", "capacity_hours": "?", "event_bytes": "?"}
+        per_event = runtime.pipeline.disk_bytes_per_event()
+        spool_mb = self.config_entry.options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB)
+        hours = spool_mb * MIB / (rate * per_event * 3600)
+        return {
+            "event_rate": f"{rate:.1f}",
+            "capacity_hours": f"{hours:.0f}",
+            "event_bytes": f"{per_event:.0f}",
+        }
+
     async def async_step_pipeline(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
@@ -866,6 +883,7 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
                     CONF_IDLE_TOLERANCE: int(user_input[CONF_IDLE_TOLERANCE]),
                     CONF_OUTAGE_REPAIR_AFTER: int(user_input[CONF_OUTAGE_REPAIR_AFTER]),
                     CONF_AUTO_BACKFILL: bool(user_input.get(CONF_AUTO_BACKFILL)),
+                    CONF_COMPRESS: bool(user_input.get(CONF_COMPRESS, True)),
                 }
                 if (max_age := user_input.get(CONF_SPOOL_MAX_AGE_DAYS)) is not None:
                     values[CONF_SPOOL_MAX_AGE_DAYS] = int(max_age)
@@ -883,11 +901,13 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
             CONF_IDLE_TOLERANCE: DEFAULT_IDLE_TOLERANCE,
             CONF_OUTAGE_REPAIR_AFTER: DEFAULT_OUTAGE_REPAIR_AFTER,
             CONF_AUTO_BACKFILL: False,
+            CONF_COMPRESS: True,
         } | {
             key: self.config_entry.options[key]
             for key in PIPELINE_KEYS
             if key in self.config_entry.options
         }
+        placeholders |= self._capacity_placeholders()
         return self.async_show_form(
             step_id="pipeline",
             data_schema=self.add_suggested_values_to_schema(

@@ -39,6 +39,7 @@ CONF_FLUSH_INTERVAL: Final = "flush_interval"
 CONF_SPOOL_MAX_MB: Final = "spool_max_mb"
 CONF_SPOOL_MAX_AGE_DAYS: Final = "spool_max_age_days"
 CONF_MEMORY_MAX_MB: Final = "memory_max_mb"
+CONF_COMPRESS: Final = "compress"
 CONF_OVERFLOW_POLICY: Final = "overflow_policy"
 CONF_BACKLOG_TOLERANCE: Final = "backlog_tolerance"
 CONF_IDLE_TOLERANCE: Final = "idle_tolerance"
@@ -83,7 +84,12 @@ CONF_HEARTBEAT_MINUTES: Final = "heartbeat_minutes"
 DEFAULT_BATCH_SIZE: Final = 5000
 DEFAULT_BATCH_BYTES: Final = 4 * 1024 * 1024
 DEFAULT_FLUSH_INTERVAL: Final = 1.0
+# Disk space of the spool. Typical lines take ~14 B each on disk (segments,
+# compressed): 512 MiB hold 7 days at 50 events/s.
 DEFAULT_SPOOL_MAX_MB: Final = 512
+# Encoded bytes the spool may hold per byte of its disk limit: far more than
+# lines ever compress, so only the disk limit binds on disk.
+SPOOL_ENCODED_PER_DISK_BYTE: Final = 32
 # RAM for the spool's memory fallback while the disk fails (Python objects included).
 DEFAULT_MEMORY_MAX_MB: Final = 32
 DEFAULT_BACKLOG_TOLERANCE: Final = 300

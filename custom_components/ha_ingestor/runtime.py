@@ -33,6 +33,7 @@ from .const import (
     CONF_BACKLOG_TOLERANCE,
     CONF_BATCH_BYTES,
     CONF_BATCH_SIZE,
+    CONF_COMPRESS,
     CONF_CONTEXT_ENTITIES,
     CONF_DEFAULT_MEASUREMENT,
     CONF_EVENT_TYPES,
@@ -68,6 +69,7 @@ from .const import (
     LOGGER,
     SIGNAL_UPDATE,
     SPOOL_DIR,
+    SPOOL_ENCODED_PER_DISK_BYTE,
     DestinationKind,
 )
 from .core.breaker import CircuitBreaker
@@ -537,6 +539,7 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
             timeout=DEFAULT_TIMEOUT,
             ssl=ssl_context,
             offload=hass.async_add_executor_job,
+            compress=bool(options.get(CONF_COMPRESS, True)),
         )
         for url in urls
     ]
@@ -576,7 +579,10 @@ async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> 
     max_age_days = options.get(CONF_SPOOL_MAX_AGE_DAYS)
     spool = Spool(
         spool_path(hass, entry.entry_id),
-        max_bytes=int(options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB) * 1024 * 1024),
+        # The option is disk space; segments hold lines compressed.
+        max_disk_bytes=int(options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB) * 1024 * 1024),
+        max_bytes=int(options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB) * 1024 * 1024)
+        * SPOOL_ENCODED_PER_DISK_BYTE,
         max_age_seconds=float(max_age_days) * 86400 if max_age_days else None,
         overflow=OverflowPolicy(options.get(CONF_OVERFLOW_POLICY, OverflowPolicy.DROP_OLDEST)),
         max_memory_bytes=int(options.get(CONF_MEMORY_MAX_MB, DEFAULT_MEMORY_MAX_MB) * 1024 * 1024),

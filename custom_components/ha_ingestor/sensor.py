@@ -123,7 +123,8 @@ SENSORS: tuple[IngestorSensorEntityDescription, ...] = (
         native_unit_of_measurement=UNIT_EVENTS,
         state_class=SensorStateClass.MEASUREMENT,
         value_fn=lambda rt: rt.backlog,
-        attr_fn=_backfill_attributes,
+        # Backfill progress, and how long the spool's disk holds at the event rate.
+        attr_fn=lambda rt: {**_backfill_attributes(rt), **rt.pipeline.spool_outlook()},
     ),
     IngestorSensorEntityDescription(
         key="oldest_pending_age",

@@ -228,11 +228,12 @@ async def test_disk_full_falls_back_to_memory_and_delivers_everything(
             return pages
 
         await asyncio.to_thread(cap_pages)
-        for i in range(10, 10 + 300):
+        # Enough points that their compressed segment needs new pages.
+        for i in range(10, 10 + 3000):
             h.pipeline.capture(record(i, value=f"{i}.5"))
         result = await h.pipeline.flush()  # must not raise
         assert result is not None
-        assert result.stored == 300
+        assert result.stored == 3000
         assert result.dropped == 0
         stats = h.pipeline.stats
         assert stats is not None
@@ -242,7 +243,7 @@ async def test_disk_full_falls_back_to_memory_and_delivers_everything(
         assert "full" in stats.last_storage_error
 
         # More points after the fail-over land in memory too.
-        for i in range(310, 330):
+        for i in range(3010, 3030):
             h.pipeline.capture(record(i))
         await h.pipeline.flush()
         await h.until(h.drained)
@@ -250,10 +251,10 @@ async def test_disk_full_falls_back_to_memory_and_delivers_everything(
     finally:
         await h.stop()
     metrics = h.resilience.metrics
-    assert metrics.events_received == 330
+    assert metrics.events_received == 3030
     assert metrics.events_dropped == 0
     assert metrics.events_received == metrics.events_sent + metrics.events_dropped
-    assert await count_points(influxdb_v1, influx_db) == 330
+    assert await count_points(influxdb_v1, influx_db) == 3030
 
 
 # --- 4. bad input ----------------------------------------------------------------------

@@ -360,11 +360,54 @@ async def test_v2_bad_line_on_victoria_metrics(
     assert "garbage line" in exc.value.message
 
 
+async def test_gzip_body_stored_by_influxdb_1_6(
+    influxdb_v1: InfluxV1Server, influx_db: str, http_session: aiohttp.ClientSession
+) -> None:
+    """InfluxDB 1.6.7 stores a gzip /write body: 2 000 points sent, 2 000 counted."""
+    sink = create_sink(v1(influxdb_v1.url, influx_db), http_session)
+    assert isinstance(sink, sinks.InfluxV1Sink)
+    lines = [f"m,entity_id=e{i % 50} value={i}.5 {1_000_000_000 + i}".encode() for i in range(2000)]
+    await sink.write(lines)
+    (row,) = await influxdb_v1.aquery("SELECT COUNT(value) FROM m", db=influx_db)
+    assert row["count"] == 2000
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_gzip_body_stored_by_victoria_metrics(
+    victoria_metrics: VictoriaMetricsServer,
+    vm_measurement: str,
+    http_session: aiohttp.ClientSession,
+    version: str,
+) -> None:
+    """VictoriaMetrics stores gzip /write and /api/v2/write bodies: 500 points sent, 500 stored."""
+    target: InfluxV1Target | InfluxV2Target = (
+        v1(victoria_metrics.url)
+        if version == "v1"
+        else InfluxV2Target(url=victoria_metrics.url, org="o", bucket="b", token="t")
+    )
+    sink = create_sink(target, http_session)
+    ts = int(datetime.now(UTC).timestamp()) * 1_000_000_000
+    await sink.write(
+        [
+            f"{vm_measurement},entity_id=a value={i} {ts + i * 1_000_000}".encode()
+            for i in range(500)
+        ]
+    )
+    selector = f'{{__name__="{vm_measurement}_value"}}'
+    stored = 0
+    for _ in range(50):  # rows become searchable a moment after the write
+        stored = sum(len(s["values"]) for s in await victoria_metrics.aexport(selector))
+        if stored == 500:
+            break
+        await asyncio.sleep(0.1)
+    assert stored == 500
+
+
 # --- fake server: request shape ----------------------------------------------------
 
 
 async def test_v1_request_shape_and_path_prefix(socket_enabled: None) -> None:
-    """Fake server: path prefix kept, basic auth header, query params, body joined."""
+    """Fake server: path prefix kept, basic auth header, query params, body joined and gzipped."""
     async with (
         fake_server(answer(204)) as server,
         aiohttp.ClientSession() as session,
@@ -386,7 +429,8 @@ async def test_v1_request_shape_and_path_prefix(socket_enabled: None) -> None:
     assert req.query == {"db": "home", "rp": "rp1", "precision": "ms"}
     assert req.headers["Authorization"] == "Basic " + base64.b64encode(b"u:pw-secret").decode()
     assert "p" not in req.query  # the password never travels in the URL
-    assert req.body == b"a v=1\nb v=2"
+    assert req.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(req.body) == b"a v=1\nb v=2"
 
 
 async def test_v2_request_shape(socket_enabled: None) -> None:
@@ -401,7 +445,38 @@ async def test_v2_request_shape(socket_enabled: None) -> None:
     assert req.path == "/p/api/v2/write"
     assert req.query == {"org": "my org", "bucket": "b", "precision": "ns"}
     assert req.headers["Authorization"] == "Token tok-secret"
+    assert req.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(req.body) == b"a v=1\nb v=2"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_uncompressed_when_turned_off(socket_enabled: None, version: str) -> None:
+    """Fake server: with compress=False the body is the plain lines, no Content-Encoding."""
+    async with fake_server(answer(204)) as server, aiohttp.ClientSession() as session:
+        target: InfluxV1Target | InfluxV2Target = (
+            v1(server.url)
+            if version == "v1"
+            else InfluxV2Target(url=server.url, org="o", bucket="b", token="t")
+        )
+        await create_sink(target, session, compress=False).write([b"a v=1", b"b v=2"])
+    (req,) = server.seen
+    assert "Content-Encoding" not in req.headers
     assert req.body == b"a v=1\nb v=2"
+
+
+async def test_gzip_runs_through_offload(socket_enabled: None) -> None:
+    """Fake server: the compression is handed to the offload callable (HA's executor)."""
+    calls: list[str] = []
+
+    async def offload(fn: Callable[..., Any], *args: Any) -> Any:
+        calls.append(fn.__name__)
+        return fn(*args)
+
+    async with fake_server(answer(204)) as server, aiohttp.ClientSession() as session:
+        await create_sink(v1(server.url), session, offload=offload).write([b"a v=1"])
+        await create_sink(v1(server.url), session, offload=offload).write([])
+    assert calls == ["gzip_lines"]  # an empty body is not compressed
+    assert gzip.decompress(server.seen[0].body) == b"a v=1"
 
 
 async def test_v2_check_accepts_influxdb2_empty_write_answer(socket_enabled: None) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from custom_components.ha_ingestor.core import spool as spool_mod
+from custom_components.ha_ingestor.core import spool as spool_mod, spool_codec
 from custom_components.ha_ingestor.core.spool import (
     MEMORY_ID_BASE,
     AppendResult,
@@ -181,8 +181,11 @@ def test_counters_verified_at_open(db: Path, clock: Clock) -> None:
     with Spool(db, clock=clock) as spool:
         spool.append(rows(3))
     conn = sqlite3.connect(db)
+    # A segment of one 2-byte point written behind the spool's back.
     conn.execute(
-        "INSERT INTO pending (time_ns, payload, size, enqueued_at) VALUES (7, x'0102', 2, 0)"
+        "INSERT INTO segments (last_id, count, nbytes, size, time_min, time_max,"
+        " enqueued_at, data) VALUES (100, 1, 2, 9, 7, 7, 0, ?)",
+        (spool_codec.encode([7], [b"\x01\x02"]),),
     )
     conn.commit()
     conn.close()
@@ -455,7 +458,7 @@ def test_failure_mid_operation_keeps_data(
 ) -> None:
     spool = open_spool(db, clock, recover_after=None)
     spool.append(rows(3))
-    flaky[0].fail_on = "INSERT INTO pending"
+    flaky[0].fail_on = "INSERT INTO segments"
     assert spool.append(rows(2, start=10)) == AppendResult(2, 0)
     stats = spool.stats()
     assert stats.storage_failed
@@ -584,7 +587,7 @@ def test_recovery_copy_failure_stays_in_memory(
 
     def failing_connect(path: Path) -> Any:
         conn = FlakyConnection(sqlite3.connect(path, isolation_level=None))
-        conn.fail_on = "INSERT INTO pending"
+        conn.fail_on = "INSERT INTO segments"
         return conn
 
     with pytest.MonkeyPatch.context() as mp:

@@ -1,32 +1,34 @@
-"""The spool's few-statement inserts and deletes keep order and counters exact."""
+"""The spool's segments: inserts, partial deletes and reads keep order and counters exact."""
 
 from pathlib import Path
-import sqlite3
 
 import pytest
 
-from custom_components.ha_ingestor.core import spool as spool_mod, spool_sqlite
+from custom_components.ha_ingestor.core import spool as spool_mod
 from custom_components.ha_ingestor.core.spool import Spool, SpoolRow
+from custom_components.ha_ingestor.core.spool_sqlite import DEFAULT_SEGMENT_POINTS
 
 
-def test_multi_row_inserts_keep_order_and_counters(tmp_path: Path) -> None:
+def test_segments_keep_order_and_counters(tmp_path: Path) -> None:
+    """An append of more than ``segment_points`` makes several segments, one row each."""
     spool = Spool(tmp_path / "s.sqlite")
     spool.open()
-    rows = [(i, b"p%d" % i) for i in range(spool_sqlite._INSERT_ROWS * 2 + 7)]
+    rows = [(i, b"p%d" % i) for i in range(DEFAULT_SEGMENT_POINTS * 2 + 7)]
     assert spool.append(rows).stored == len(rows)
-    # Many odd tail sizes: the statement cache stays small.
     for size in range(1, 13):
         spool.append([(10_000 + size, b"t" * size)] * size)
     store = spool._disk
     assert store is not None
-    assert len(store._insert_sql) <= 9
-    peeked = spool.peek(len(rows), 1 << 30)
-    assert [(r.time_ns, r.payload) for r in peeked] == rows
-    assert [r.id for r in peeked] == sorted(r.id for r in peeked)
+    # One insert per segment: 3 for the big append, one per small one.
+    assert store.conn.execute("SELECT COUNT(*) FROM segments").fetchone() == (3 + 12,)
     extra = sum(range(1, 13))
+    peeked = spool.peek(len(rows) + extra, 1 << 30)
+    assert [(r.time_ns, r.payload) for r in peeked[: len(rows)]] == rows
+    assert [r.id for r in peeked] == list(range(1, len(rows) + extra + 1))
     stats = spool.stats()
     assert stats.pending_count == len(rows) + extra
     assert stats.pending_bytes == sum(len(p) for _, p in rows) + sum(s * s for s in range(1, 13))
+    assert 0 < stats.disk_bytes < stats.pending_bytes
     spool.close()
     # Counters were kept right: a reopen counts the rows again from scratch.
     spool.open()
@@ -55,20 +57,20 @@ def test_delete_non_contiguous_and_unknown_ids(tmp_path: Path) -> None:
 PAYLOADS = [b"a", b"\x00nul", b"\xff\xfe not utf-8", b"comma,s", b"", b"x" * 300, b"\xc3\xa9"]
 
 
-@pytest.mark.parametrize("aggregate", [True, False])
+@pytest.mark.parametrize("segment_points", [1, 4, DEFAULT_SEGMENT_POINTS])
 @pytest.mark.parametrize("max_bytes", [1, 10, 320, 1 << 20])
-def test_peek_both_ways_same_rows(tmp_path: Path, aggregate: bool, max_bytes: int) -> None:
-    spool = Spool(tmp_path / "s.sqlite")
+def test_peek_with_holes_and_limits(tmp_path: Path, segment_points: int, max_bytes: int) -> None:
+    """Peek skips points gone from a segment and honours both limits (at least one point)."""
+    spool = Spool(tmp_path / "s.sqlite", segment_points=segment_points)
     spool.open()
-    store = spool._disk
-    assert store is not None
-    store.aggregate_peek = aggregate
     assert spool.peek(10, max_bytes) == []
     spool.append([(i, p) for i, p in enumerate(PAYLOADS * 3)])
-    spool.delete([r.id for r in spool.peek(100, 1 << 20)][1::3])  # holes in the ids
+    all_rows = spool.peek(100, 1 << 20)
+    gone = {r.id for r in all_rows[1::3]}
+    spool.delete(sorted(gone))  # holes in the ids
     expected: list[SpoolRow] = []
     total = 0
-    for row in spool_rows(tmp_path / "s.sqlite"):
+    for row in (r for r in all_rows if r.id not in gone):
         total += len(row.payload)
         if expected and total > max_bytes:
             break
@@ -78,49 +80,9 @@ def test_peek_both_ways_same_rows(tmp_path: Path, aggregate: bool, max_bytes: in
     assert all(isinstance(r, SpoolRow) and type(r.payload) is bytes for r in got)
     assert spool.peek(2, max_bytes) == expected[:2]
     spool.close()
-
-
-def spool_rows(path: Path) -> list[SpoolRow]:
-    conn = sqlite3.connect(path)
-    try:
-        return [
-            SpoolRow(*row)
-            for row in conn.execute("SELECT id, time_ns, payload FROM pending ORDER BY id")
-        ]
-    finally:
-        conn.close()
-
-
-@pytest.mark.parametrize(
-    ("name", "query"),
-    [
-        # Head out of queue order.
-        (
-            "_PEEK_HEAD",
-            (
-                "SELECT group_concat(id), group_concat(time_ns), group_concat(length(payload))"
-                " FROM (SELECT id, time_ns, payload FROM pending WHERE id > ?"
-                " ORDER BY id DESC LIMIT ?)"
-            ),
-        ),
-        # Payloads that do not match the head.
-        (
-            "_PEEK_PAYLOADS",
-            (
-                "SELECT group_concat(id), CAST(group_concat(payload, '') AS BLOB) FROM"
-                " (SELECT id, payload FROM pending WHERE id BETWEEN ? AND ? ORDER BY id DESC)"
-            ),
-        ),
-    ],
-)
-def test_peek_falls_back_when_order_is_not_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, query: str
-) -> None:
-    spool = Spool(tmp_path / "s.sqlite")
+    # The holes survive a restart: nothing delivered comes back.
     spool.open()
-    spool.append([(i, b"p%d" % i) for i in range(5)])
-    monkeypatch.setattr(spool_sqlite, name, query)
-    assert [r.payload for r in spool.peek(10, 1 << 20)] == [b"p%d" % i for i in range(5)]
+    assert [r.id for r in spool.peek(100, 1 << 20)] == [r.id for r in all_rows if r.id not in gone]
     spool.close()
 
 
@@ -141,8 +103,8 @@ def test_append_reports_the_oldest_row_only_when_it_may_drop(tmp_path: Path) -> 
 
 
 def open_spool(path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> Spool:
-    """A spool on disk (aggregated or row-by-row reads) or in its memory fallback."""
-    spool = Spool(path / "s.sqlite")
+    """A spool on disk (segments of 5 000 or 2 points) or in its memory fallback."""
+    spool = Spool(path / "s.sqlite", segment_points=2 if mode == "small_segments" else 5000)
     if mode == "memory":
         with monkeypatch.context() as patch:  # no directory for the database: memory
             patch.setattr(Path, "mkdir", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "")))
@@ -151,11 +113,10 @@ def open_spool(path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> Spool:
         return spool
     spool.open()
     assert spool._disk is not None
-    spool._disk.aggregate_peek = mode == "aggregate"
     return spool
 
 
-@pytest.mark.parametrize("mode", ["aggregate", "rows", "memory"])
+@pytest.mark.parametrize("mode", ["segments", "small_segments", "memory"])
 def test_hand_back_and_advance(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     spool = open_spool(tmp_path, mode, monkeypatch)
     first = spool.append([(i, b"p%d" % i) for i in range(5)], hand_back=True)

@@ -11,6 +11,7 @@ appends and recoveries, with ``SIGXFSZ`` ignored meanwhile.
 from collections.abc import Iterator
 import contextlib
 from pathlib import Path
+import random
 import resource
 import signal
 
@@ -35,8 +36,13 @@ def file_size_limit(limit: int) -> Iterator[None]:
         signal.signal(signal.SIGXFSZ, previous)
 
 
+def line(n: int) -> bytes:
+    """``LINE`` bytes that do not compress: the disk fills as fast as RAM does."""
+    return f"{n:012d}".encode() + random.Random(n).randbytes(LINE - 12)
+
+
 def flush(start: int) -> list[tuple[int, bytes]]:
-    return [(start + i, f"{start + i:012d}".encode().ljust(LINE, b"x")) for i in range(FLUSH)]
+    return [(start + i, line(start + i)) for i in range(FLUSH)]
 
 
 def largest_file(db: Path) -> int:
@@ -87,7 +93,7 @@ def test_full_disk_memory_bounded_then_moved_back_in_chunks(tmp_path: Path) -> N
     assert in_memory > RECOVER_CHUNK
 
     # Room for one chunk of rows, not two: one chunk moves, the rest stays.
-    with file_size_limit(largest_file(db) + RECOVER_CHUNK * LINE * 3 // 2):
+    with file_size_limit(largest_file(db) + RECOVER_CHUNK * LINE * 5 // 4):
         assert not spool.try_recover()
     stats = spool.stats()
     assert stats.in_memory

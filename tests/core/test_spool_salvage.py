@@ -1,8 +1,10 @@
-"""A damaged spool file: salvaged row by row into a fresh one, the rest counted.
+"""A damaged spool file: salvaged segment by segment into a fresh one, the rest counted.
 
 Every test damages a REAL SQLite file on disk (pages overwritten with garbage,
-the file truncated) and checks the figures exactly: rows salvaged + rows lost
-= rows the file held, and the lost rows are exactly those on the damaged pages.
+the file truncated) and checks the figures exactly: points salvaged + points
+lost = points the file held, and the lost points are exactly those of the
+segments on the damaged pages. Segments hold ``SEG`` points here, so a page
+holds a few segments, as a page holds a few segments of a busy flush.
 """
 
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from custom_components.ha_ingestor.core.spool_sqlite import SCHEMA_VERSION
 
 NOW = 1_700_000_000.0
 PAGE = 4096
+SEG = 10  # points per segment
 
 
 class Clock:
@@ -30,8 +33,9 @@ class Clock:
 
 
 def payload(i: int) -> bytes:
-    """About 200 bytes, unique per row."""
-    return f"sensor.t{i:06d},domain=sensor value={i}i ".encode().ljust(200, b"x")
+    """200 bytes, unique per row, compressing about as badly as hex digits do."""
+    prefix = f"sensor.t{i:06d},domain=sensor value={i}i ".encode()
+    return prefix + random.Random(i).randbytes(100).hex().encode()[: 200 - len(prefix)]
 
 
 def filled(path: Path, count: int, *, dead: int = 0, delivered: int = 0) -> list[int]:
@@ -39,7 +43,7 @@ def filled(path: Path, count: int, *, dead: int = 0, delivered: int = 0) -> list
 
     Returns the time_ns of the rows still pending.
     """
-    with Spool(path, clock=Clock()) as spool:
+    with Spool(path, clock=Clock(), segment_points=SEG) as spool:
         spool.append([(i, payload(i)) for i in range(count)])
         if delivered:
             spool.delete(list(range(1, delivered + 1)))
@@ -98,6 +102,11 @@ def rowids_on(path: Path, page: int) -> list[int]:
     return ids
 
 
+def points_on(path: Path, page: int) -> set[int]:
+    """Point ids of the segments stored on a leaf page (a segment's row id is its last point)."""
+    return {last - k for last in rowids_on(path, page) for k in range(SEG)}
+
+
 def smash(path: Path, pages: list[int]) -> None:
     """Overwrite whole pages with garbage (never a valid page type)."""
     rnd = random.Random(7)
@@ -124,9 +133,9 @@ def test_garbage_pages_in_the_middle(db: Path, caplog: pytest.LogCaptureFixture)
     renamed damaged file is deleted; the spool stays on disk.
     """
     times = filled(db, 3000, dead=40, delivered=100)
-    pages = leaf_pages(db, "pending")
+    pages = leaf_pages(db, "segments")
     damaged = [pages[len(pages) // 4], pages[len(pages) // 2], pages[len(pages) // 2 + 1]]
-    lost_ids = {rowid for page in damaged for rowid in rowids_on(db, page)}
+    lost_ids = {rowid for page in damaged for rowid in points_on(db, page)}
     assert len(lost_ids) > 40
     smash(db, damaged)
     with Spool(db, clock=Clock()) as spool:
@@ -166,9 +175,9 @@ def test_truncated_file(db: Path) -> None:
     originals (byte for byte, in order) of the pages left in the file.
     """
     times = filled(db, 3000)
-    pages = leaf_pages(db, "pending")
+    pages = leaf_pages(db, "segments")
     keep = int(db.stat().st_size * 0.6) // PAGE
-    gone = {rowid for page in pages if page > keep for rowid in rowids_on(db, page)}
+    gone = {rowid for page in pages if page > keep for rowid in points_on(db, page)}
     with db.open("r+b") as f:
         f.truncate(keep * PAGE)
     with Spool(db, clock=Clock()) as spool:
@@ -193,9 +202,9 @@ def test_corruption_found_after_open_recreates_on_disk(db: Path) -> None:
     times = filled(db, count)
     spool = Spool(db, clock=Clock())
     spool.open()
-    pages = leaf_pages(db, "pending")
+    pages = leaf_pages(db, "segments")
     damaged = pages[5:8]
-    lost_ids = {rowid for page in damaged for rowid in rowids_on(db, page)}
+    lost_ids = {rowid for page in damaged for rowid in points_on(db, page)}
     smash(db, damaged)
     head = spool.peek(5000, 1 << 30)  # the head: the damaged pages are among the first
     stats = spool.stats()
@@ -263,7 +272,7 @@ def test_newer_format_is_kept_aside_not_downgraded(
         spool.append([(1, b"x")])
     kept = db.with_name(f"{db.name}.newer-{int(NOW)}")
     with connect(kept) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM pending").fetchone() == (10,)
+        assert conn.execute("SELECT SUM(count) FROM segments").fetchone() == (10,)
     assert "written by a newer version" in caplog.text
     caplog.clear()
     with Spool(db, clock=Clock()) as spool:
@@ -296,7 +305,7 @@ def test_spool_files_lists_every_file_of_one_spool(tmp_path: Path) -> None:
 
 
 def test_damaged_interior_page(db: Path) -> None:
-    """An interior b-tree page of ``pending`` (it points at many leaves) overwritten.
+    """An interior b-tree page of ``segments`` (it points at many leaves) overwritten.
 
     Figures: rows salvaged + rows lost = 60 000 exactly; what is lost is one
     run of ids (the leaves below that page), everything else comes back in order.
@@ -306,7 +315,7 @@ def test_damaged_interior_page(db: Path) -> None:
         interior = [
             page
             for (page,) in conn.execute(
-                "SELECT pageno FROM dbstat WHERE name = 'pending' AND pagetype = 'internal'"
+                "SELECT pageno FROM dbstat WHERE name = 'segments' AND pagetype = 'internal'"
                 " AND path != '/' ORDER BY pageno"
             )
         ]

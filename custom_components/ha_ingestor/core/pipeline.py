@@ -33,6 +33,15 @@ MAX_BUFFER = 200_000
 #: few large jobs after a first one of ``batch_points`` (the uploader starts on
 #: that one); the uploader still sends batches of ``batch_points``.
 STORE_SLICE = 20_000
+#: Bytes a typical line takes on disk in the spool's segments (measured with
+#: realistic lines, see docs/benchmarks.md); used until the spool holds enough
+#: points to measure its own.
+TYPICAL_DISK_BYTES_PER_EVENT = 14.5
+#: Points the spool must hold before its own bytes per point are used.
+_MEASURED_FROM = 1000
+#: The event rate is measured over this many seconds (samples a minute apart).
+RATE_WINDOW = 3600.0
+_RATE_SAMPLE = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +127,8 @@ class Pipeline:
         self._consumed_gaps: deque[list[tuple[int, int]]] = deque()
         self._spool_changed = asyncio.Event()
         self._buffer_dropped = 0
+        # (monotonic, events received so far), a minute apart, the last hour.
+        self._received: deque[tuple[float, int]] = deque()
         self.uploader = Uploader(
             endpoints=endpoints,
             spool=spool,
@@ -267,6 +278,7 @@ class Pipeline:
             raise
         # Counted once stored: a slice put back is counted by the flush that stores it.
         metrics.add_events_received(len(batch))
+        self._sample_received()
         self.uploader.offer(appended.rows, appended.generation)
         if result.dropped:
             metrics.add_events_dropped(result.dropped)
@@ -335,15 +347,68 @@ class Pipeline:
         await self._spool_changed.wait()
 
     def room_for(self, default_size: int = 512) -> int:
-        """How many more points fit in half the spool's free space (backfill pacing)."""
+        """How many more points fit in half the spool's free space (backfill pacing).
+
+        Counted on disk when the spool has a disk limit (points take a
+        fraction of ``default_size`` there, compressed), else in encoded bytes.
+        """
         stats = self._stats
         if stats is None:
             return 0
-        free = self._spool.max_bytes // 2 - stats.pending_bytes
+        disk_limit = self._spool.max_disk_bytes
+        if disk_limit is not None and not stats.in_memory:
+            limit, used, default = disk_limit, stats.disk_bytes, max(1, default_size // 8)
+        else:
+            limit, used, default = self._spool.max_bytes, stats.pending_bytes, default_size
+        free = limit // 2 - used
         if free <= 0:
             return 0
-        average = stats.pending_bytes // stats.pending_count if stats.pending_count else 0
-        return max(1, free // (average or default_size))
+        average = used // stats.pending_count if stats.pending_count else 0
+        return max(1, free // (average or default))
+
+    def event_rate(self) -> float | None:
+        """Events per second received over the last hour (None before a minute has passed)."""
+        self._sample_received()
+        samples = self._received
+        if len(samples) < 2:
+            return None
+        (t0, n0), (t1, n1) = samples[0], samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+
+    def spool_outlook(self) -> dict[str, float]:
+        """How long the spool's disk holds at the measured event rate (for the backlog sensor).
+
+        ``spool_capacity_hours``: the whole disk limit; ``spool_full_in_hours``:
+        the room left, if nothing were delivered from now on. Empty while the
+        rate is unknown or zero, or the spool has no disk limit.
+        """
+        stats = self._stats
+        rate = self.event_rate()
+        limit = self._spool.max_disk_bytes
+        if not rate or limit is None or stats is None:
+            return {}
+        per_event = self.disk_bytes_per_event()
+        hourly = rate * per_event * 3600
+        return {
+            "spool_capacity_hours": round(limit / hourly, 1),
+            "spool_full_in_hours": round(max(0, limit - stats.disk_bytes) / hourly, 1),
+        }
+
+    def disk_bytes_per_event(self) -> float:
+        """Bytes a point takes on disk: measured once the spool holds enough, else typical."""
+        stats = self._stats
+        if stats is not None and stats.pending_count >= _MEASURED_FROM and stats.disk_bytes:
+            return stats.disk_bytes / stats.pending_count
+        return TYPICAL_DISK_BYTES_PER_EVENT
+
+    def _sample_received(self) -> None:
+        now = self._clock.monotonic()
+        samples = self._received
+        received = self._res.metrics.events_received
+        if not samples or now - samples[-1][0] >= _RATE_SAMPLE:
+            samples.append((now, received))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW:
+            samples.popleft()
 
     # --- internals -------------------------------------------------------------------
 

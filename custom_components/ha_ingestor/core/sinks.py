@@ -386,6 +386,15 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def gzip_lines(payloads: Sequence[bytes]) -> bytes:
+    """Join line-protocol lines with newlines and gzip them (level 1, no timestamp).
+
+    Level 1: the lines of a batch repeat their measurement, tags and field
+    names, so the fastest level already shrinks them several times over.
+    """
+    return gzip.compress(b"\n".join(payloads), compresslevel=1, mtime=0)
+
+
 def _basic_auth(username: str, password: str | None) -> str:
     """Build the ``Authorization`` value for HTTP basic auth (UTF-8, as InfluxDB expects)."""
     raw = f"{username}:{password or ''}".encode()
@@ -435,6 +444,23 @@ class _HttpSink:
         # Very short secrets are not redacted: replacing every "t" would garble messages.
         self._secrets = tuple(s for s in (*secrets, self._base.password) if s and len(s) >= 4)
         self.endpoint: str = str(_join(self._base, "")).rstrip("/")
+        self._offload: Offload | None = None
+        self._compress = False
+
+    async def _line_body(
+        self, payloads: Sequence[bytes], headers: Mapping[str, str]
+    ) -> tuple[bytes, Mapping[str, str]]:
+        """Return the body for line-protocol ``payloads`` and its headers (gzip if enabled)."""
+        if not self._compress or not payloads:
+            return b"\n".join(payloads), headers
+        return await self._run(gzip_lines, payloads), {**headers, "Content-Encoding": "gzip"}
+
+    async def _run[T](self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-heavy ``fn(*args)`` off the event loop when an offload is set."""
+        if self._offload is None:
+            return fn(*args)
+        result: T = await self._offload(fn, *args)
+        return result
 
     def __repr__(self) -> str:
         """Representation without secrets."""
@@ -516,8 +542,13 @@ class InfluxV1Sink(_HttpSink):
         url: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         ssl: ssl_module.SSLContext | bool = True,
+        compress: bool = True,
+        offload: Offload | None = None,
     ) -> None:
-        """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints)."""
+        """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints).
+
+        ``compress`` sends gzip bodies (compressed through ``offload``, off the loop).
+        """
         if target.precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}")
         super().__init__(
@@ -531,12 +562,13 @@ class InfluxV1Sink(_HttpSink):
         self._params = {"db": target.database, "precision": target.precision}
         if target.retention_policy:
             self._params["rp"] = target.retention_policy
+        self._compress = compress
+        self._offload = offload
 
     async def write(self, payloads: Sequence[bytes]) -> None:
         """POST the lines joined by newlines; see the module doc for the errors."""
-        await self._call(
-            "POST", "write", params=self._params, data=b"\n".join(payloads), headers=self._headers
-        )
+        data, headers = await self._line_body(payloads, self._headers)
+        await self._call("POST", "write", params=self._params, data=data, headers=headers)
 
     async def check(self) -> None:
         """Write an empty body, then verify the retention policy when one is set.
@@ -585,11 +617,18 @@ class InfluxV2Sink(_HttpSink):
         url: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         ssl: ssl_module.SSLContext | bool = True,
+        compress: bool = True,
+        offload: Offload | None = None,
     ) -> None:
-        """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints)."""
+        """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints).
+
+        ``compress`` sends gzip bodies (compressed through ``offload``, off the loop).
+        """
         super().__init__(
             session, url or target.url, timeout=timeout, ssl=ssl, secrets=(target.token,)
         )
+        self._compress = compress
+        self._offload = offload
         self._params = {"org": target.org, "bucket": target.bucket, "precision": "ns"}
         self._headers = {
             "Authorization": f"Token {target.token}",
@@ -598,13 +637,8 @@ class InfluxV2Sink(_HttpSink):
 
     async def write(self, payloads: Sequence[bytes]) -> None:
         """POST the lines joined by newlines; see the module doc for the errors."""
-        await self._call(
-            "POST",
-            "api/v2/write",
-            params=self._params,
-            data=b"\n".join(payloads),
-            headers=self._headers,
-        )
+        data, headers = await self._line_body(payloads, self._headers)
+        await self._call("POST", "api/v2/write", params=self._params, data=data, headers=headers)
 
     async def check(self) -> None:
         """Write an empty body: the server checks token, org and bucket first.
@@ -680,12 +714,6 @@ class DataApiSink(_HttpSink):
         raw = json.dumps(list(items), separators=(",", ":"), default=str).encode()
         return gzip.compress(raw, mtime=0)
 
-    async def _run[T](self, fn: Callable[..., T], *args: Any) -> T:
-        if self._offload is None:
-            return fn(*args)
-        result: T = await self._offload(fn, *args)
-        return result
-
     async def write(self, payloads: Sequence[bytes]) -> None:
         """POST the batch; see the module doc for the errors."""
         body, key = await self._run(self.encode, payloads)
@@ -721,17 +749,23 @@ def create_sink(
     timeout: float = DEFAULT_TIMEOUT,
     ssl: ssl_module.SSLContext | bool = True,
     offload: Offload | None = None,
+    compress: bool = True,
 ) -> Sink:
     """Build the sink for ``target`` on the caller's session.
 
     ``url`` replaces ``target.url`` (fallback endpoints share credentials);
     ``timeout`` is the total per-request budget in seconds; ``ssl`` is passed to
     aiohttp (``False`` disables verification, a context pins a CA); ``offload``
-    runs CPU-heavy encoding (data-api gzip + hash) off the event loop. An unusable
-    URL raises ``DeliveryError(NOT_FOUND)``.
+    runs CPU-heavy encoding (gzip, the data-api's hash) off the event loop;
+    ``compress`` gzips InfluxDB request bodies (the data-api always gzips). An
+    unusable URL raises ``DeliveryError(NOT_FOUND)``.
     """
     if isinstance(target, InfluxV1Target):
-        return InfluxV1Sink(target, session, url=url, timeout=timeout, ssl=ssl)
+        return InfluxV1Sink(
+            target, session, url=url, timeout=timeout, ssl=ssl, compress=compress, offload=offload
+        )
     if isinstance(target, InfluxV2Target):
-        return InfluxV2Sink(target, session, url=url, timeout=timeout, ssl=ssl)
+        return InfluxV2Sink(
+            target, session, url=url, timeout=timeout, ssl=ssl, compress=compress, offload=offload
+        )
     return DataApiSink(target, session, url=url, timeout=timeout, ssl=ssl, offload=offload)

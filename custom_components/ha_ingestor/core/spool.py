@@ -1,8 +1,13 @@
 """Durable spool of encoded points: SQLite (WAL) with an in-memory fallback.
 
-One row per point, already encoded for the destination, oldest first. Rows
-leave ``pending`` only when the destination accepted them (:meth:`Spool.delete`)
-or when they are quarantined into ``dead_letter`` as poison.
+Points already encoded for the destination, oldest first, each with an id of
+its own. On disk they are stored in segments: the points of one append (up to
+``segment_points``) compressed into one row (see ``spool_sqlite``), so a flush
+is one insert and a delivered flush one delete. Points leave the queue only
+when the destination accepted them (:meth:`Spool.delete`) or when they are
+quarantined into ``dead_letter`` (one row per point) as poison; a segment part
+of whose points left keeps a record of which, so they are neither lost nor
+sent again after a restart.
 
 The API is synchronous and meant to be called from one executor thread at a
 time; a lock still serialises calls so two executor jobs cannot interleave.
@@ -25,9 +30,11 @@ still read is copied into it (see ``spool_salvage``), the rows that could not
 be read are counted as dropped, and the renamed file is deleted. A file
 written by a newer format is renamed ``<name>.newer-<timestamp>`` and kept.
 
-Limits count payload bytes (SQLite's own overhead, roughly 10-20 % on top, is
-not included). ``max_age_seconds`` applies to the time a row was enqueued and
-is enforced in queue order.
+Limits count encoded payload bytes, as sent to the destination; on disk the
+segments take a fraction of that (``SpoolStats.disk_bytes``). Drop-oldest
+removes whole segments while that frees no more than needed, then single
+points of the oldest one. ``max_age_seconds`` applies to the time a point was
+enqueued (the same for a segment's points) and is enforced in queue order.
 """
 
 from bisect import bisect_right
@@ -46,7 +53,13 @@ from typing import Any, Final, Literal, Self
 
 from .spool_memory import MemoryStore
 from .spool_salvage import salvage
-from .spool_sqlite import SCHEMA_VERSION, NewerSchemaError, SqliteStore, is_corrupt
+from .spool_sqlite import (
+    DEFAULT_SEGMENT_POINTS,
+    SCHEMA_VERSION,
+    NewerSchemaError,
+    SqliteStore,
+    is_corrupt,
+)
 from .spool_types import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEAD_LETTER_BYTES,
@@ -172,6 +185,9 @@ class Spool:
     policy and counted.
     ``synchronous="FULL"`` also survives power loss (slower); ``NORMAL``
     survives process crashes. ``clock`` (wall seconds) stamps rows.
+    ``segment_points`` bounds the points stored in one segment on disk;
+    ``max_disk_bytes`` (if set) bounds the bytes the segments take on disk, by
+    the same policy, a whole segment at a time (the newest always stays).
     """
 
     def __init__(
@@ -184,8 +200,10 @@ class Spool:
         synchronous: Literal["NORMAL", "FULL"] = "FULL",
         max_dead_letter_bytes: int = DEFAULT_MAX_DEAD_LETTER_BYTES,
         max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
+        max_disk_bytes: int | None = None,
         recover_after: float | None = DEFAULT_RECOVER_AFTER,
         clock: Callable[[], float] = time.time,
+        segment_points: int = DEFAULT_SEGMENT_POINTS,
     ) -> None:
         """Configure the spool; nothing touches the disk before :meth:`open`."""
         if synchronous not in ("NORMAL", "FULL"):
@@ -197,7 +215,9 @@ class Spool:
         self.synchronous = synchronous
         self.max_dead_letter_bytes = max_dead_letter_bytes
         self.max_memory_bytes = max_memory_bytes
+        self.max_disk_bytes = max_disk_bytes
         self.recover_after = recover_after
+        self.segment_points = segment_points
         self._clock = clock
         self._lock = threading.RLock()
         self._disk: SqliteStore | None = None
@@ -271,7 +291,9 @@ class Spool:
         """Open the SQLite store; a damaged file is replaced by a fresh one with its rows."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return SqliteStore.open(self.path, self.synchronous, _sqlite_connect)
+            return SqliteStore.open(
+                self.path, self.synchronous, _sqlite_connect, self.segment_points
+            )
         except NewerSchemaError as exc:
             newer = exc.version
         except sqlite3.DatabaseError as exc:
@@ -288,7 +310,7 @@ class Spool:
             SCHEMA_VERSION,
             moved,
         )
-        return SqliteStore.open(self.path, self.synchronous, _sqlite_connect)
+        return SqliteStore.open(self.path, self.synchronous, _sqlite_connect, self.segment_points)
 
     def _replace_corrupt(self, exc: BaseException, known: SqliteStore | None) -> SqliteStore:
         """Move a damaged file aside, salvage its rows into a fresh one, delete it.
@@ -305,7 +327,7 @@ class Spool:
         elif self._stranded:
             expected = (self._stranded, None)
         moved = self._move_aside("corrupt")
-        disk = SqliteStore.open(self.path, self.synchronous, _sqlite_connect)
+        disk = SqliteStore.open(self.path, self.synchronous, _sqlite_connect, self.segment_points)
         try:
             dropped = 0
 
@@ -565,21 +587,38 @@ class Spool:
         store.write_gaps(self._gaps)
 
     def _evict(self, store: Store, excess: int) -> int:
-        """Delete the oldest rows until ``excess`` bytes are freed; return the count."""
+        """Delete the oldest points until ``excess`` bytes are freed; return the count.
+
+        Whole units (rows, segments) go while they free no more than needed; of
+        a segment holding more, only its oldest points go, one by one.
+        """
         freed = count = 0
         while freed < excess:
             head = store.head(_SCAN)
             last_id = None
             chunk_count = chunk_bytes = 0
-            for row_id, size, _ in head:
+            for unit_id, size, _, points in head:
                 if freed + chunk_bytes >= excess:
                     break
-                last_id, chunk_count, chunk_bytes = row_id, chunk_count + 1, chunk_bytes + size
-            if last_id is None:
+                if points > 1 and freed + chunk_bytes + size > excess:
+                    break
+                last_id = unit_id
+                chunk_count, chunk_bytes = chunk_count + points, chunk_bytes + size
+            if last_id is not None:
+                store.delete_through(last_id, chunk_count, chunk_bytes)
+                freed += chunk_bytes
+                count += chunk_count
+                continue
+            ids: list[int] = []
+            if head:
+                for point_id, size in store.head_points(head[0][3]):
+                    if freed >= excess:
+                        break
+                    ids.append(point_id)
+                    freed += size
+            if not ids:
                 break  # counters said there was more; never loop forever
-            store.delete_through(last_id, chunk_count, chunk_bytes)
-            freed += chunk_bytes
-            count += chunk_count
+            count += store.remove(ids)
         return count
 
     def _expire(self, store: Store) -> int:
@@ -589,15 +628,16 @@ class Spool:
         cutoff = self._clock() - self.max_age_seconds
         count = 0
         while True:
-            expired: list[tuple[int, int]] = []
-            for row_id, size, enqueued_at in store.head(_SCAN):
+            expired: list[tuple[int, int, int]] = []
+            for row_id, size, enqueued_at, points in store.head(_SCAN):
                 if enqueued_at >= cutoff:
                     break  # ages are checked in queue order
-                expired.append((row_id, size))
+                expired.append((row_id, size, points))
             if not expired:
                 return count
-            store.delete_through(expired[-1][0], len(expired), sum(s for _, s in expired))
-            count += len(expired)
+            points = sum(p for _, _, p in expired)
+            store.delete_through(expired[-1][0], points, sum(s for _, s, _ in expired))
+            count += points
 
     def _pending_limit(self, store: Store) -> int:
         """Bytes ``store`` may hold in pending rows.
@@ -706,14 +746,31 @@ class Spool:
             oldest_before = None
             incoming = sum(map(len, map(PAYLOAD, rows))) + store.row_cost * len(rows)
             limit = self._pending_limit(store)
-            if self.max_age_seconds is not None or store.nbytes + incoming > limit:
+            disk_limit = self.max_disk_bytes if store is self._disk else None
+            near_disk_limit = disk_limit is not None and store.disk_bytes + incoming > disk_limit
+            if (
+                self.max_age_seconds is not None
+                or store.nbytes + incoming > limit
+                or near_disk_limit
+            ):
                 oldest = store.oldest()  # for the caller's record of what was dropped
                 oldest_before = oldest[0] if oldest else None
             dropped = self._expire(store)
             last_ids: list[int] = []
-            stored, refused = self._admit(
-                store, rows, lambda accepted: last_ids.append(store.insert_new(accepted, now))
-            )
+            if (
+                disk_limit is not None
+                and self.overflow is OverflowPolicy.DROP_NEWEST
+                and store.disk_bytes >= disk_limit
+            ):
+                stored, refused = 0, len(rows)
+            else:
+                stored, refused = self._admit(
+                    store, rows, lambda accepted: last_ids.append(store.insert_new(accepted, now))
+                )
+            store.compact()
+            if disk_limit is not None and store.disk_bytes > disk_limit:
+                assert self._disk is not None
+                dropped += self._disk.evict_disk(store.disk_bytes - disk_limit)
             self._count_dropped(store, dropped + refused)
             if dropped + refused:
                 self._add_gap(store, self._gap_of(store, oldest_before, rows))
@@ -887,6 +944,7 @@ class Spool:
                 last_corrupt_at=float(self._corrupt["last_corrupt_at"]) or None,
                 last_salvaged=self._corrupt["last_salvaged"],
                 last_salvage_lost=self._corrupt["last_salvage_lost"],
+                disk_bytes=store.disk_bytes,
             )
 
         return self._run("stats", action, read_only=True)

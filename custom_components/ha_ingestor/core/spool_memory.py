@@ -34,6 +34,7 @@ class MemoryStore:
         self.serial = next(SERIALS)
         #: ``nbytes`` / ``dl_bytes`` estimate RAM, so the budget bounds the real use.
         self.row_cost = ROW_COST
+        self.disk_bytes = 0
         self._next_id = MEMORY_ID_BASE
 
     def _new_id(self) -> int:
@@ -61,14 +62,22 @@ class MemoryStore:
         """Whether ``last_id`` is the newest id: ids here are handed out one by one."""
         return last_id == self._next_id
 
-    def head(self, limit: int) -> list[tuple[int, int, float]]:
-        """Oldest pending ``(id, size, enqueued_at)``."""
-        out: list[tuple[int, int, float]] = []
+    def head(self, limit: int) -> list[tuple[int, int, float, int]]:
+        """Oldest pending ``(id, size, enqueued_at, 1)``: each row on its own."""
+        out: list[tuple[int, int, float, int]] = []
         for row_id, (_, payload, enqueued_at, _) in self.pending.items():
             if len(out) >= limit:
                 break
-            out.append((row_id, len(payload) + ROW_COST, enqueued_at))
+            out.append((row_id, len(payload) + ROW_COST, enqueued_at, 1))
         return out
+
+    def compact(self, force: bool = False) -> int:
+        """Nothing to merge: rows in memory are not compressed."""
+        return 0
+
+    def head_points(self, limit: int) -> list[tuple[int, int]]:
+        """Oldest pending ``(id, size)``."""
+        return [(row_id, size) for row_id, size, _, _ in self.head(limit)]
 
     def delete_through(self, last_id: int, count: int, nbytes: int) -> None:
         """Delete pending rows with id <= last_id."""

@@ -1,15 +1,27 @@
-"""The SQLite (WAL) store of the spool: pending rows, dead letters and counters."""
+"""The SQLite (WAL) store of the spool: segments of pending points, dead letters, counters.
 
+Pending points are stored in segments: the points of one append (up to
+``segment_points``) compressed together into one row (see ``spool_codec``),
+so a flush costs one insert and one delete, not one per point, and the disk
+holds a fraction of the encoded size. Each point still has an id of its own:
+a segment covers the consecutive ids ``last_id - count + 1 .. last_id``.
+Points delivered or quarantined out of a segment that still holds others are
+recorded in ``partial`` (their offsets), so the rest is neither lost nor
+resent after a restart; the segment row itself is never rewritten.
+"""
+
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from itertools import accumulate
+from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 import sqlite3
-from typing import Any, Final, Self
+from typing import Final, Self
 
+from . import spool_codec
+from .spool_codec import decode_offsets, encode_offsets
 from .spool_types import (
-    PAYLOAD,
     SERIALS,
     STORAGE_ERRORS,
     Columns,
@@ -20,29 +32,34 @@ from .spool_types import (
     within_bytes,
 )
 
-_CHUNK: Final = 500  # ids per "IN (...)" statement, far below SQLite's limit
-# Rows per multi-row INSERT (5 parameters each). sqlite3 releases the GIL around
-# every statement step and a busy event loop keeps it for a switch interval
-# (5 ms) before handing it back, so a statement per row made a 5000-row flush
-# take seconds while Home Assistant was busy; a few large statements do not.
-# SQLite before 3.32 allows only 999 bound parameters per statement (later 32 766:
-# 6000 rows use 30 000).
-_INSERT_ROWS: Final = 6000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 199
-_INSERT_PREFIX: Final = (
-    "INSERT INTO pending (time_ns, payload, size, enqueued_at, attempts) VALUES "
-)
-# Columns of a (time_ns, payload) row, or of a NewRow (time_ns, payload, enqueued_at, attempts).
-_TIME: Final = itemgetter(0)
-_ENQUEUED: Final = itemgetter(2)
-_ATTEMPTS: Final = itemgetter(3)
+#: Most points per segment (one append of more makes several segments).
+DEFAULT_SEGMENT_POINTS: Final = 5000
+#: Appends between two looks for small segments to merge (see ``compact``).
+COMPACT_EVERY: Final = 60
+# Rows of the old one-row-per-point table read per step while migrating.
+_MIGRATE_CHUNK: Final = 5000
+_SCAN_SEGMENTS: Final = 64  # segment headers read per statement while peeking
 _SCHEMA: Final = (
-    """CREATE TABLE IF NOT EXISTS pending (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        time_ns INTEGER NOT NULL,
-        payload BLOB NOT NULL,
+    """CREATE TABLE IF NOT EXISTS segments (
+        last_id INTEGER PRIMARY KEY,
+        count INTEGER NOT NULL,
+        nbytes INTEGER NOT NULL,
         size INTEGER NOT NULL,
+        time_min INTEGER NOT NULL,
+        time_max INTEGER NOT NULL,
         enqueued_at REAL NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0
+        attempts INTEGER NOT NULL DEFAULT 0,
+        data BLOB NOT NULL
+    )""",
+    # Segments part of whose points left pending: points and bytes still
+    # pending, the earliest time among them, and the offsets of those gone
+    # (delivered or quarantined).
+    """CREATE TABLE IF NOT EXISTS partial (
+        last_id INTEGER PRIMARY KEY,
+        live INTEGER NOT NULL,
+        nbytes INTEGER NOT NULL,
+        time_min INTEGER NOT NULL,
+        gone BLOB NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS dead_letter (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,12 +80,14 @@ _SCHEMA: Final = (
     )""",
 )
 #: ``PRAGMA user_version`` of the format this code writes. 0 is the first format
-#: (no version, no gaps table, no row counts in meta); 1 adds both.
-SCHEMA_VERSION: Final = 1
+#: (no version, no gaps table, no row counts in meta); 1 adds both; 2 stores
+#: pending points in segments instead of one row each (migrated on open).
+SCHEMA_VERSION: Final = 2
 #: Row counts kept in ``meta`` in the transaction that changes them, so a
-#: salvage of a damaged file knows exactly how many rows it could not read.
+#: salvage of a damaged file knows exactly how many points it could not read.
 META_PENDING: Final = "pending_count"
 META_DEAD: Final = "dead_letter_count"
+_ENQUEUED_ATTEMPTS: Final = itemgetter(2, 3)
 
 
 class NewerSchemaError(Exception):
@@ -80,45 +99,16 @@ class NewerSchemaError(Exception):
         self.version = version
 
 
-# A batch in two statement steps instead of one per row (see _INSERT_ROWS for why
-# steps matter): ids, timestamps and payload lengths of the head as text, then the
-# payloads of the rows within the byte limit concatenated into one blob. Each
-# statement also returns its ids, which are checked to come in queue order.
-_PEEK_HEAD: Final = (
-    "SELECT group_concat(id), group_concat(time_ns), group_concat(length(payload))"
-    " FROM (SELECT id, time_ns, payload FROM pending WHERE id > ? ORDER BY id LIMIT ?)"
-)
-_PEEK_PAYLOADS: Final = (
-    "SELECT group_concat(id), CAST(group_concat(payload, '') AS BLOB)"
-    " FROM (SELECT id, payload FROM pending WHERE id BETWEEN ? AND ? ORDER BY id)"
-)
-
-_payload_of: Final = itemgetter(2)
+class DamagedSegmentError(sqlite3.DatabaseError):
+    """A segment's bytes do not decode: the file is damaged where SQLite cannot tell."""
 
 
 def is_corrupt(exc: BaseException) -> bool:
     """Whether an error means the file is damaged (not merely unwritable)."""
+    if isinstance(exc, DamagedSegmentError):
+        return True
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-
-
-def _columns(
-    times: list[int], payloads: list[bytes], enqueued: list[float], attempts: list[int]
-) -> tuple[list[Any], int]:
-    """Flat INSERT parameters from columns (slice assignment, no tuple per row); bytes."""
-    sizes = list(map(len, payloads))
-    params: list[Any] = [None] * (5 * len(payloads))
-    params[0::5] = times
-    params[1::5] = payloads
-    params[2::5] = sizes
-    params[3::5] = enqueued
-    params[4::5] = attempts
-    return params, sum(sizes)
-
-
-def _chunks[T](items: Sequence[T]) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 def _schema_version(conn: sqlite3.Connection) -> int:
@@ -129,45 +119,72 @@ def _schema_version(conn: sqlite3.Connection) -> int:
     return version
 
 
-class SqliteStore:
-    """Pending rows and dead letters in one SQLite database (WAL)."""
+def _segment_runs(rows: Sequence[NewRow], size: int) -> Iterator[Sequence[NewRow]]:
+    """Consecutive rows with the same enqueue time and attempts, ``size`` at most each."""
+    start = 0
+    for _, run in groupby(rows, _ENQUEUED_ATTEMPTS):
+        length = sum(1 for _ in run)
+        for offset in range(start, start + length, size):
+            yield rows[offset : min(offset + size, start + length)]
+        start += length
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+
+class SqliteStore:
+    """Pending points (in segments) and dead letters in one SQLite database (WAL)."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, segment_points: int = DEFAULT_SEGMENT_POINTS
+    ) -> None:
         """Wrap an open connection; counters are filled by :meth:`open`."""
         self.conn = conn
+        self.segment_points = max(1, segment_points)
+        #: Pending points and their encoded bytes (what the limits count).
         self.count = self.nbytes = self.dl_count = self.dl_bytes = 0
+        #: Bytes the segments take in the file (compressed).
+        self.disk_bytes = 0
         self.serial = next(SERIALS)
-        #: Limits count payload bytes on disk (SQLite's overhead is small).
+        #: Limits count encoded payload bytes (the file holds them compressed).
         self.row_cost = 0
-        self._insert_sql: dict[int, str] = {}
-        #: Off only in tests (to cover the row-by-row path it falls back to).
-        self.aggregate_peek = True
+        #: Id of the newest point ever stored (0: none yet).
+        self.last_id = 0
+        # Most points in any segment: bounds the id range a lookup by point id scans.
+        self._max_count = 0
+        # The segment decoded last: (last_id, times, payloads). Segments never
+        # change once written (a merge drops this), and ids are never reused.
+        self._decoded: tuple[int, list[int], list[bytes]] | None = None
+        # Appends since the last look for small segments to merge, and the
+        # last id that look covered.
+        self._appends = 0
+        self._compacted_through = 0
 
     @classmethod
     def open(
-        cls, path: Path, synchronous: str, connect: Callable[[Path], sqlite3.Connection]
+        cls,
+        path: Path,
+        synchronous: str,
+        connect: Callable[[Path], sqlite3.Connection],
+        segment_points: int = DEFAULT_SEGMENT_POINTS,
     ) -> Self:
-        """Open or create the database with ``connect`` and count its rows once."""
+        """Open or create the database with ``connect``, migrate it, count its rows once."""
         conn = connect(path)
         try:
-            store = cls(conn)
+            store = cls(conn, segment_points)
             # Checked before anything is changed: a newer format is left untouched.
             version = _schema_version(conn)
             conn.execute("PRAGMA journal_mode=WAL").fetchall()
             conn.execute(f"PRAGMA synchronous={synchronous}")
             # The only full scans: counters are verified here, then kept in memory.
-            # They also read every page of both tables, so damage is found now.
+            # They also read every page of the tables, so damage is found now.
             with store.transaction():
                 for statement in _SCHEMA:
                     conn.execute(statement)
-                store.count, store.nbytes = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pending"
-                ).fetchone()
-                store.dl_count, store.dl_bytes = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM dead_letter"
-                ).fetchone()
                 if version < SCHEMA_VERSION:
-                    # 0 -> 1: the gaps table (created above) and the row counts.
+                    # 0 -> 1: the gaps table (created above) and the row counts;
+                    # 1 -> 2: rows of ``pending`` become segments. One transaction:
+                    # a crash leaves the old format, complete.
+                    store.migrate_rows()
+                store.recount()
+                if version < SCHEMA_VERSION:
                     store.write_counts()
                     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
@@ -175,6 +192,48 @@ class SqliteStore:
                 conn.close()
             raise
         return store
+
+    def recount(self) -> None:
+        """Read the counters from the tables (a full scan of the small columns)."""
+        count, nbytes, size, last, self._max_count = self.conn.execute(
+            "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(nbytes), 0),"
+            " COALESCE(SUM(size), 0), COALESCE(MAX(last_id), 0), COALESCE(MAX(count), 0)"
+            " FROM segments"
+        ).fetchone()
+        gone, gone_bytes = self.conn.execute(
+            "SELECT COALESCE(SUM(s.count - p.live), 0), COALESCE(SUM(s.nbytes - p.nbytes), 0)"
+            " FROM partial p JOIN segments s USING (last_id)"
+        ).fetchone()
+        self.count, self.nbytes = count - gone, nbytes - gone_bytes
+        self.disk_bytes, self.last_id = size, last
+        self.dl_count, self.dl_bytes = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM dead_letter"
+        ).fetchone()
+
+    def migrate_rows(self) -> int:
+        """Move the rows of a one-row-per-point ``pending`` table into segments; drop it.
+
+        Rows keep their order, enqueue time and attempts. Returns how many moved.
+        """
+        exists = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pending'"
+        ).fetchone()
+        if not exists:
+            return 0
+        moved = after = 0
+        while True:
+            rows = self.conn.execute(
+                "SELECT id, time_ns, payload, enqueued_at, attempts FROM pending"
+                " WHERE id > ? ORDER BY id LIMIT ?",
+                (after, _MIGRATE_CHUNK),
+            ).fetchall()
+            if not rows:
+                break
+            after = rows[-1][0]
+            self.insert([(t, bytes(p), float(at), int(n)) for _, t, p, at, n in rows])
+            moved += len(rows)
+        self.conn.execute("DROP TABLE pending")
+        return moved
 
     def close(self) -> None:
         """Checkpoint the WAL into the main file and close."""
@@ -189,7 +248,14 @@ class SqliteStore:
 
         Changed row counts are written to ``meta`` in the same transaction.
         """
-        saved = (self.count, self.nbytes, self.dl_count, self.dl_bytes)
+        saved = (
+            self.count,
+            self.nbytes,
+            self.dl_count,
+            self.dl_bytes,
+            self.disk_bytes,
+            self.last_id,
+        )
         self.conn.execute("BEGIN")
         try:
             yield
@@ -197,7 +263,15 @@ class SqliteStore:
                 self.write_counts()
             self.conn.execute("COMMIT")
         except BaseException:
-            self.count, self.nbytes, self.dl_count, self.dl_bytes = saved
+            (
+                self.count,
+                self.nbytes,
+                self.dl_count,
+                self.dl_bytes,
+                self.disk_bytes,
+                self.last_id,
+            ) = saved
+            self._decoded = None
             with suppress(*STORAGE_ERRORS):
                 self.conn.execute("ROLLBACK")
             raise
@@ -210,171 +284,341 @@ class SqliteStore:
             (META_PENDING, self.count, META_DEAD, self.dl_count),
         )
 
-    def insert(self, rows: Sequence[NewRow]) -> None:
-        """Append rows to pending, a few thousand per statement (ids keep row order)."""
-        self._insert_chunks(
-            rows,
-            lambda chunk: _columns(
-                list(map(_TIME, chunk)),
-                list(map(PAYLOAD, chunk)),
-                list(map(_ENQUEUED, chunk)),
-                list(map(_ATTEMPTS, chunk)),
+    # ------------------------------------------------------------------ pending
+
+    def _insert_segment(
+        self, times: Sequence[int], payloads: Sequence[bytes], enqueued_at: float, attempts: int
+    ) -> None:
+        """Store one segment of consecutive new ids (compression happens here)."""
+        data = spool_codec.encode(times, payloads)
+        nbytes = sum(map(len, payloads))
+        last_id = self.last_id + len(payloads)
+        self.conn.execute(
+            "INSERT INTO segments (last_id, count, nbytes, size, time_min, time_max,"
+            " enqueued_at, attempts, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                last_id,
+                len(payloads),
+                nbytes,
+                len(data),
+                min(times),
+                max(times),
+                enqueued_at,
+                attempts,
+                data,
             ),
         )
+        self.last_id = last_id
+        self._max_count = max(self._max_count, len(payloads))
+        self.count += len(payloads)
+        self.nbytes += nbytes
+        self.disk_bytes += len(data)
+
+    def insert(self, rows: Sequence[NewRow]) -> None:
+        """Append rows, one segment per run of equal enqueue time and attempts."""
+        for run in _segment_runs(rows, self.segment_points):
+            self._insert_segment(
+                [row[0] for row in run], [row[1] for row in run], run[0][2], run[0][3]
+            )
 
     def insert_new(self, rows: Sequence[tuple[int, bytes]], enqueued_at: float) -> int:
-        """:meth:`insert` for new rows, without first copying them into ``NewRow`` tuples."""
-        return self._insert_chunks(
-            rows,
-            lambda chunk: _columns(
-                list(map(_TIME, chunk)),
-                list(map(bytes, map(PAYLOAD, chunk))),
-                [enqueued_at] * len(chunk),
-                [0] * len(chunk),
-            ),
-        )
+        """Append new ``(time_ns, payload)`` rows in segments; return the last id."""
+        size = self.segment_points
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            self._insert_segment(
+                [row[0] for row in chunk], [bytes(row[1]) for row in chunk], enqueued_at, 0
+            )
+        return self.last_id if rows else 0
+
+    def compact(self, force: bool = False) -> int:
+        """Merge runs of small segments nobody delivered yet into segments of up to ``segment_points``.
+
+        While the destination is down, every flush leaves a small segment (50
+        points a second in a busy home), and a small segment compresses worse
+        than a large one. Every :data:`COMPACT_EVERY` appends (or when
+        ``force``), consecutive whole segments written since the last look are
+        re-encoded as one: the ids stay the same, the bytes on disk shrink by
+        about a third. While deliveries flow the segments are gone before
+        that, so a healthy spool never rewrites anything. The merged segment
+        takes the oldest enqueue time of its parts. Returns segments merged away.
+        """
+        self._appends += 1
+        if not force and self._appends < COMPACT_EVERY:
+            return 0
+        self._appends = 0
+        small = self.conn.execute(
+            "SELECT s.last_id, s.count, s.enqueued_at, s.attempts FROM segments s"
+            " LEFT JOIN partial p USING (last_id)"
+            " WHERE s.last_id > ? AND p.last_id IS NULL AND s.count * 2 <= ?"
+            " ORDER BY s.last_id",
+            (self._compacted_through, self.segment_points),
+        ).fetchall()
+        groups: list[list[tuple[int, int, float, int]]] = []
+        for seg in small:
+            previous = groups[-1][-1] if groups else None
+            if (
+                previous is not None
+                and seg[0] - seg[1] == previous[0]
+                and seg[3] == previous[3]
+                and sum(s[1] for s in groups[-1]) + seg[1] <= self.segment_points
+            ):
+                groups[-1].append(seg)
+            else:
+                groups.append([seg])
+        merged = 0
+        for group in groups:
+            if len(group) < 2:
+                continue
+            times: list[int] = []
+            payloads: list[bytes] = []
+            for last_id, _, _, _ in group:
+                seg_times, seg_payloads = self._decode(last_id)
+                times += seg_times
+                payloads += seg_payloads
+            first, last = group[0][0] - group[0][1] + 1, group[-1][0]
+            (size,) = self.conn.execute(
+                "SELECT SUM(size) FROM segments WHERE last_id BETWEEN ? AND ?", (first, last)
+            ).fetchone()
+            self.conn.execute("DELETE FROM segments WHERE last_id BETWEEN ? AND ?", (first, last))
+            data = spool_codec.encode(times, payloads)
+            self.conn.execute(
+                "INSERT INTO segments (last_id, count, nbytes, size, time_min, time_max,"
+                " enqueued_at, attempts, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    last,
+                    len(payloads),
+                    sum(map(len, payloads)),
+                    len(data),
+                    min(times),
+                    max(times),
+                    min(seg[2] for seg in group),
+                    group[0][3],
+                    data,
+                ),
+            )
+            self.disk_bytes += len(data) - size
+            self._max_count = max(self._max_count, len(payloads))
+            merged += len(group) - 1
+        self._decoded = None
+        if small:
+            # A last segment left alone may still merge with those to come.
+            tail = small[-1]
+            self._compacted_through = tail[0] if len(groups[-1]) > 1 else tail[0] - tail[1]
+        return merged
+
+    def evict_disk(self, excess: int) -> int:
+        """Delete the oldest whole segments until ``excess`` bytes on disk are freed.
+
+        The newest segment always stays. Returns the points dropped.
+        """
+        freed = points = nbytes = 0
+        last = None
+        for last_id, size, live, live_bytes in self.conn.execute(
+            "SELECT s.last_id, s.size, COALESCE(p.live, s.count), COALESCE(p.nbytes, s.nbytes)"
+            " FROM segments s LEFT JOIN partial p USING (last_id) WHERE s.last_id < ?"
+            " ORDER BY s.last_id",
+            (self.last_id,),
+        ):
+            if freed >= excess:
+                break
+            last, freed = last_id, freed + size
+            points, nbytes = points + live, nbytes + live_bytes
+        if last is not None:
+            self.delete_through(last, points, nbytes)
+        return points
 
     def ids_of_last(self, count: int, last_id: int) -> bool:
-        """Check with one indexed range count.
+        """Whether the newest ``count`` points have the ids up to ``last_id``.
 
-        ``count`` distinct ids above ``last_id - count``, the newest being
-        ``last_id``, can only be that consecutive run.
+        Ids are handed out consecutively, so this holds for the newest id.
         """
-        found, newest = self.conn.execute(
-            "SELECT COUNT(*), MAX(id) FROM pending WHERE id > ?", (last_id - count,)
-        ).fetchone()
-        return bool(found == count and newest == last_id)
+        return count <= self.count and last_id == self.last_id
 
-    def _insert_chunks[Row](
-        self, rows: Sequence[Row], values: Callable[[Sequence[Row]], tuple[list[Any], int]]
-    ) -> int:
-        """Insert each chunk of ``_INSERT_ROWS`` rows with its ``values(chunk)``.
-
-        ``values`` gives the statement's flat parameter list and the payload
-        bytes. Returns the id of the last row inserted (0 when none).
-        """
-        last_id = 0
-        for start in range(0, len(rows), _INSERT_ROWS):
-            chunk = rows[start : start + _INSERT_ROWS]
-            params, nbytes = values(chunk)
-            cursor = self.conn.execute(self._insert_statement(len(chunk)), params)
-            last_id = cursor.lastrowid or 0
-            self.nbytes += nbytes
-        self.count += len(rows)
-        return last_id
-
-    def _insert_statement(self, rows: int) -> str:
-        """``INSERT ... VALUES (?, ...), ...`` for ``rows`` rows (cached per size)."""
-        sql = self._insert_sql.get(rows)
-        if sql is None:
-            if len(self._insert_sql) > 8:
-                self._insert_sql.clear()  # odd tail sizes must not pile up
-            sql = self._insert_sql[rows] = _INSERT_PREFIX + ",".join(["(?,?,?,?,?)"] * rows)
-        return sql
-
-    def head(self, limit: int) -> list[tuple[int, int, float]]:
-        """Oldest pending ``(id, size, enqueued_at)``."""
+    def head(self, limit: int) -> list[tuple[int, int, float, int]]:
+        """Oldest segments: ``(last id, pending bytes, enqueued_at, pending points)``."""
         return self.conn.execute(
-            "SELECT id, size, enqueued_at FROM pending ORDER BY id LIMIT ?", (limit,)
+            "SELECT s.last_id, COALESCE(p.nbytes, s.nbytes), s.enqueued_at,"
+            " COALESCE(p.live, s.count) FROM segments s LEFT JOIN partial p USING (last_id)"
+            " ORDER BY s.last_id LIMIT ?",
+            (limit,),
         ).fetchall()
+
+    def head_points(self, limit: int) -> list[tuple[int, int]]:
+        """Oldest pending ``(id, size)`` of the head segment (at most ``limit``)."""
+        head = self.conn.execute(
+            "SELECT s.last_id, s.count, p.gone FROM segments s LEFT JOIN partial p"
+            " USING (last_id) ORDER BY s.last_id LIMIT 1"
+        ).fetchone()
+        if head is None:
+            return []
+        last_id, count, gone_blob = head
+        _, payloads = self._decode(last_id)
+        gone = decode_offsets(gone_blob)
+        first = last_id - count + 1
+        return [(first + o, len(payloads[o])) for o in range(count) if o not in gone][:limit]
 
     def delete_through(self, last_id: int, count: int, nbytes: int) -> None:
-        """Delete pending rows with id <= last_id."""
-        self.conn.execute("DELETE FROM pending WHERE id <= ?", (last_id,))
+        """Delete the segments whose last id is <= ``last_id`` (their counts known by the caller)."""
+        (size,) = self.conn.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM segments WHERE last_id <= ?", (last_id,)
+        ).fetchone()
+        self.conn.execute("DELETE FROM segments WHERE last_id <= ?", (last_id,))
+        self.conn.execute("DELETE FROM partial WHERE last_id <= ?", (last_id,))
         self.count -= count
         self.nbytes -= nbytes
+        self.disk_bytes -= size
+
+    def _decode(self, last_id: int, data: bytes | None = None) -> tuple[list[int], list[bytes]]:
+        """Return the times and payloads of a segment (the last one decoded is kept)."""
+        cached = self._decoded
+        if cached is not None and cached[0] == last_id:
+            return cached[1], cached[2]
+        if data is None:
+            data = self.conn.execute(
+                "SELECT data FROM segments WHERE last_id = ?", (last_id,)
+            ).fetchone()[0]
+        try:
+            times, payloads = spool_codec.decode(bytes(data))
+        except spool_codec.SegmentError as err:
+            # Surfaces as corruption: the spool salvages the other segments.
+            raise DamagedSegmentError(f"segment {last_id}: {err}") from None
+        self._decoded = (last_id, times, payloads)
+        return times, payloads
 
     def peek(self, max_points: int, max_bytes: int, after: int) -> Columns:
-        """Oldest pending rows with id > ``after`` within the limits (at least one)."""
-        if self.aggregate_peek:
-            columns = self._peek_aggregated(max_points, max_bytes, after)
-            if columns is not None:
-                return columns
-        fetched: list[tuple[int, int, bytes]] = self.conn.execute(
-            "SELECT id, time_ns, payload FROM pending WHERE id > ? ORDER BY id LIMIT ?",
-            (after, max_points),
-        ).fetchall()
-        count = within_bytes(map(len, map(_payload_of, fetched)), max_bytes)
-        return (
-            [row[0] for row in fetched[:count]],
-            [row[1] for row in fetched[:count]],
-            [row[2] for row in fetched[:count]],
-        )
+        """Oldest pending points with id > ``after`` within the limits (at least one)."""
+        ids: list[int] = []
+        times: list[int] = []
+        payloads: list[bytes] = []
+        total = 0
+        cursor = after
+        while len(ids) < max_points and (total <= max_bytes or not ids):
+            heads = self.conn.execute(
+                "SELECT s.last_id, s.count, p.gone FROM segments s LEFT JOIN partial p"
+                " USING (last_id) WHERE s.last_id > ? ORDER BY s.last_id LIMIT ?",
+                (cursor, _SCAN_SEGMENTS),
+            ).fetchall()
+            if not heads:
+                break
+            for last_id, count, gone in heads:
+                first = last_id - count + 1
+                seg_times, seg_payloads = self._decode(last_id)
+                skip = decode_offsets(gone)
+                for offset in range(max(0, after + 1 - first), count):
+                    if offset in skip:
+                        continue
+                    ids.append(first + offset)
+                    times.append(seg_times[offset])
+                    payloads.append(seg_payloads[offset])
+                    total += len(seg_payloads[offset])
+                    if len(ids) >= max_points or (total > max_bytes and ids):
+                        break
+                cursor = last_id
+                if len(ids) >= max_points or total > max_bytes:
+                    break
+        count = within_bytes(map(len, payloads), max_bytes)
+        return ids[:count], times[:count], payloads[:count]
 
-    def _peek_aggregated(self, max_points: int, max_bytes: int, after: int) -> Columns | None:
-        """:meth:`peek` in two statement steps; None if SQLite did not keep queue order."""
-        ids_text, times_text, sizes_text = self.conn.execute(
-            _PEEK_HEAD, (after, max_points)
-        ).fetchone()
-        if ids_text is None:
-            return [], [], []
-        ids = list(map(int, ids_text.split(",")))
-        if ids != sorted(ids):
-            return None
-        sizes = list(map(int, sizes_text.split(",")))
-        count = within_bytes(sizes, max_bytes)
-        ends = list(accumulate(sizes[:count]))
-        del ids[count:]
-        got_ids, blob = self.conn.execute(_PEEK_PAYLOADS, (ids[0], ids[-1])).fetchone()
-        if got_ids is None or list(map(int, got_ids.split(","))) != ids or len(blob) != ends[-1]:
-            return None
-        payloads = list(map(blob.__getitem__, map(slice, [0, *ends[:-1]], ends)))
-        times = list(map(int, times_text.split(",", count)[:count]))
-        return ids, times, payloads
+    def _gone(self, ids: Sequence[int], want: bool) -> list[Taken]:
+        """Mark points as no longer pending; return them (``want``) oldest first.
 
-    def remove(self, ids: Sequence[int]) -> int:
-        """Delete pending rows by id without reading their payloads back.
-
-        A delivered batch is almost always a run of consecutive ids: one range
-        delete then replaces hundreds of bound parameters. Counting first and
-        deleting without RETURNING keeps it to two statement steps (see
-        ``_INSERT_ROWS`` for why steps matter), not one per row.
+        Whole segments are deleted; of the others the offsets gone are
+        recorded in ``partial``. Returns the points that were still pending
+        (with payloads only when ``want``).
         """
         ordered = sorted(set(ids))
-        if ordered[-1] - ordered[0] + 1 == len(ordered):
-            where = "id BETWEEN ? AND ?"
-            params_list: list[tuple[int, ...]] = [(ordered[0], ordered[-1])]
-        else:
-            where = ""
-            params_list = [tuple(chunk) for chunk in _chunks(ordered)]
-        count = nbytes = 0
-        for params in params_list:
-            clause = where or f"id IN ({','.join('?' * len(params))})"
-            found, size = self.conn.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM pending WHERE {clause}",  # noqa: S608 - only "?" marks
-                params,
-            ).fetchone()
-            if found:
-                self.conn.execute(f"DELETE FROM pending WHERE {clause}", params)  # noqa: S608 - only "?" marks
-                count += found
-                nbytes += size
-        self.count -= count
-        self.nbytes -= nbytes
-        return count
+        if not ordered:
+            return []
+        segments = self.conn.execute(
+            "SELECT s.last_id, s.count, s.nbytes, s.size, s.attempts, p.live, p.nbytes, p.gone"
+            " FROM segments s LEFT JOIN partial p USING (last_id)"
+            " WHERE s.last_id >= ? AND s.last_id < ? AND s.last_id - s.count < ?"
+            " ORDER BY s.last_id",
+            (ordered[0], ordered[-1] + self._max_count, ordered[-1]),
+        ).fetchall()
+        taken: list[Taken] = []
+        removed: list[tuple[int, int]] = []  # (first, last) of whole segments
+        for (
+            last_id,
+            count,
+            nbytes,
+            size,
+            attempts,
+            partial_live,
+            partial_bytes,
+            gone_blob,
+        ) in segments:
+            first = last_id - count + 1
+            inside = ordered[bisect_left(ordered, first) : bisect_right(ordered, last_id)]
+            if not inside:
+                continue
+            gone = decode_offsets(gone_blob)
+            new = [i - first for i in inside if i - first not in gone]
+            if not new:
+                continue
+            live = count if partial_live is None else partial_live
+            live_bytes = nbytes if partial_bytes is None else partial_bytes
+            whole = len(new) == live
+            if want or not whole:
+                seg_times, seg_payloads = self._decode(last_id)
+                freed = sum(len(seg_payloads[offset]) for offset in new)
+                if want:
+                    taken.extend((first + o, seg_times[o], seg_payloads[o], attempts) for o in new)
+            else:
+                freed = live_bytes
+            self.count -= len(new)
+            self.nbytes -= freed
+            if whole:
+                removed.append((first, last_id))
+                self.disk_bytes -= size
+            else:
+                gone.update(new)
+                earliest = min(t for o, t in enumerate(seg_times) if o not in gone)
+                self.conn.execute(
+                    "INSERT INTO partial (last_id, live, nbytes, time_min, gone)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT(last_id) DO UPDATE SET"
+                    " live = excluded.live, nbytes = excluded.nbytes,"
+                    " time_min = excluded.time_min, gone = excluded.gone",
+                    (
+                        last_id,
+                        live - len(new),
+                        live_bytes - freed,
+                        earliest,
+                        encode_offsets(list(gone)),
+                    ),
+                )
+        # Runs of whole segments go in one range delete each.
+        runs: list[list[int]] = []
+        for first, last in removed:
+            if runs and runs[-1][1] == first - 1:
+                runs[-1][1] = last
+            else:
+                runs.append([first, last])
+        for first, last in runs:
+            self.conn.execute("DELETE FROM segments WHERE last_id BETWEEN ? AND ?", (first, last))
+            self.conn.execute("DELETE FROM partial WHERE last_id BETWEEN ? AND ?", (first, last))
+        return taken
+
+    def remove(self, ids: Sequence[int]) -> int:
+        """Delete pending points by id; return how many were pending."""
+        before = self.count
+        self._gone(ids, want=False)
+        return before - self.count
 
     def take(self, ids: Sequence[int]) -> list[Taken]:
-        """Delete pending rows by id and return them."""
-        taken: list[tuple[int, int, bytes, int, int]] = []
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            taken.extend(
-                self.conn.execute(
-                    f"DELETE FROM pending WHERE id IN ({marks})"  # noqa: S608 - only "?" marks
-                    " RETURNING id, time_ns, payload, attempts, size",
-                    tuple(chunk),
-                ).fetchall()
-            )
-        taken.sort()
-        self.count -= len(taken)
-        self.nbytes -= sum(row[4] for row in taken)
-        return [(row_id, t, bytes(p), n) for row_id, t, p, n, _ in taken]
+        """Delete pending points by id and return them."""
+        return self._gone(ids, want=True)
 
     def oldest(self) -> tuple[int, float] | None:
-        """``(time_ns, enqueued_at)`` of the oldest pending row."""
+        """``(time_ns, enqueued_at)`` of the oldest pending segment (its earliest pending point)."""
         row: tuple[int, float] | None = self.conn.execute(
-            "SELECT time_ns, enqueued_at FROM pending ORDER BY id LIMIT 1"
+            "SELECT COALESCE(p.time_min, s.time_min), s.enqueued_at FROM segments s"
+            " LEFT JOIN partial p USING (last_id) ORDER BY s.last_id LIMIT 1"
         ).fetchone()
         return row
+
+    # ------------------------------------------------------------------ dead letters
 
     def insert_dead(self, rows: Sequence[NewDead]) -> None:
         """Append dead letters."""
@@ -410,6 +654,8 @@ class SqliteStore:
         self.conn.execute("DELETE FROM dead_letter")
         purged, self.dl_count, self.dl_bytes = self.dl_count, 0, 0
         return purged
+
+    # ------------------------------------------------------------------ meta
 
     def get_meta(self, key: str) -> int:
         """Return a persisted counter (0 when unset)."""

@@ -158,6 +158,8 @@ class SpoolStats:
     last_corrupt_at: float | None = None
     last_salvaged: int = 0
     last_salvage_lost: int = 0
+    #: Bytes the pending points take on disk (compressed segments; 0 in memory).
+    disk_bytes: int = 0
 
 
 # One row waiting to be admitted: (time_ns, payload, enqueued_at, attempts).
@@ -185,6 +187,8 @@ class Store(Protocol):
     serial: int
     #: Bytes a row costs on top of its payload in ``nbytes`` / ``dl_bytes``.
     row_cost: int
+    #: Bytes the pending points take on disk (0 in memory).
+    disk_bytes: int
 
     def transaction(self) -> AbstractContextManager[None]:
         """Run the enclosed operations atomically."""
@@ -198,11 +202,20 @@ class Store(Protocol):
     def ids_of_last(self, count: int, last_id: int) -> bool:
         """Whether the newest ``count`` pending rows have the ids up to ``last_id``."""
 
-    def head(self, limit: int) -> list[tuple[int, int, float]]:
-        """Oldest pending ``(id, size, enqueued_at)``."""
+    def head(self, limit: int) -> list[tuple[int, int, float, int]]:
+        """Oldest units of deletion: ``(last id, bytes, enqueued_at, points)``.
+
+        A unit is one row in memory, one segment on disk.
+        """
+
+    def compact(self, force: bool = False) -> int:
+        """Merge small units written since the last call (see ``SqliteStore.compact``)."""
+
+    def head_points(self, limit: int) -> list[tuple[int, int]]:
+        """Oldest pending points: ``(id, size)``."""
 
     def delete_through(self, last_id: int, count: int, nbytes: int) -> None:
-        """Delete pending rows with id <= last_id (count/bytes known by the caller)."""
+        """Delete pending units through ``last_id`` (count/bytes known by the caller)."""
 
     def peek(self, max_points: int, max_bytes: int, after: int) -> Columns:
         """Oldest pending rows with id > ``after`` within the limits (at least one)."""
