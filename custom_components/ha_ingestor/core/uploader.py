@@ -21,7 +21,6 @@ is sent again at once.
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-import contextlib
 from dataclasses import dataclass
 import logging
 import math
@@ -719,23 +718,18 @@ class Uploader:
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                if not task.done():
+            if pending := [task for task in tasks if not task.done()]:
+                for task in pending:
                     task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                # Not ``suppress(CancelledError): await task``: that would also swallow a
+                # cancellation of this task landing meanwhile (an unload or FINAL_WRITE
+                # cancelling the uploader), which would then never stop.
+                await asyncio.wait(pending)
         woken = waiter.done() and not waiter.cancelled()
         self._wakeup.clear()
         return woken
 
     async def _wait_resumed(self) -> None:
         """Wait for a manual retry (paused or given up); new data does not resume."""
-        resumed = asyncio.ensure_future(self._res.wait_until_resumed())
-        try:
-            await resumed
-        finally:
-            if not resumed.done():
-                resumed.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await resumed
+        await self._res.wait_until_resumed()
         self._wakeup.clear()
