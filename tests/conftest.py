@@ -1,7 +1,9 @@
 """Shared fixtures for ha_ingestor tests."""
 
+from collections.abc import Iterator
 from pathlib import Path
 import shutil
+from unittest.mock import PropertyMock, patch
 
 from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
 import pytest
@@ -18,6 +20,17 @@ pytest_plugins = ["tests.servers", "tests.data_api"]
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load integrations from custom_components/."""
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Iterator[None]:
+    """Register every entity enabled, the ones disabled by default too (as core's tests)."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        new_callable=PropertyMock,
+        return_value=True,
+    ):
+        yield
 
 
 @pytest.fixture

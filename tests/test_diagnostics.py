@@ -52,7 +52,7 @@ async def test_diagnostics_have_no_secrets(
     assert PASSWORD not in caplog.text
     assert diagnostics["entry"]["data"]["password"] == "**REDACTED**"
     assert diagnostics["entry"]["options"][CONF_FALLBACK_URLS][0].startswith("http://127.0.0.1:")
-    assert diagnostics["health"]["status"] == "waiting"
+    assert diagnostics["snapshot"]["health"] == "waiting"
     assert diagnostics["errors_by_category"] == {
         "network": diagnostics["resilience"]["metrics"]["counters"]["failures"]
     }

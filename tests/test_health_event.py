@@ -31,7 +31,7 @@ async def test_outage_and_recovery(
         assert hass.states.get(f"binary_sensor.{PREFIX}_connected").state == "off"
     finally:
         influxdb_v1.start()
-    await settle(hass, freezer, lambda: runtime.backlog == 0, step=5.0)
+    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0, step=5.0)
     assert hass.states.get(f"sensor.{PREFIX}_health").state == "healthy"
     assert hass.states.get(f"binary_sensor.{PREFIX}_problem").state == "off"
     assert hass.states.get(f"binary_sensor.{PREFIX}_connected").state == "on"

@@ -37,7 +37,7 @@ from custom_components.ha_ingestor.const import (
     DestinationKind,
 )
 from custom_components.ha_ingestor.core.state import ConnectionState
-from custom_components.ha_ingestor.runtime import spool_path
+from custom_components.ha_ingestor.factory import spool_path
 from tests.common import settle
 from tests.servers import InfluxV1Server, free_port
 

@@ -15,8 +15,8 @@ from custom_components.ha_ingestor.const import (
     DOMAIN,
 )
 from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
+from custom_components.ha_ingestor.factory import spool_path
 from custom_components.ha_ingestor.repairs import async_create_fix_flow
-from custom_components.ha_ingestor.runtime import spool_path
 from tests.common import (
     ENTRY_ID,
     PASSWORD,
@@ -69,7 +69,7 @@ async def test_extended_outage(
         assert issue.translation_placeholders["backlog"] == "1"
     finally:
         influxdb_v1.start()
-    await settle(hass, freezer, lambda: runtime.backlog == 0, step=5.0)
+    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0, step=5.0)
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
     await unload_entry(hass, entry)
 
@@ -116,7 +116,7 @@ async def test_auth_failure_raises_fixable_issue_and_reauth(
     issue = issue_registry.async_get_issue(DOMAIN, issue_id)
     assert issue.is_fixable
     assert issue.severity is ir.IssueSeverity.ERROR
-    assert runtime.backlog == 1
+    assert runtime.pipeline.backlog == 1
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert any(flow["context"]["source"] == "reauth" for flow in flows)
 
@@ -229,14 +229,14 @@ async def test_missing_database_raises_issue_until_delivery_resumes(
         assert issue.translation_key == "destination_not_found"
         assert issue.severity is ir.IssueSeverity.ERROR
         assert "database not found" in issue.translation_placeholders["error"]
-        assert runtime.backlog == 1
+        assert runtime.pipeline.backlog == 1
         await influxdb_v1.acreate_database(database)
         runtime.async_retry_now()
         await settle(
             hass,
             freezer,
             lambda: (
-                runtime.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None
+                runtime.pipeline.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None
             ),
         )
         rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', database)
@@ -281,14 +281,14 @@ async def test_tls_failure_raises_issue_until_delivery_resumes(
             issue = issue_registry.async_get_issue(DOMAIN, issue_id)
             assert issue.translation_key == "tls_failure"
             assert "TLS failure" in issue.translation_placeholders["error"]
-            assert runtime.backlog == 1
+            assert runtime.pipeline.backlog == 1
             await proxy.serve(right)
             runtime.async_retry_now()
             await settle(
                 hass,
                 freezer,
                 lambda: (
-                    runtime.backlog == 0
+                    runtime.pipeline.backlog == 0
                     and issue_registry.async_get_issue(DOMAIN, issue_id) is None
                 ),
             )
@@ -333,12 +333,12 @@ async def test_rejected_pause_raises_scrubbed_issue_until_delivery_resumes(
     assert PASSWORD not in error
     hass.states.async_set("sensor.rejected", "7", {"unit_of_measurement": "W"})
     await runtime.async_flush()
-    assert runtime.backlog == 1
+    assert runtime.pipeline.backlog == 1
     runtime.async_retry_now()
     await settle(
         hass,
         freezer,
-        lambda: runtime.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None,
+        lambda: runtime.pipeline.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None,
     )
     rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
     assert [r["value"] for r in rows] == [6.0, 7.0]

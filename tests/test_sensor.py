@@ -6,11 +6,13 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import STATE_UNKNOWN, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.util import dt as dt_util
+import pytest
 from pytest_homeassistant_custom_component.common import snapshot_platform
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.runtime import ROUTINE_UPDATE_INTERVAL
+from custom_components.ha_ingestor.coordinator import ROUTINE_UPDATE_INTERVAL
 from tests.common import (
     ENTRY_ID,
     PREFIX,
@@ -27,6 +29,7 @@ from tests.servers import InfluxV1Server, free_port
 NOW = "2030-01-01T12:00:00+00:00"
 
 
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_sensors(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
@@ -72,6 +75,33 @@ async def test_sensors(
     await unload_entry(hass, entry)
 
 
+async def test_less_used_sensors_are_disabled_by_default(
+    hass: HomeAssistant,
+    entity_registry: er.EntityRegistry,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """Diagnostic details a dashboard rarely needs start disabled (no states, no recorder rows)."""
+    entry = v1_entry(influxdb_v1.url, influx_db)
+    await setup_entry(hass, entry)
+    disabled = {
+        entity.unique_id.removeprefix(f"{ENTRY_ID}_")
+        for entity in er.async_entries_for_config_entry(entity_registry, entry.entry_id)
+        if entity.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+    }
+    assert disabled == {
+        "retry_stage",
+        "oldest_pending_age",
+        "quarantine_dropped",
+        "last_success",
+        "next_retry",
+        "consecutive_failures",
+        "last_error_category",
+    }
+    await unload_entry(hass, entry)
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_sensors_during_outage(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
@@ -93,11 +123,27 @@ async def test_sensors_during_outage(
     assert health.attributes["recommendations"]
     assert hass.states.get(f"sensor.{PREFIX}_connection_state").state == "retrying_rapid"
     assert hass.states.get(f"sensor.{PREFIX}_retry_stage").state == "rapid"
-    assert hass.states.get(f"sensor.{PREFIX}_backlog").state == "1"
+    # Not overdue yet: a point in its first seconds is not a backlog.
+    assert hass.states.get(f"sensor.{PREFIX}_backlog").state == "0"
+    assert hass.states.get(f"sensor.{PREFIX}_oldest_pending_age").state == "0"
     assert hass.states.get(f"sensor.{PREFIX}_last_error_category").state == "network"
     assert hass.states.get(f"sensor.{PREFIX}_consecutive_failures").state == "1"
     assert hass.states.get(f"sensor.{PREFIX}_last_success").state == STATE_UNKNOWN
-    assert hass.states.get(f"sensor.{PREFIX}_next_retry").state != STATE_UNKNOWN
+    # Never a past time: a retry that is due shows as none, and the reason says so.
+    next_retry = hass.states.get(f"sensor.{PREFIX}_next_retry").state
+    if next_retry == STATE_UNKNOWN:
+        assert "Attempting now" in health.attributes["reason"]
+    else:
+        assert dt_util.parse_datetime(next_retry) >= dt_util.utcnow()
+        assert "Next attempt in" in health.attributes["reason"]
+    # Overdue once it waited longer than 3 flush intervals (at least 10 s).
+    await settle(
+        hass,
+        freezer,
+        lambda: hass.states.get(f"sensor.{PREFIX}_backlog").state == "1",
+        step=5.0,
+    )
+    assert int(hass.states.get(f"sensor.{PREFIX}_oldest_pending_age").state) > 10
     await unload_entry(hass, entry)
 
 
@@ -107,7 +153,7 @@ async def test_routine_updates_are_throttled(
     influxdb_v1: InfluxV1Server,
     influx_db: str,
 ) -> None:
-    """Counters change on every write but reach the state machine at most every 30 s,
+    """Counters change on every write but reach the state machine at most once a minute,
     so the recorder does not store a row per sensor per second; status changes are immediate.
     """
     entry = v1_entry(influxdb_v1.url, influx_db)

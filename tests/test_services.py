@@ -96,6 +96,7 @@ async def test_backfill_actions(hass: HomeAssistant) -> None:
     await unload_entry(hass, entry)
 
 
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
@@ -136,7 +137,7 @@ async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
         # Counters reach the entities at their routine cadence, and a raised issue's
         # count refreshes at most once a minute: wait for both.
         lambda: (
-            runtime.backlog == 0
+            runtime.pipeline.backlog == 0
             and (raised := issues.async_get_issue(DOMAIN, issue_id)) is not None
             and raised.translation_placeholders["count"] == "2"
             and hass.states.get(dropped_id).state == "2"

@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 import re
-from typing import Any, Final, override
+from typing import TYPE_CHECKING, Any, Final, override
 
 from homeassistant.config_entries import (
     ConfigEntry,
@@ -112,6 +112,9 @@ from .core.retry import (
 )
 from .core.sinks import Missing, NotFoundError
 from .core.spool import OverflowPolicy
+
+if TYPE_CHECKING:
+    from .runtime import IngestorConfigEntry
 
 # Home Assistant installs probatio under the voluptuous name (see services.py): the
 # runtime schema type is right either way, the static types differ, hence Any.
@@ -390,7 +393,7 @@ class IngestorConfigFlow(ConfigFlow, domain=DOMAIN):
     @staticmethod
     @callback
     @override
-    def async_get_options_flow(config_entry: ConfigEntry) -> "IngestorOptionsFlow":
+    def async_get_options_flow(config_entry: "IngestorConfigEntry") -> "IngestorOptionsFlow":
         """Return the options flow handler."""
         return IngestorOptionsFlow()
 

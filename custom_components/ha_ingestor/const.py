@@ -1,5 +1,6 @@
 """Constants for ha_ingestor."""
 
+from dataclasses import dataclass
 from enum import StrEnum
 import logging
 from typing import Final
@@ -14,6 +15,26 @@ class DestinationKind(StrEnum):
     INFLUXDB_V2 = "influxdb_v2"
     INFLUXDB_V1 = "influxdb_v1"
     DATA_API = "data_api"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KindInfo:
+    """What the integration knows about one kind of destination."""
+
+    #: Device model and title prefix.
+    title: str
+
+
+KINDS: Final[dict[DestinationKind, KindInfo]] = {
+    DestinationKind.INFLUXDB_V2: KindInfo(title="InfluxDB v2"),
+    DestinationKind.INFLUXDB_V1: KindInfo(title="InfluxDB v1"),
+    DestinationKind.DATA_API: KindInfo(title="Data API"),
+}
+
+
+def kind_info(kind: DestinationKind) -> KindInfo:
+    """Return what is known about ``kind``."""
+    return KINDS[kind]
 
 
 # Entry data (connection; changed through reconfigure/reauth).

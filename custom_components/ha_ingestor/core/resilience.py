@@ -418,6 +418,11 @@ class Resilience:
             consecutive_failures=self._consecutive_failures,
             outage_seconds=self.outage_seconds(),
             last_success_wall=self._last_success_wall,
+            seconds_since_success=(
+                None
+                if self._last_success_monotonic is None
+                else max(0.0, self._clock.monotonic() - self._last_success_monotonic)
+            ),
             last_error=None if err is None else err.message,
             last_error_category=None if err is None else err.category,
             seconds_since_last_event=seconds_since_last_event,
