@@ -83,9 +83,7 @@ def _logbook_lines(hass: HomeAssistant, rows: dict[str, list[State]]) -> list[tu
         if is_sensor_continuous(hass, registry, entity_id):
             continue
         lines.extend(
-            (entity_id, new.state)
-            for old, new in pairwise(states)
-            if old.state != new.state
+            (entity_id, new.state) for old, new in pairwise(states) if old.state != new.state
         )
     return lines
 

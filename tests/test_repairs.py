@@ -236,7 +236,8 @@ async def test_missing_database_raises_issue_until_delivery_resumes(
             hass,
             freezer,
             lambda: (
-                runtime.pipeline.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None
+                runtime.pipeline.backlog == 0
+                and issue_registry.async_get_issue(DOMAIN, issue_id) is None
             ),
         )
         rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', database)
@@ -338,7 +339,10 @@ async def test_rejected_pause_raises_scrubbed_issue_until_delivery_resumes(
     await settle(
         hass,
         freezer,
-        lambda: runtime.pipeline.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None,
+        lambda: (
+            runtime.pipeline.backlog == 0
+            and issue_registry.async_get_issue(DOMAIN, issue_id) is None
+        ),
     )
     rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
     assert [r["value"] for r in rows] == [6.0, 7.0]
