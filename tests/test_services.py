@@ -29,10 +29,10 @@ async def test_actions(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> N
     await hass.services.async_call(DOMAIN, "flush", target, blocking=True)
     assert runtime.pipeline.buffered == 0
     await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 1)
-    assert runtime.pipeline.resilience.next_retry_at is not None
+    assert runtime.pipeline.resilience.next_retry_in is not None
 
     await hass.services.async_call(DOMAIN, "retry_now", target, blocking=True)
-    assert runtime.pipeline.resilience.next_retry_at is None
+    assert runtime.pipeline.resilience.next_retry_in is None
 
     await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 2)
     await hass.services.async_call(DOMAIN, "reset_circuit_breaker", target, blocking=True)

@@ -4,7 +4,7 @@ from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .const import CONF_KIND, DOMAIN, DestinationKind, kind_info
+from .const import CONF_KIND, DOMAIN, kind_info
 from .coordinator import IngestorCoordinator
 from .runtime import IngestorConfigEntry
 from .snapshot import IngestorSnapshot
@@ -17,7 +17,7 @@ def device_info(entry: IngestorConfigEntry) -> DeviceInfo:
         identifiers={(DOMAIN, entry.entry_id)},
         name=entry.title,
         manufacturer="HA Ingestor",
-        model=kind_info(DestinationKind(entry.data[CONF_KIND])).title,
+        model=kind_info(entry.data[CONF_KIND]).title,
     )
 
 

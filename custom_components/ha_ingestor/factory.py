@@ -40,9 +40,8 @@ from .const import (
     DEFAULT_IDLE_TOLERANCE,
     DEFAULT_MEMORY_MAX_MB,
     DEFAULT_SPOOL_MAX_MB,
-    DEFAULT_TIMEOUT,
     SPOOL_DIR,
-    DestinationKind,
+    kind_info,
 )
 from .coordinator import IngestorCoordinator
 from .core.breaker import CircuitBreaker
@@ -116,7 +115,6 @@ async def async_create_runtime(hass: HomeAssistant, entry: IngestorConfigEntry) 
             target,
             session,
             url=url,
-            timeout=DEFAULT_TIMEOUT,
             ssl=ssl_context,
             offload=hass.async_add_executor_job,
         )
@@ -136,7 +134,7 @@ async def async_create_runtime(hass: HomeAssistant, entry: IngestorConfigEntry) 
     ]
     encoder: Encoder
     convert: Callable[[Any], EventRecord | Rendered | None] = to_record
-    if data[CONF_KIND] == DestinationKind.DATA_API:
+    if not kind_info(data[CONF_KIND]).line_protocol:
         encoder = JsonEventEncoder(
             include_unknown=bool(options.get(CONF_INCLUDE_UNAVAILABLE, False))
         )
