@@ -23,6 +23,7 @@ from tests.common import (
     v1_entry,
     wait_for,
 )
+from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server, free_port
 
 # Later than any real clock running these tests: time only moves forward.
@@ -174,3 +175,55 @@ async def test_routine_updates_are_throttled(
     await tick(hass, freezer, ROUTINE_UPDATE_INTERVAL)
     assert hass.states.get(sent).state == "2"
     await unload_entry(hass, entry)
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+async def test_hung_destination_shows_and_recovery_clears(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    influxdb_v1: InfluxV1Server,
+    influx_db: str,
+) -> None:
+    """A destination that accepts connections but never answers is a problem within 12 s
+    (10 s overdue threshold + 1 s push + 1 s step), not after its 30 s timeout; once
+    delivery resumes the backlog, oldest pending age and last error category read 0/none.
+    """
+    health_id = f"sensor.{PREFIX}_health"
+
+    def state(key: str, platform: str = "sensor") -> str:
+        return hass.states.get(f"{platform}.{PREFIX}_{key}").state
+
+    async with FaultProxy(influxdb_v1.port) as proxy:
+        entry = v1_entry(proxy.url, influx_db)
+        await setup_entry(hass, entry)
+        hass.states.async_set("sensor.busy", "start", {"unit_of_measurement": "W"})
+        await settle(hass, freezer, lambda: state("health") == "healthy")
+        assert state("backlog") == "0"
+        assert state("oldest_pending_age") == "0"
+
+        proxy.set_mode(Mode.BLACKHOLE)
+        for second in range(1, 30):
+            hass.states.async_set("sensor.busy", str(second), {"unit_of_measurement": "W"})
+            await tick(hass, freezer, 1.0)
+            if state("health") != "healthy":
+                break
+        assert second <= 12
+        assert state("health") == "degraded"
+        assert "No write has been confirmed" in hass.states.get(health_id).attributes["reason"]
+        assert state("problem", "binary_sensor") == "on"
+        assert int(state("backlog")) > 0
+        assert int(state("oldest_pending_age")) > 10
+        # Nothing has failed yet: no error category, no retry time.
+        assert state("last_error_category") == "none"
+        assert state("next_retry") == STATE_UNKNOWN
+
+        # Back: the hung connection is cut (a network error), then the retry succeeds.
+        proxy.set_mode(Mode.PASS)
+        await settle(hass, freezer, lambda: state("health") == "healthy")
+        await tick(hass, freezer, 1.0)
+        assert state("last_error_category") == "none"
+        assert state("backlog") == "0"
+        assert state("oldest_pending_age") == "0"
+        assert state("next_retry") == STATE_UNKNOWN
+        assert state("problem", "binary_sensor") == "off"
+        await unload_entry(hass, entry)
