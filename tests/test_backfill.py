@@ -48,7 +48,7 @@ async def test_backfill_lands_every_state_once(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     runtime = entry.runtime_data
-    progress = runtime.async_start_backfill(start, end, ["sensor.history"])
+    progress = runtime.backfill.async_start(start, end, ["sensor.history"])
     hass.states.async_set("sensor.live", "1")
     await settle(
         hass,
@@ -60,7 +60,7 @@ async def test_backfill_lands_every_state_once(
         ),
     )
     # A second run over the same window is deduplicated by the receiver.
-    again = runtime.async_start_backfill(start, end, None)
+    again = runtime.backfill.async_start(start, end, None)
     await settle(
         hass,
         freezer,
@@ -89,9 +89,9 @@ async def test_backfill_single_job_and_cancel(
     runtime = entry.runtime_data
     hass.states.async_set("sensor.recorded", "1")
     end = dt_util.utcnow()
-    progress = runtime.async_start_backfill(end - timedelta(days=30), end, None)
+    progress = runtime.backfill.async_start(end - timedelta(days=30), end, None)
     with pytest.raises(BackfillRunningError):
-        runtime.async_start_backfill(end - timedelta(days=1), end, None)
+        runtime.backfill.async_start(end - timedelta(days=1), end, None)
     assert await runtime.backfill.async_cancel() is True
     assert progress.status == "cancelled"
     assert progress.finished_at is not None

@@ -11,10 +11,9 @@ from collections.abc import Callable
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.recorder import history
-from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, State, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.recorder import get_instance
@@ -23,6 +22,10 @@ from homeassistant.util import dt as dt_util
 from .const import DOMAIN, LOGGER
 from .core.pipeline import Pipeline
 from .snapshot import BackfillSnapshot
+
+if TYPE_CHECKING:
+    # Type only: the runtime imports this module.
+    from .runtime import IngestorConfigEntry
 
 #: Recorder query window; small enough that one chunk never holds the executor long.
 WINDOW = timedelta(hours=1)
@@ -157,7 +160,7 @@ class BackfillRunner:
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: ConfigEntry[Any],
+        entry: "IngestorConfigEntry",
         pipeline: Pipeline,
         matcher: Callable[[str], bool],
         on_progress: Callable[[], None],

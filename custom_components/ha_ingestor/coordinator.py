@@ -10,9 +10,8 @@ event storm cannot flood the recorder.
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, override
+from typing import TYPE_CHECKING, Any, override
 
-from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.event import async_call_later, async_track_point_in_utc_time
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
@@ -22,6 +21,10 @@ from .core.errors import ErrorCategory
 from .core.health import HealthStatus
 from .repairs import RepairTracker
 from .snapshot import IngestorSnapshot
+
+if TYPE_CHECKING:
+    # Type only: the runtime imports this module.
+    from .runtime import IngestorConfigEntry
 
 #: Delay of an update that changes what entities show in kind.
 ENTITY_UPDATE_INTERVAL = 1.0
@@ -48,7 +51,7 @@ class IngestorCoordinator(DataUpdateCoordinator[IngestorSnapshot]):
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: ConfigEntry[Any],
+        entry: "IngestorConfigEntry",
         take: Callable[[], IngestorSnapshot],
         repairs: RepairTracker,
     ) -> None:

@@ -11,7 +11,6 @@ import time
 from typing import TYPE_CHECKING, Any, override
 
 from homeassistant.components.repairs import ConfirmRepairFlow, RepairsFlow
-from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import ATTR_CONFIG_ENTRY_ID
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
@@ -31,6 +30,8 @@ from .snapshot import IngestorSnapshot
 if TYPE_CHECKING:
     # Only in newer Home Assistant releases; annotations are never evaluated.
     from homeassistant.components.repairs import RepairsFlowResult
+
+    from .runtime import IngestorConfigEntry
 
 ISSUE_AUTH_FAILED = "auth_failed"
 ISSUE_SPOOL_OVERFLOW = "spool_overflow"
@@ -194,7 +195,7 @@ def _wanted(
 class RepairTracker:
     """The repair issues one entry raised, kept in line with its snapshots."""
 
-    def __init__(self, hass: HomeAssistant, entry: ConfigEntry[Any]) -> None:
+    def __init__(self, hass: HomeAssistant, entry: "IngestorConfigEntry") -> None:
         """Track the issues of ``entry``."""
         self._hass = hass
         self._entry_id = entry.entry_id
@@ -277,7 +278,7 @@ class _EntryRepairFlow(RepairsFlow):
             description_placeholders={"entry_title": entry.title},
         )
 
-    async def _async_fix(self, entry: ConfigEntry[Any]) -> None:
+    async def _async_fix(self, entry: "IngestorConfigEntry") -> None:
         raise NotImplementedError
 
 
@@ -285,7 +286,7 @@ class AuthFailedRepairFlow(_EntryRepairFlow):
     """Starts reauthentication of the entry."""
 
     @override
-    async def _async_fix(self, entry: ConfigEntry[Any]) -> None:
+    async def _async_fix(self, entry: "IngestorConfigEntry") -> None:
         entry.async_start_reauth(self.hass)
 
 
@@ -293,7 +294,7 @@ class RequeueRepairFlow(_EntryRepairFlow):
     """Moves quarantined points back to the queue."""
 
     @override
-    async def _async_fix(self, entry: ConfigEntry[Any]) -> None:
+    async def _async_fix(self, entry: "IngestorConfigEntry") -> None:
         # Through the action: it checks that the entry is loaded.
         await self.hass.services.async_call(
             DOMAIN,

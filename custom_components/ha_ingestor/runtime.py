@@ -8,7 +8,7 @@ spool -> uploader background task. State: pipeline changes -> the health hub
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
@@ -16,7 +16,7 @@ from homeassistant.const import EVENT_HOMEASSISTANT_FINAL_WRITE, EVENT_HOMEASSIS
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.helpers.event import async_track_time_interval
 
-from .backfill import BackfillProgress, BackfillRunner
+from .backfill import BackfillRunner
 from .const import DOMAIN
 from .coordinator import IngestorCoordinator
 from .core.pipeline import Pipeline
@@ -33,7 +33,7 @@ class IngestorRuntime:
     """Everything one entry owns while loaded."""
 
     hass: HomeAssistant
-    entry: ConfigEntry[Any]
+    entry: "IngestorConfigEntry"
     pipeline: Pipeline
     capture: EventCapture
     coordinator: IngestorCoordinator
@@ -139,13 +139,6 @@ class IngestorRuntime:
         """Flush now (action / button) and try to deliver at once."""
         await self.pipeline.flush()
         self.pipeline.uploader.wake()
-
-    @callback
-    def async_start_backfill(
-        self, start: datetime, end: datetime, entity_ids: list[str] | None
-    ) -> BackfillProgress:
-        """Replay recorded history in [start, end) (raises BackfillRunningError)."""
-        return self.backfill.async_start(start, end, entity_ids)
 
     async def async_requeue_dead_letters(self) -> int:
         """Move quarantined points back to the queue and try to deliver them."""

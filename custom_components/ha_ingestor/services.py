@@ -138,7 +138,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
                 translation_placeholders=err.placeholders,
             ) from err
         try:
-            runtime.async_start_backfill(start, end, call.data.get(ATTR_ENTITY_ID))
+            runtime.backfill.async_start(start, end, call.data.get(ATTR_ENTITY_ID))
         except BackfillRunningError as err:
             raise ServiceValidationError(
                 translation_domain=DOMAIN, translation_key="backfill_running"
