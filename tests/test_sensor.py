@@ -6,9 +6,10 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import STATE_UNKNOWN, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import snapshot_platform
+from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.ha_ingestor.const import DOMAIN
@@ -227,3 +228,24 @@ async def test_hung_destination_shows_and_recovery_clears(
         assert state("next_retry") == STATE_UNKNOWN
         assert state("problem", "binary_sensor") == "off"
         await unload_entry(hass, entry)
+
+
+async def test_update_entity_takes_a_fresh_snapshot(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    init_integration: MockConfigEntry,
+) -> None:
+    """homeassistant.update_entity shows the counters now, not at the next routine push."""
+    assert await async_setup_component(hass, "homeassistant", {})
+    runtime = init_integration.runtime_data
+    sent = f"sensor.{PREFIX}_events_sent"
+    hass.states.async_set("sensor.busy", "1", {"unit_of_measurement": "W"})
+    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 1)
+    await tick(hass, freezer, ROUTINE_UPDATE_INTERVAL)
+    hass.states.async_set("sensor.busy", "2", {"unit_of_measurement": "W"})
+    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 2)
+    assert hass.states.get(sent).state == "1"  # the routine push is still pending
+    await hass.services.async_call(
+        "homeassistant", "update_entity", {"entity_id": sent}, blocking=True
+    )
+    assert hass.states.get(sent).state == "2"

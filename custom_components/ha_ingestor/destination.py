@@ -24,9 +24,7 @@ from .const import (
     DestinationKind,
     kind_info,
 )
-from .core.sinks import DataApiTarget, InfluxV1Target, InfluxV2Target, create_sink
-
-type Target = InfluxV1Target | InfluxV2Target | DataApiTarget
+from .core.sinks import DataApiTarget, InfluxV1Target, InfluxV2Target, Target, create_sink
 
 
 def target_from_data(data: Mapping[str, Any]) -> Target:

@@ -93,6 +93,7 @@ class IngestorRuntime:
     async def async_shutdown(self) -> None:
         """Unload: stop listening, flush memory to the spool and close it."""
         self._stop_listening()
+        await self.coordinator.async_shutdown()
         await self._async_close()
 
     @callback
