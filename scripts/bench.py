@@ -718,7 +718,7 @@ async def phase_listener(h: Harness) -> None:
     # Interleave the two so that a noisy neighbour hurts both alike; keep the best.
     ing, bui = [], []
     for _ in range(3):
-        ing.append(time_it(runtime.state_listener, reset_ingestor))
+        ing.append(time_it(runtime.capture.state_listener, reset_ingestor))
         bui.append(time_it(builtin_cb, reset_builtin))
 
     def best(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -737,7 +737,7 @@ async def phase_listener(h: Harness) -> None:
         sample = [make(*triple) for triple in triples[:2000]]
         start = time.perf_counter_ns()
         for ev in sample:
-            runtime.state_listener(ev)
+            runtime.capture.state_listener(ev)
         full_ns = (time.perf_counter_ns() - start) / len(sample)
     finally:
         reset_ingestor()
@@ -1364,7 +1364,7 @@ async def phase_backlog(h: Harness) -> None:
     from homeassistant.const import EVENT_STATE_CHANGED  # noqa: PLC0415
     from homeassistant.core import Event, State  # noqa: PLC0415
 
-    from custom_components.ha_ingestor.runtime import (  # noqa: PLC0415
+    from custom_components.ha_ingestor.factory import (  # noqa: PLC0415
         async_create_runtime,
         spool_path,
     )
@@ -1412,7 +1412,7 @@ async def phase_backlog(h: Harness) -> None:
                 last_updated_timestamp=ts,
                 last_updated=_utc(ts),
             )
-            runtime.state_listener(
+            runtime.capture.state_listener(
                 Event(
                     EVENT_STATE_CHANGED,
                     {"entity_id": eid, "old_state": old.get(eid), "new_state": new},
@@ -1911,8 +1911,8 @@ def write_shipped_lines(h: Harness, group: Entities, n: int, path: Path) -> None
 
     from homeassistant.core import State  # noqa: PLC0415
 
+    from custom_components.ha_ingestor.factory import encoder_config  # noqa: PLC0415
     from custom_components.ha_ingestor.records import RoutingLineEncoder  # noqa: PLC0415
-    from custom_components.ha_ingestor.runtime import encoder_config  # noqa: PLC0415
 
     encoder = RoutingLineEncoder(encoder_config(h.ingestor_entry.options))
     start = datetime.now(UTC) - timedelta(hours=1)

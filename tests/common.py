@@ -20,7 +20,7 @@ from custom_components.ha_ingestor.const import (
     DOMAIN,
     DestinationKind,
 )
-from custom_components.ha_ingestor.runtime import spool_path
+from custom_components.ha_ingestor.factory import spool_path
 
 ENTRY_ID = "01JENTITIESTESTENTRY0000001"
 TITLE = "InfluxDB v1 home_assistant@127.0.0.1"

@@ -1,16 +1,21 @@
 """Shared fixtures for ha_ingestor tests."""
 
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 import shutil
+from unittest.mock import PropertyMock, patch
 
 from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
+from homeassistant.core import HomeAssistant
 import pytest
-from pytest_homeassistant_custom_component.common import get_test_config_dir
+from pytest_homeassistant_custom_component.common import MockConfigEntry, get_test_config_dir
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 from syrupy.assertion import SnapshotAssertion
 from syrupy.location import PyTestLocation
 
 from custom_components.ha_ingestor.const import DOMAIN
+from tests.common import setup_entry, unload_entry, v1_entry
+from tests.servers import InfluxV1Server
 
 pytest_plugins = ["tests.servers", "tests.data_api", "tests.builtin"]
 
@@ -18,6 +23,34 @@ pytest_plugins = ["tests.servers", "tests.data_api", "tests.builtin"]
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load integrations from custom_components/."""
+
+
+@pytest.fixture
+def mock_config_entry(influxdb_v1: InfluxV1Server, influx_db: str) -> MockConfigEntry:
+    """An entry shipping to a real InfluxDB 1.x with a fresh database (fixed id and title)."""
+    return v1_entry(influxdb_v1.url, influx_db)
+
+
+@pytest.fixture
+async def init_integration(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> AsyncIterator[MockConfigEntry]:
+    """The mock entry, set up (and unloaded at the end: the spool is closed)."""
+    await setup_entry(hass, mock_config_entry)
+    yield mock_config_entry
+    if mock_config_entry.state.recoverable:
+        await unload_entry(hass, mock_config_entry)
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Iterator[None]:
+    """Register every entity enabled, the ones disabled by default too (as core's tests)."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        new_callable=PropertyMock,
+        return_value=True,
+    ):
+        yield
 
 
 @pytest.fixture
@@ -54,6 +87,16 @@ class VersionedSnapshotExtension(HomeAssistantSnapshotExtension):
 
 
 @pytest.fixture
-def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
-    """Snapshots in Home Assistant's format (stable ids), one directory per HA release."""
-    return snapshot.use_extension(VersionedSnapshotExtension)
+def snapshot(request: pytest.FixtureRequest) -> SnapshotAssertion:
+    """Snapshots in Home Assistant's format (stable ids), one directory per HA release.
+
+    Built directly, not from the plugins' ``snapshot`` fixtures: an assertion made
+    with their extension would claim tests/snapshots on every release, and the
+    minimum release's run would report the newest release's snapshots as unused.
+    """
+    return SnapshotAssertion(
+        update_snapshots=request.config.option.update_snapshots,
+        extension_class=VersionedSnapshotExtension,
+        test_location=PyTestLocation(request.node),
+        session=request.session.config._syrupy,  # type: ignore[attr-defined]
+    )

@@ -14,8 +14,8 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.ha_ingestor.backfill import BackfillRunningError
 from custom_components.ha_ingestor.const import CONF_AUTO_BACKFILL, CONF_SPOOL_MAX_MB, DOMAIN
-from custom_components.ha_ingestor.runtime import BackfillRunningError
 from tests.common import settle
 from tests.data_api import DataApiReceiver
 from tests.test_data_api import data_api_entry
@@ -48,7 +48,7 @@ async def test_backfill_lands_every_state_once(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     runtime = entry.runtime_data
-    progress = runtime.async_start_backfill(start, end, ["sensor.history"])
+    progress = runtime.backfill.async_start(start, end, ["sensor.history"])
     hass.states.async_set("sensor.live", "1")
     await settle(
         hass,
@@ -60,7 +60,7 @@ async def test_backfill_lands_every_state_once(
         ),
     )
     # A second run over the same window is deduplicated by the receiver.
-    again = runtime.async_start_backfill(start, end, None)
+    again = runtime.backfill.async_start(start, end, None)
     await settle(
         hass,
         freezer,
@@ -89,13 +89,13 @@ async def test_backfill_single_job_and_cancel(
     runtime = entry.runtime_data
     hass.states.async_set("sensor.recorded", "1")
     end = dt_util.utcnow()
-    progress = runtime.async_start_backfill(end - timedelta(days=30), end, None)
+    progress = runtime.backfill.async_start(end - timedelta(days=30), end, None)
     with pytest.raises(BackfillRunningError):
-        runtime.async_start_backfill(end - timedelta(days=1), end, None)
-    assert await runtime.async_cancel_backfill() is True
+        runtime.backfill.async_start(end - timedelta(days=1), end, None)
+    assert await runtime.backfill.async_cancel() is True
     assert progress.status == "cancelled"
     assert progress.finished_at is not None
-    assert await runtime.async_cancel_backfill() is False
+    assert await runtime.backfill.async_cancel() is False
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 
@@ -133,8 +133,8 @@ async def test_auto_backfill_fills_what_a_full_spool_dropped(
     )
     states = [e["state"] for e in data_api_receiver.events("sensor.gap")]
     assert sorted(states, key=int) == [str(i) for i in range(40)]
-    assert runtime.backfill is not None
-    assert runtime.backfill.status in ("running", "done")
+    assert runtime.backfill.progress is not None
+    assert runtime.backfill.progress.status in ("running", "done")
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 
@@ -174,7 +174,7 @@ async def test_backfill_range_is_bounded_and_progress_shown(
             )
         assert err.value.translation_key == "backfill_too_old"
         assert err.value.translation_placeholders["days"] == str(keep_days)
-        assert runtime.backfill is None
+        assert runtime.backfill.progress is None
 
     now = dt_util.utcnow()
     with pytest.raises(ServiceValidationError) as err:
@@ -188,7 +188,7 @@ async def test_backfill_range_is_bounded_and_progress_shown(
         {**target, "start": str(start), "end": str(now + timedelta(days=1))},
         blocking=True,
     )
-    progress = runtime.backfill
+    progress = runtime.backfill.progress
     assert progress is not None
     assert progress.end == now
     await settle(

@@ -23,9 +23,9 @@ async def test_buttons(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> N
     )
     assert runtime.pipeline.buffered == 0
     await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 1)
-    assert runtime.pipeline.resilience.next_retry_at is not None
+    assert runtime.pipeline.resilience.next_retry_in is not None
     await hass.services.async_call(
         BUTTON_DOMAIN, SERVICE_PRESS, {ATTR_ENTITY_ID: f"button.{PREFIX}_retry_now"}, blocking=True
     )
-    assert runtime.pipeline.resilience.next_retry_at is None
+    assert runtime.pipeline.resilience.next_retry_in is None
     await unload_entry(hass, entry)

@@ -1,21 +1,34 @@
 """Diagnostics: everything that explains delivery, never a secret."""
 
 import json
+import re
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.json import json_dumps
 from homeassistant.util import dt as dt_util
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+from syrupy.assertion import SnapshotAssertion
+from syrupy.filters import props
 
 from custom_components.ha_ingestor.const import CONF_FALLBACK_URLS
-from custom_components.ha_ingestor.diagnostics import describe_point, safe_reason
+from custom_components.ha_ingestor.diagnostics import (
+    async_get_config_entry_diagnostics,
+    describe_point,
+    safe_reason,
+)
 from custom_components.ha_ingestor.redact import scrub_text, strip_url_credentials
 from tests.common import PASSWORD, USERNAME, settle, setup_entry, unload_entry, v1_entry
 from tests.servers import InfluxV1Server, free_port
+
+#: Values that differ between runs: registry times, the test database's name,
+#: latencies measured on the real server.
+VOLATILE = ("created_at", "modified_at", "unique_id", "database", "latency", "histogram")
 
 
 def test_strip_url_credentials() -> None:
@@ -52,7 +65,7 @@ async def test_diagnostics_have_no_secrets(
     assert PASSWORD not in caplog.text
     assert diagnostics["entry"]["data"]["password"] == "**REDACTED**"
     assert diagnostics["entry"]["options"][CONF_FALLBACK_URLS][0].startswith("http://127.0.0.1:")
-    assert diagnostics["health"]["status"] == "waiting"
+    assert diagnostics["snapshot"]["health"] == "waiting"
     assert diagnostics["errors_by_category"] == {
         "network": diagnostics["resilience"]["metrics"]["counters"]["failures"]
     }
@@ -154,4 +167,24 @@ async def test_dead_letters_show_no_payload(
     )
     assert letter["bytes"] > len(token) + len(code)
     assert "field type conflict" in letter["reason"]
+    await unload_entry(hass, entry)
+
+
+async def test_diagnostics_snapshot(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    snapshot: SnapshotAssertion,
+    mock_config_entry: MockConfigEntry,
+) -> None:
+    """The whole dump of a delivering entry, one event sent (ports, ids and timings masked)."""
+    freezer.move_to("2030-01-01T12:00:00+00:00")
+    entry = mock_config_entry
+    await setup_entry(hass, entry)
+    hass.states.async_set("sensor.kept", "1", {"unit_of_measurement": "W"})
+    await entry.runtime_data.async_flush()
+    await settle(hass, freezer, lambda: entry.runtime_data.pipeline.backlog == 0)
+    # The HTTP view's access token would expire in 2030: call the platform, encode as it does.
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", json_dumps(diagnostics))
+    assert json.loads(text) == snapshot(exclude=props(*VOLATILE))
     await unload_entry(hass, entry)

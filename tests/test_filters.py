@@ -67,7 +67,7 @@ async def test_a_burst_of_registry_events_costs_one_rescan(
     await hass.async_block_till_done()
     assert len(rescans) == before + 1
     await runtime.async_flush()
-    await settle(hass, freezer, lambda: runtime.backlog == 0)
+    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0)
     rows = await influxdb_v1.aquery('SELECT count("value") FROM "mV"', influx_db)
     assert rows[0]["count"] == 200
     await unload_entry(hass, entry)
@@ -123,7 +123,7 @@ async def test_membership_changes_apply_at_once(
     assert len(rescans) == builds + 1  # it was a member: rescanned at once
     hass.states.async_set("sensor.leaver", "2", {"unit_of_measurement": "lx"})
     await runtime.async_flush()
-    await settle(hass, freezer, lambda: runtime.backlog == 0)
+    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0)
     rows = await influxdb_v1.aquery('SELECT "value", entity_id FROM "lx"', influx_db)
     assert sorted((r["entity_id"], r["value"]) for r in rows) == [
         ("leaver", 1.0),

@@ -1,9 +1,11 @@
 """ha_ingestor_health_changed fires once per transition, across a real outage and recovery."""
 
 from itertools import pairwise
+import logging
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
+import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events
 
 from custom_components.ha_ingestor.const import EVENT_HEALTH_CHANGED
@@ -16,8 +18,13 @@ async def test_outage_and_recovery(
     freezer: FrozenDateTimeFactory,
     influxdb_v1: InfluxV1Server,
     influx_db: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Server down: waiting, problem on, not connected; server back: healthy again."""
+    """Server down: waiting, problem on, not connected; server back: healthy again.
+
+    The log holds exactly 2 lines about it, both INFO: unavailable, then resumed.
+    """
+    caplog.set_level(logging.INFO, logger="custom_components.ha_ingestor")
     events = async_capture_events(hass, EVENT_HEALTH_CHANGED)
     entry = v1_entry(influxdb_v1.url, influx_db)
     influxdb_v1.stop()
@@ -31,10 +38,17 @@ async def test_outage_and_recovery(
         assert hass.states.get(f"binary_sensor.{PREFIX}_connected").state == "off"
     finally:
         influxdb_v1.start()
-    await settle(hass, freezer, lambda: runtime.backlog == 0, step=5.0)
+    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0, step=5.0)
     assert hass.states.get(f"sensor.{PREFIX}_health").state == "healthy"
     assert hass.states.get(f"binary_sensor.{PREFIX}_problem").state == "off"
     assert hass.states.get(f"binary_sensor.{PREFIX}_connected").state == "on"
+
+    ours = [r for r in caplog.records if r.name.startswith("custom_components.ha_ingestor")]
+    assert [r for r in ours if r.levelno >= logging.WARNING] == []
+    outage = [r.getMessage() for r in ours if "unavailable" in r.getMessage()]
+    back = [r.getMessage() for r in ours if "resumed" in r.getMessage()]
+    assert len(outage) == 1, outage
+    assert len(back) == 1, back
 
     transitions = [(e.data["old_status"], e.data["new_status"]) for e in events]
     assert transitions[0] == ("unknown", "waiting")

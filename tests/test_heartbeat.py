@@ -41,7 +41,7 @@ async def drained(hass: HomeAssistant, freezer: FrozenDateTimeFactory, entry: An
         hass,
         freezer,
         # Delivered rows stay spooled until the next write: backlog leaves them out.
-        lambda: runtime.pipeline.stats is not None and runtime.backlog == 0,
+        lambda: runtime.pipeline.stats is not None and runtime.pipeline.backlog == 0,
     )
 
 

@@ -36,9 +36,8 @@ from custom_components.ha_ingestor.const import (
     DOMAIN,
     DestinationKind,
 )
-from custom_components.ha_ingestor.core.state import ConnectionState
-from custom_components.ha_ingestor.runtime import spool_path
-from tests.common import settle
+from custom_components.ha_ingestor.factory import spool_path
+from tests.common import PREFIX, settle
 from tests.servers import InfluxV1Server, free_port
 
 
@@ -71,12 +70,10 @@ async def test_ships_state_changes(
     freezer: FrozenDateTimeFactory,
     influxdb_v1: InfluxV1Server,
     influx_db: str,
+    init_integration: MockConfigEntry,
 ) -> None:
     """State changes land in InfluxDB with the built-in integration's schema."""
-    entry = v1_entry(influxdb_v1.url, influx_db)
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    entry = init_integration
     assert entry.state is ConfigEntryState.LOADED
 
     for i in range(10):
@@ -98,7 +95,8 @@ async def test_ships_state_changes(
     assert {r["entity_id"] for r in rows} == {"outside"}
     switch = await influxdb_v1.aquery('SELECT "value" FROM "switch.pump"', influx_db)
     assert [r["value"] for r in switch] == [1.0]
-    assert runtime.pipeline.resilience.state is ConnectionState.ACTIVE
+    assert hass.states.get(f"binary_sensor.{PREFIX}_connected").state == "on"
+    assert hass.states.get(f"sensor.{PREFIX}_health").state == "healthy"
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

@@ -37,7 +37,7 @@ async def test_quiet_filter_is_not_an_outage(
     assert runtime.pipeline.resilience.outage_started_wall is None
     hass.states.async_set("sensor.quiet", "2", {"unit_of_measurement": "W"})
     await tick(hass, freezer, 0.0)
-    await settle(hass, freezer, lambda: runtime.backlog == 0)
+    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0)
     unsub()
     assert f"extended_outage_{ENTRY_ID}" not in created
     assert not [issue for issue in created if issue.startswith("extended_outage")]

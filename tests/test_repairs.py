@@ -14,8 +14,8 @@ from custom_components.ha_ingestor.const import (
     CONF_SSL_CA_CERT,
     DOMAIN,
 )
+from custom_components.ha_ingestor.factory import spool_path
 from custom_components.ha_ingestor.repairs import async_create_fix_flow
-from custom_components.ha_ingestor.runtime import spool_path
 from tests.common import (
     ENTRY_ID,
     PASSWORD,
@@ -70,7 +70,7 @@ async def test_extended_outage(
         assert issue.translation_placeholders["backlog"] == "1"
     finally:
         influxdb_v1.start()
-    await settle(hass, freezer, lambda: runtime.backlog == 0, step=5.0)
+    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0, step=5.0)
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
     await unload_entry(hass, entry)
 
@@ -117,7 +117,7 @@ async def test_auth_failure_raises_fixable_issue_and_reauth(
     issue = issue_registry.async_get_issue(DOMAIN, issue_id)
     assert issue.is_fixable
     assert issue.severity is ir.IssueSeverity.ERROR
-    assert runtime.backlog == 1
+    assert runtime.pipeline.backlog == 1
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert any(flow["context"]["source"] == "reauth" for flow in flows)
 
@@ -230,14 +230,15 @@ async def test_missing_database_raises_issue_until_delivery_resumes(
         assert issue.translation_key == "destination_not_found"
         assert issue.severity is ir.IssueSeverity.ERROR
         assert "database not found" in issue.translation_placeholders["error"]
-        assert runtime.backlog == 1
+        assert runtime.pipeline.backlog == 1
         await influxdb_v1.acreate_database(database)
         runtime.async_retry_now()
         await settle(
             hass,
             freezer,
             lambda: (
-                runtime.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None
+                runtime.pipeline.backlog == 0
+                and issue_registry.async_get_issue(DOMAIN, issue_id) is None
             ),
         )
         rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', database)
@@ -282,14 +283,14 @@ async def test_tls_failure_raises_issue_until_delivery_resumes(
             issue = issue_registry.async_get_issue(DOMAIN, issue_id)
             assert issue.translation_key == "tls_failure"
             assert "TLS failure" in issue.translation_placeholders["error"]
-            assert runtime.backlog == 1
+            assert runtime.pipeline.backlog == 1
             await proxy.serve(right)
             runtime.async_retry_now()
             await settle(
                 hass,
                 freezer,
                 lambda: (
-                    runtime.backlog == 0
+                    runtime.pipeline.backlog == 0
                     and issue_registry.async_get_issue(DOMAIN, issue_id) is None
                 ),
             )
@@ -333,7 +334,7 @@ async def test_rejected_pause_raises_issue_until_delivery_resumes(
         assert "The plain HTTP request was sent to HTTPS port" in error
         assert "<" not in error
         assert PASSWORD not in error
-        assert runtime.backlog == 3
+        assert runtime.pipeline.backlog == 3
         assert runtime.pipeline.resilience.metrics.points_quarantined == 0
 
         proxy.set_mode(Mode.PASS)
@@ -341,7 +342,8 @@ async def test_rejected_pause_raises_issue_until_delivery_resumes(
             hass,
             freezer,
             lambda: (
-                runtime.backlog == 0 and issue_registry.async_get_issue(DOMAIN, issue_id) is None
+                runtime.pipeline.backlog == 0
+                and issue_registry.async_get_issue(DOMAIN, issue_id) is None
             ),
             step=10.0,
             limit=30,

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from tests import servers
 from tests.servers import InfluxV1Server, VictoriaMetricsServer, http_request
 
 pytestmark = pytest.mark.servers
@@ -114,3 +115,16 @@ async def test_victoria_metrics_async_export(
     )
     series = await victoria_metrics.aexport(f'{{__name__="{vm_measurement}_v"}}')
     assert [s["values"] for s in series] == [[7]]
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)]
+)
+def test_missing_server_fails_under_ci(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    """Without the binary a real-server test fails under CI (1 failure) and skips locally."""
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome):
+        servers._require("influxd")

@@ -29,10 +29,10 @@ async def test_actions(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> N
     await hass.services.async_call(DOMAIN, "flush", target, blocking=True)
     assert runtime.pipeline.buffered == 0
     await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 1)
-    assert runtime.pipeline.resilience.next_retry_at is not None
+    assert runtime.pipeline.resilience.next_retry_in is not None
 
     await hass.services.async_call(DOMAIN, "retry_now", target, blocking=True)
-    assert runtime.pipeline.resilience.next_retry_at is None
+    assert runtime.pipeline.resilience.next_retry_in is None
 
     await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 2)
     await hass.services.async_call(DOMAIN, "reset_circuit_breaker", target, blocking=True)
@@ -96,6 +96,7 @@ async def test_backfill_actions(hass: HomeAssistant) -> None:
     await unload_entry(hass, entry)
 
 
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
@@ -136,7 +137,7 @@ async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
         # Counters reach the entities at their routine cadence, and a raised issue's
         # count refreshes at most once a minute: wait for both.
         lambda: (
-            runtime.backlog == 0
+            runtime.pipeline.backlog == 0
             and (raised := issues.async_get_issue(DOMAIN, issue_id)) is not None
             and raised.translation_placeholders["count"] == "2"
             and hass.states.get(dropped_id).state == "2"

@@ -10,7 +10,7 @@ import pytest
 
 from custom_components.ha_ingestor.const import DOMAIN
 from custom_components.ha_ingestor.core.spool import spool_files
-from custom_components.ha_ingestor.runtime import spool_path
+from custom_components.ha_ingestor.factory import spool_path
 from tests.common import ENTRY_ID, remove_spool, settle, tick, v1_entry
 from tests.core.test_spool_salvage import filled, leaf_pages, points_on, smash
 from tests.servers import free_port

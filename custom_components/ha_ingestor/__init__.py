@@ -1,6 +1,5 @@
 """HA Ingestor: ship Home Assistant events to InfluxDB or a data-api without losing data."""
 
-from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryError
@@ -12,14 +11,13 @@ from .const import CONF_MEASUREMENT_STRATEGY, CONF_SSL_CA_CERT, DOMAIN
 from .core.encoder import MeasurementStrategy
 from .core.spool import spool_files
 from .destination import CaCertError
-from .runtime import IngestorRuntime, async_create_runtime, spool_path
+from .factory import async_create_runtime, spool_path
+from .runtime import IngestorConfigEntry
 from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.BUTTON, Platform.SENSOR]
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
-
-type IngestorConfigEntry = ConfigEntry[IngestorRuntime]
 
 _V1_DOMAIN_DEVICE_CLASS = "domain__device_class"
 

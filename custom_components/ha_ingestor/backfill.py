@@ -8,20 +8,24 @@ overwrites the same points instead of duplicating them.
 
 import asyncio
 from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.recorder import history
-from homeassistant.core import HomeAssistant, State
+from homeassistant.core import HomeAssistant, State, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 
-from .const import LOGGER
+from .const import DOMAIN, LOGGER
+from .core.pipeline import Pipeline
+from .snapshot import BackfillSnapshot
 
 if TYPE_CHECKING:
-    from .runtime import IngestorRuntime
+    # Type only: the runtime imports this module.
+    from .runtime import IngestorConfigEntry
 
 #: Recorder query window; small enough that one chunk never holds the executor long.
 WINDOW = timedelta(hours=1)
@@ -32,6 +36,10 @@ FEED_CHUNK = 2000
 #: Oldest history a backfill may start at, in days (the recorder's retention if
 #: shorter): with ``end`` clamped to now, at most a year of hourly windows.
 MAX_DAYS = 365
+
+
+class BackfillRunningError(Exception):
+    """A backfill is already running for this entry."""
 
 
 class BackfillRangeError(ValueError):
@@ -94,14 +102,11 @@ class BackfillProgress:
             return 0.0
         return round(min(100.0, (self.position - self.start).total_seconds() / total * 100), 1)
 
-    def attributes(self) -> dict[str, Any]:
-        """Flat view for an entity's attributes."""
-        return {
-            "backfill_status": self.status,
-            "backfill_percent": self.percent,
-            "backfill_position": self.position.isoformat() if self.position else None,
-            "backfill_states": self.states,
-        }
+    def snapshot(self) -> BackfillSnapshot:
+        """Return what entities show of it."""
+        return BackfillSnapshot(
+            status=self.status, percent=self.percent, position=self.position, states=self.states
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view."""
@@ -149,56 +154,127 @@ def _read_window(
     ]
 
 
-async def async_run_backfill(
-    runtime: "IngestorRuntime",
-    progress: BackfillProgress,
-    entity_ids: list[str],
-) -> None:
-    """Read the range window by window and feed it to the pipeline."""
-    hass = runtime.hass
-    recorder = get_instance(hass)
-    progress.entities = len(entity_ids)
-    window_start = progress.start
-    try:
-        while window_start < progress.end:
-            window_end = min(window_start + WINDOW, progress.end)
-            for i in range(0, len(entity_ids), ENTITY_BATCH):
-                batch = entity_ids[i : i + ENTITY_BATCH]
-                states = await recorder.async_add_executor_job(
-                    _read_window, hass, window_start, window_end, batch
-                )
-                j = 0
-                while j < len(states):
-                    # Backpressure: never push the spool past half full, so a
-                    # backfill cannot make the spool drop live (or its own) events.
-                    size = min(FEED_CHUNK, runtime.pipeline.room_for())
-                    if size == 0:
-                        await runtime.pipeline.wait_for_change()
-                        continue
-                    chunk = states[j : j + size]
-                    j += size
-                    runtime.pipeline.capture_many(chunk)
-                    progress.states += len(chunk)
-                    await runtime.pipeline.flush()
-                    await asyncio.sleep(0)
-            progress.position = window_end
-            runtime.async_refresh()
-            window_start = window_end
-    except asyncio.CancelledError:
-        progress.status = "cancelled"
-        raise
-    except Exception as err:  # noqa: BLE001 - report any recorder failure as the job's
-        progress.status = "failed"
-        progress.error = str(err)
-        LOGGER.exception("Backfill of %s failed", runtime.entry.title)
-    else:
-        progress.status = "done"
-        LOGGER.info(
-            "Backfill of %s done: %d states from %d entities",
-            runtime.entry.title,
-            progress.states,
-            progress.entities,
+class BackfillRunner:
+    """Runs one entry's backfills: by action, or to replay what a full spool dropped."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: "IngestorConfigEntry",
+        pipeline: Pipeline,
+        matcher: Callable[[str], bool],
+        on_progress: Callable[[], None],
+    ) -> None:
+        """Feed ``pipeline`` with the history of what ``matcher`` selects."""
+        self._hass = hass
+        self._entry = entry
+        self._pipeline = pipeline
+        self._matcher = matcher
+        self._on_progress = on_progress
+        self._task: asyncio.Task[None] | None = None
+        #: The latest backfill (running or finished), if any.
+        self.progress: BackfillProgress | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether a backfill is running."""
+        return self._task is not None and not self._task.done()
+
+    @callback
+    def async_start(
+        self, start: datetime, end: datetime, entity_ids: list[str] | None
+    ) -> BackfillProgress:
+        """Replay recorded history in [start, end) in the background."""
+        if self.running:
+            raise BackfillRunningError
+        ids = (
+            sorted(e for e in entity_ids if self._matcher(e))
+            if entity_ids
+            else candidate_entities(self._hass, self._matcher)
         )
-    finally:
-        progress.finished_at = dt_util.utcnow()
-        runtime.async_refresh()
+        progress = BackfillProgress(start=start, end=end)
+        self.progress = progress
+        self._task = self._entry.async_create_background_task(
+            self._hass, self._run(progress, ids), name=f"{DOMAIN} backfill {self._entry.title}"
+        )
+        return progress
+
+    async def async_cancel(self) -> bool:
+        """Cancel a running backfill; True when one was running."""
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return False
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return True
+
+    @callback
+    def async_replay_gaps(self) -> None:
+        """Replay what a full spool dropped, once the backlog has room again."""
+        pipeline = self._pipeline
+        if (
+            not pipeline.gaps
+            or self.running
+            or "recorder" not in self._hass.config.components
+            or pipeline.room_for() == 0
+        ):
+            return
+        gaps, pipeline.gaps = pipeline.gaps, []
+        start = dt_util.utc_from_timestamp(min(g[0] for g in gaps) / 1e9)
+        # The end bound is exclusive: one microsecond past the last dropped point.
+        end = dt_util.utc_from_timestamp(max(g[1] for g in gaps) / 1e9 + 1e-6)
+        LOGGER.info(
+            "%s: backfilling %s to %s, dropped by a full spool", self._entry.title, start, end
+        )
+        self.async_start(start, end, None)
+
+    async def _run(self, progress: BackfillProgress, entity_ids: list[str]) -> None:
+        """Read the range window by window and feed it to the pipeline."""
+        hass, pipeline = self._hass, self._pipeline
+        recorder = get_instance(hass)
+        progress.entities = len(entity_ids)
+        window_start = progress.start
+        try:
+            while window_start < progress.end:
+                window_end = min(window_start + WINDOW, progress.end)
+                for i in range(0, len(entity_ids), ENTITY_BATCH):
+                    batch = entity_ids[i : i + ENTITY_BATCH]
+                    states = await recorder.async_add_executor_job(
+                        _read_window, hass, window_start, window_end, batch
+                    )
+                    j = 0
+                    while j < len(states):
+                        # Backpressure: never push the spool past half full, so a
+                        # backfill cannot make the spool drop live (or its own) events.
+                        size = min(FEED_CHUNK, pipeline.room_for())
+                        if size == 0:
+                            await pipeline.wait_for_change()
+                            continue
+                        chunk = states[j : j + size]
+                        j += size
+                        pipeline.capture_many(chunk)
+                        progress.states += len(chunk)
+                        await pipeline.flush()
+                        await asyncio.sleep(0)
+                progress.position = window_end
+                self._on_progress()
+                window_start = window_end
+        except asyncio.CancelledError:
+            progress.status = "cancelled"
+            raise
+        except Exception as err:  # noqa: BLE001 - report any recorder failure as the job's
+            progress.status = "failed"
+            progress.error = str(err)
+            LOGGER.exception("Backfill of %s failed", self._entry.title)
+        else:
+            progress.status = "done"
+            LOGGER.info(
+                "Backfill of %s done: %d states from %d entities",
+                self._entry.title,
+                progress.states,
+                progress.entities,
+            )
+        finally:
+            progress.finished_at = dt_util.utcnow()
+            self._on_progress()

@@ -14,42 +14,32 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .core.health import HealthStatus
-from .core.state import ConnectionState
 from .entity import IngestorEntity
-from .runtime import IngestorConfigEntry, IngestorRuntime
+from .runtime import IngestorConfigEntry
+from .snapshot import IngestorSnapshot
 
 PARALLEL_UPDATES = 0
-
-#: Statuses that are not a problem. ``unknown`` (starting up, no attempt has
-#: finished yet) is not one: a restart must not trigger problem automations.
-NOT_A_PROBLEM = frozenset({HealthStatus.HEALTHY, HealthStatus.UNKNOWN})
-
-
-def _problem(runtime: IngestorRuntime) -> bool:
-    report = runtime.health
-    return report is not None and report.status not in NOT_A_PROBLEM
 
 
 @dataclass(frozen=True, kw_only=True)
 class IngestorBinarySensorEntityDescription(BinarySensorEntityDescription):
     """Describes one ha_ingestor binary sensor."""
 
-    is_on_fn: Callable[[IngestorRuntime], bool]
+    is_on_fn: Callable[[IngestorSnapshot], bool]
 
 
 BINARY_SENSORS: tuple[IngestorBinarySensorEntityDescription, ...] = (
     IngestorBinarySensorEntityDescription(
         key="problem",
         device_class=BinarySensorDeviceClass.PROBLEM,
-        is_on_fn=_problem,
+        is_on_fn=lambda s: s.problem,
     ),
     IngestorBinarySensorEntityDescription(
         key="connected",
         translation_key="connected",
         device_class=BinarySensorDeviceClass.CONNECTIVITY,
         entity_category=EntityCategory.DIAGNOSTIC,
-        is_on_fn=lambda rt: rt.pipeline.resilience.state is ConnectionState.ACTIVE,
+        is_on_fn=lambda s: s.connected,
     ),
 )
 
@@ -66,7 +56,7 @@ async def async_setup_entry(
 
 
 class IngestorBinarySensorEntity(IngestorEntity, BinarySensorEntity):
-    """A binary sensor derived from the pipeline's state."""
+    """A binary sensor derived from the entry's snapshot."""
 
     entity_description: IngestorBinarySensorEntityDescription
 
@@ -74,4 +64,4 @@ class IngestorBinarySensorEntity(IngestorEntity, BinarySensorEntity):
     @override
     def is_on(self) -> bool:
         """Whether the condition holds."""
-        return self.entity_description.is_on_fn(self.runtime)
+        return self.entity_description.is_on_fn(self.snapshot)

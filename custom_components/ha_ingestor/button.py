@@ -57,7 +57,14 @@ class IngestorButtonEntity(IngestorEntity, ButtonEntity):
 
     entity_description: IngestorButtonEntityDescription
 
+    def __init__(
+        self, entry: IngestorConfigEntry, description: IngestorButtonEntityDescription
+    ) -> None:
+        """Act on ``entry``'s runtime."""
+        super().__init__(entry, description)
+        self._entry = entry
+
     @override
     async def async_press(self) -> None:
         """Run the action."""
-        await self.entity_description.press_fn(self.runtime)
+        await self.entity_description.press_fn(self._entry.runtime_data)

@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 import re
-from typing import Any, Final, override
+from typing import TYPE_CHECKING, Any, Final, override
 
 from homeassistant.config_entries import (
     ConfigEntry,
@@ -42,10 +42,8 @@ from .const import (
     CONF_BACKLOG_TOLERANCE,
     CONF_BATCH_BYTES,
     CONF_BATCH_SIZE,
-    CONF_BUCKET,
     CONF_COMPRESS,
     CONF_CONTEXT_ENTITIES,
-    CONF_DATABASE,
     CONF_DEADBAND,
     CONF_DEFAULT_MEASUREMENT,
     CONF_DOMAIN_OVERRIDES,
@@ -73,7 +71,6 @@ from .const import (
     CONF_KIND,
     CONF_MEASUREMENT_STRATEGY,
     CONF_MEMORY_MAX_MB,
-    CONF_ORG,
     CONF_OUTAGE_REPAIR_AFTER,
     CONF_OVERFLOW_POLICY,
     CONF_OVERRIDE_MEASUREMENT,
@@ -105,6 +102,7 @@ from .const import (
     LOGGER,
     REGISTRY_TAG_KINDS,
     DestinationKind,
+    kind_info,
 )
 from .core.encoder import MeasurementStrategy
 from .core.errors import DeliveryError, ErrorCategory
@@ -118,6 +116,9 @@ from .core.retry import (
 )
 from .core.sinks import Missing, NotFoundError
 from .core.spool import OverflowPolicy
+
+if TYPE_CHECKING:
+    from .runtime import IngestorConfigEntry
 
 # Home Assistant installs probatio under the voluptuous name (see services.py): the
 # runtime schema type is right either way, the static types differ, hence Any.
@@ -214,23 +215,13 @@ def _connection_schema(kind: DestinationKind, *, reconfigure: bool = False) -> S
     When reconfiguring, secrets are optional: an empty field keeps the stored one,
     so secrets never have to be sent back to the browser as suggested values.
     """
-    secret = vol.Optional if reconfigure else vol.Required
+    info = kind_info(kind)
     fields: dict[Any, Any] = {vol.Required(CONF_URL): _URL}
-    if kind is DestinationKind.INFLUXDB_V2:
-        fields |= {
-            vol.Required(CONF_ORG): _TEXT,
-            vol.Required(CONF_BUCKET): _TEXT,
-            secret(CONF_TOKEN): _SECRET,
-        }
-    elif kind is DestinationKind.INFLUXDB_V1:
-        fields |= {
-            vol.Required(CONF_DATABASE): _TEXT,
-            vol.Optional(CONF_RETENTION_POLICY): _TEXT,
-            vol.Optional(CONF_USERNAME): _USER,
-            vol.Optional(CONF_PASSWORD): _SECRET,
-        }
-    else:
-        fields[secret(CONF_TOKEN)] = _SECRET
+    for key in info.fields:
+        secret = key in info.secrets
+        required = key in info.required and not (secret and reconfigure)
+        marker = vol.Required(key) if required else vol.Optional(key)
+        fields[marker] = _SECRET if secret else _USER if key == CONF_USERNAME else _TEXT
     fields |= {
         vol.Required(CONF_VERIFY_SSL, default=True): BooleanSelector(),
         vol.Optional(CONF_SSL_CA_CERT): _TEXT,
@@ -241,11 +232,15 @@ def _connection_schema(kind: DestinationKind, *, reconfigure: bool = False) -> S
 
 def _credentials_schema(kind: DestinationKind) -> Schema:
     """Fields asked for on reauthentication."""
-    if kind is DestinationKind.INFLUXDB_V1:
-        return vol.Schema(
-            {vol.Optional(CONF_USERNAME): _USER, vol.Optional(CONF_PASSWORD): _SECRET}
-        )
-    return vol.Schema({vol.Required(CONF_TOKEN): _SECRET})
+    info = kind_info(kind)
+    return vol.Schema(
+        {
+            (vol.Required(key) if key in info.required else vol.Optional(key)): (
+                _SECRET if key in info.secrets else _USER
+            )
+            for key in info.credentials
+        }
+    )
 
 
 def _clean_text(value: Any) -> str | None:
@@ -267,9 +262,7 @@ def _clean_list(values: Any) -> list[str]:
 
 def _secret_fields(kind: DestinationKind) -> tuple[str, ...]:
     """Secret entry-data keys of ``kind``."""
-    if kind is DestinationKind.INFLUXDB_V1:
-        return (CONF_PASSWORD,)
-    return (CONF_TOKEN,)
+    return kind_info(kind).secrets
 
 
 def _build_data(
@@ -280,22 +273,16 @@ def _build_data(
     ``previous`` (reconfigure) supplies the secrets left empty in the form.
     """
     data: dict[str, Any] = {CONF_KIND: kind.value}
-    keys: tuple[str, ...] = (CONF_URL,)
-    if kind is DestinationKind.INFLUXDB_V2:
-        keys += (CONF_ORG, CONF_BUCKET, CONF_TOKEN)
-    elif kind is DestinationKind.INFLUXDB_V1:
-        keys += (CONF_DATABASE, CONF_RETENTION_POLICY, CONF_USERNAME, CONF_PASSWORD)
-    else:
-        keys += (CONF_TOKEN,)
-    for key in keys:
+    info = kind_info(kind)
+    for key in (CONF_URL, *info.fields):
         if (value := _clean_text(user_input.get(key))) is not None:
             data[key] = value
     if previous is not None:
         for key in _secret_fields(kind):
             if key not in data and key in previous:
                 data[key] = previous[key]
-    if kind is DestinationKind.INFLUXDB_V1 and CONF_USERNAME not in data:
-        # A password without a user means nothing to InfluxDB 1.x: drop a kept one.
+    if CONF_USERNAME in info.fields and CONF_USERNAME not in data:
+        # A password without a user means nothing to the server: drop a kept one.
         data.pop(CONF_PASSWORD, None)
     data[CONF_VERIFY_SSL] = bool(user_input.get(CONF_VERIFY_SSL, True))
     if ca := _clean_text(user_input.get(CONF_SSL_CA_CERT)):
@@ -325,14 +312,12 @@ def _delivery_error(kind: DestinationKind, err: DeliveryError) -> tuple[str, str
         missing = err.missing if isinstance(err, NotFoundError) else Missing.URL
         if missing is Missing.RETENTION_POLICY:
             return CONF_RETENTION_POLICY, "retention_policy_not_found"
-        if kind is not DestinationKind.DATA_API:
+        if (name := kind_info(kind).name_field) is not None:
             # A JSON "not found" names the database/bucket; a bare 404 is a missing route.
             if missing is Missing.API:
                 return "base", "wrong_api"
             if missing is Missing.DATABASE:
-                if kind is DestinationKind.INFLUXDB_V2:
-                    return CONF_BUCKET, "bucket_not_found"
-                return CONF_DATABASE, "database_not_found"
+                return name, f"{name}_not_found"
         return "base", "not_found"
     # bad_data / too_large / storage cannot come from an empty probe: unexpected.
     return "base", "unknown"
@@ -399,7 +384,7 @@ class IngestorConfigFlow(ConfigFlow, domain=DOMAIN):
     @staticmethod
     @callback
     @override
-    def async_get_options_flow(config_entry: ConfigEntry) -> "IngestorOptionsFlow":
+    def async_get_options_flow(config_entry: "IngestorConfigEntry") -> "IngestorOptionsFlow":
         """Return the options flow handler."""
         return IngestorOptionsFlow()
 

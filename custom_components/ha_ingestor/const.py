@@ -1,8 +1,13 @@
 """Constants for ha_ingestor."""
 
+from dataclasses import dataclass
 from enum import StrEnum
 import logging
 from typing import Final
+
+from .core.health import HealthTolerances
+from .core.pipeline import PipelineConfig
+from .core.spool_types import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMORY_BYTES, MiB
 
 DOMAIN: Final = "ha_ingestor"
 LOGGER = logging.getLogger(__package__)
@@ -14,6 +19,28 @@ class DestinationKind(StrEnum):
     INFLUXDB_V2 = "influxdb_v2"
     INFLUXDB_V1 = "influxdb_v1"
     DATA_API = "data_api"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KindInfo:
+    """What the integration knows about one kind of destination (the one place for it)."""
+
+    #: Device model and title prefix.
+    title: str
+    #: Connection fields besides the URL, in form order.
+    fields: tuple[str, ...]
+    #: Fields the form requires.
+    required: frozenset[str]
+    #: Fields never shown back to the browser or written to logs.
+    secrets: tuple[str, ...]
+    #: Fields asked for again on reauthentication.
+    credentials: tuple[str, ...]
+    #: Fields that, with the URL, identify the destination (``unique_id``).
+    identity: tuple[str, ...] = ()
+    #: The field naming the database or bucket (titles, "not found" errors).
+    name_field: str | None = None
+    #: Whether points are written as line protocol (encoder, schema options).
+    line_protocol: bool = True
 
 
 # Entry data (connection; changed through reconfigure/reauth).
@@ -81,22 +108,22 @@ REGISTRY_TAG_KINDS: Final = ("area", "floor", "device", "manufacturer", "model",
 # Re-send the current state of shipped entities every this many minutes (0 = off).
 CONF_HEARTBEAT_MINUTES: Final = "heartbeat_minutes"
 
-DEFAULT_BATCH_SIZE: Final = 5000
-DEFAULT_BATCH_BYTES: Final = 4 * 1024 * 1024
+# Defaults the core defines, in the units the options use.
+DEFAULT_BATCH_SIZE: Final = PipelineConfig().batch_points
+DEFAULT_BATCH_BYTES: Final = PipelineConfig().batch_bytes
 DEFAULT_FLUSH_INTERVAL: Final = 1.0
-# Disk space of the spool. Typical lines take ~14 B each on disk (segments,
-# compressed): 512 MiB hold 7 days at 50 events/s.
-DEFAULT_SPOOL_MAX_MB: Final = 512
+# Disk space of the spool (the core's default): typical lines take ~14 B each on
+# disk (compressed segments), so 512 MiB hold 7 days at 50 events/s.
+DEFAULT_SPOOL_MAX_MB: Final = DEFAULT_MAX_BYTES // MiB
 # Encoded bytes the spool may hold per byte of its disk limit: far more than
 # lines ever compress, so only the disk limit binds on disk.
 SPOOL_ENCODED_PER_DISK_BYTE: Final = 32
 # RAM for the spool's memory fallback while the disk fails (Python objects included).
-DEFAULT_MEMORY_MAX_MB: Final = 32
-DEFAULT_BACKLOG_TOLERANCE: Final = 300
+DEFAULT_MEMORY_MAX_MB: Final = DEFAULT_MAX_MEMORY_BYTES // MiB
+DEFAULT_BACKLOG_TOLERANCE: Final = round(HealthTolerances().backlog_age)
 # 0 = off: "no events from Home Assistant" is then shown, never a problem state.
 DEFAULT_IDLE_TOLERANCE: Final = 0
 DEFAULT_OUTAGE_REPAIR_AFTER: Final = 3600
-DEFAULT_TIMEOUT: Final = 30.0
 
 # Fired on every health transition, for automations.
 EVENT_HEALTH_CHANGED: Final = "ha_ingestor_health_changed"
@@ -106,3 +133,37 @@ SIGNAL_UPDATE: Final = "ha_ingestor_update_{}"
 # Where spools live: inside the config dir, never under custom_components/
 # (HACS replaces that folder on upgrade).
 SPOOL_DIR: Final = ".storage/ha_ingestor"
+
+KINDS: Final[dict[DestinationKind, KindInfo]] = {
+    DestinationKind.INFLUXDB_V2: KindInfo(
+        title="InfluxDB v2",
+        fields=(CONF_ORG, CONF_BUCKET, CONF_TOKEN),
+        required=frozenset({CONF_ORG, CONF_BUCKET, CONF_TOKEN}),
+        secrets=(CONF_TOKEN,),
+        credentials=(CONF_TOKEN,),
+        identity=(CONF_ORG, CONF_BUCKET),
+        name_field=CONF_BUCKET,
+    ),
+    DestinationKind.INFLUXDB_V1: KindInfo(
+        title="InfluxDB v1",
+        fields=(CONF_DATABASE, CONF_RETENTION_POLICY, CONF_USERNAME, CONF_PASSWORD),
+        required=frozenset({CONF_DATABASE}),
+        secrets=(CONF_PASSWORD,),
+        credentials=(CONF_USERNAME, CONF_PASSWORD),
+        identity=(CONF_DATABASE, CONF_RETENTION_POLICY),
+        name_field=CONF_DATABASE,
+    ),
+    DestinationKind.DATA_API: KindInfo(
+        title="Data API",
+        fields=(CONF_TOKEN,),
+        required=frozenset({CONF_TOKEN}),
+        secrets=(CONF_TOKEN,),
+        credentials=(CONF_TOKEN,),
+        line_protocol=False,
+    ),
+}
+
+
+def kind_info(kind: DestinationKind | str) -> KindInfo:
+    """Return what is known about ``kind``."""
+    return KINDS[DestinationKind(kind)]

@@ -21,12 +21,10 @@ from .const import (
     CONF_URL,
     CONF_USERNAME,
     CONF_VERIFY_SSL,
-    DEFAULT_TIMEOUT,
     DestinationKind,
+    kind_info,
 )
-from .core.sinks import DataApiTarget, InfluxV1Target, InfluxV2Target, create_sink
-
-type Target = InfluxV1Target | InfluxV2Target | DataApiTarget
+from .core.sinks import DataApiTarget, InfluxV1Target, InfluxV2Target, Target, create_sink
 
 
 def target_from_data(data: Mapping[str, Any]) -> Target:
@@ -46,13 +44,6 @@ def target_from_data(data: Mapping[str, Any]) -> Target:
             url=url, org=data[CONF_ORG], bucket=data[CONF_BUCKET], token=data[CONF_TOKEN]
         )
     return DataApiTarget(url=url, token=data[CONF_TOKEN])
-
-
-_TITLE_PREFIX: dict[DestinationKind, str] = {
-    DestinationKind.INFLUXDB_V2: "InfluxDB v2",
-    DestinationKind.INFLUXDB_V1: "InfluxDB v1",
-    DestinationKind.DATA_API: "Data API",
-}
 
 
 class InvalidUrlError(ValueError):
@@ -106,23 +97,17 @@ def unique_id_from_data(data: Mapping[str, Any]) -> str:
     """
     kind = DestinationKind(data[CONF_KIND])
     url = normalize_url(data[CONF_URL])
-    if kind is DestinationKind.INFLUXDB_V2:
-        return f"{kind}:{url}|{data[CONF_ORG]}/{data[CONF_BUCKET]}"
-    if kind is DestinationKind.INFLUXDB_V1:
-        rp = data.get(CONF_RETENTION_POLICY)
-        return f"{kind}:{url}|{data[CONF_DATABASE]}" + (f"/{rp}" if rp else "")
-    return f"{kind}:{url}"
+    names = [str(value) for key in kind_info(kind).identity if (value := data.get(key))]
+    return f"{kind}:{url}|{'/'.join(names)}" if names else f"{kind}:{url}"
 
 
 def title_from_data(data: Mapping[str, Any]) -> str:
     """Return a title without secrets, e.g. ``InfluxDB v2 bucket@host``."""
-    kind = DestinationKind(data[CONF_KIND])
+    info = kind_info(data[CONF_KIND])
     host = URL(data[CONF_URL]).host or data[CONF_URL]
-    if kind is DestinationKind.INFLUXDB_V2:
-        return f"{_TITLE_PREFIX[kind]} {data[CONF_BUCKET]}@{host}"
-    if kind is DestinationKind.INFLUXDB_V1:
-        return f"{_TITLE_PREFIX[kind]} {data[CONF_DATABASE]}@{host}"
-    return f"{_TITLE_PREFIX[kind]} {host}"
+    if info.name_field is None:
+        return f"{info.title} {host}"
+    return f"{info.title} {data[info.name_field]}@{host}"
 
 
 def resolve_ca_path(hass: HomeAssistant, path: str) -> str:
@@ -167,7 +152,6 @@ async def async_check_destination(hass: HomeAssistant, data: Mapping[str, Any]) 
     sink = create_sink(
         target_from_data(data),
         async_get_clientsession(hass),
-        timeout=DEFAULT_TIMEOUT,
         ssl=await async_ssl_context(hass, data),
     )
     await sink.check()

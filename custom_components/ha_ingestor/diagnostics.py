@@ -5,7 +5,6 @@ import json
 import re
 from typing import Any
 
-from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
 from .const import (
@@ -16,13 +15,10 @@ from .const import (
     CONF_USERNAME,
 )
 from .core.spool import DeadLetter
-from .redact import scrub, strip_url_credentials
+from .redact import entry_secrets, redact_keys, scrub, strip_url_credentials
 from .runtime import IngestorConfigEntry
 
 TO_REDACT = {CONF_TOKEN, CONF_PASSWORD, CONF_USERNAME}
-#: Dead letters shown. Never their payload: attributes may hold secrets (a camera's
-#: ``access_token``, an alarm ``code``); only its size, measurement and entity.
-DEAD_LETTER_SAMPLE = 20
 #: Quoted parts of a rejection reason at least this long (or holding "=") are elided.
 _QUOTED = re.compile(r"""(["'])(.*?)(\1|…|$)""")
 _QUOTE_KEEP = 12
@@ -105,41 +101,22 @@ async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: IngestorConfigEntry
 ) -> dict[str, Any]:
     """Return diagnostics for an entry."""
-    runtime = entry.runtime_data
-    pipeline = runtime.pipeline
     entry_dict = entry.as_dict()
     entry_dict["data"] = _strip_urls(dict(entry.data))
     entry_dict["options"] = _strip_urls(dict(entry.options))
-    letters: list[DeadLetter] = await hass.async_add_executor_job(
-        pipeline.spool.dead_letters, DEAD_LETTER_SAMPLE
-    )
-    stats = pipeline.stats
-    metrics = pipeline.resilience.metrics
+    dump = await entry.runtime_data.async_dump()
+    snapshot, stats = dump.pop("snapshot"), dump.pop("spool")
+    # Dead letters: never their payload (attributes may hold secrets: a camera's
+    # ``access_token``, an alarm ``code``); only size, measurement and entity.
+    letters: list[DeadLetter] = dump.pop("dead_letters")
     diagnostics = {
-        "entry": async_redact_data(entry_dict, TO_REDACT),
-        "health": None if runtime.health is None else runtime.health.as_dict(),
-        "resilience": pipeline.resilience.as_dict(),
-        "errors_by_category": {
-            category.value: count for category, count in metrics.failures.items() if count
-        },
-        "last_error": pipeline.resilience.health_fields()["last_error"],
-        "active_endpoint": pipeline.uploader.active_endpoint,
-        "buffered": pipeline.buffered,
+        "entry": redact_keys(entry_dict, TO_REDACT),
+        "snapshot": None if snapshot is None else asdict(snapshot),
+        **dump,
         "spool": None if stats is None else asdict(stats),
         "dead_letters": [_dead_letter(letter) for letter in letters],
-        "repair_issues": sorted(runtime.issues),
-        "backfill": None if runtime.backfill is None else runtime.backfill.as_dict(),
-        "registry_sync": (
-            None if runtime.registry_sync is None else runtime.registry_sync.as_dict()
-        ),
-        "registry_tags": (
-            None if runtime.registry_tags is None else runtime.registry_tags.as_dict()
-        ),
-        "shaping": None if runtime.shaper is None else runtime.shaper.as_dict(),
-        "heartbeat": None if runtime.heartbeat is None else runtime.heartbeat.as_dict(),
     }
     # Error messages and reasons may quote a URL or a server's echo of a
     # credential: scrub every string, not just the known keys.
-    secrets = [str(value) for key in (CONF_TOKEN, CONF_PASSWORD) if (value := entry.data.get(key))]
-    result: dict[str, Any] = scrub(diagnostics, secrets)
+    result: dict[str, Any] = scrub(diagnostics, entry_secrets(entry.data))
     return result

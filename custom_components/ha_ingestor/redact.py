@@ -1,9 +1,11 @@
 """Keeping secrets out of everything users see or share (attributes, diagnostics, repairs)."""
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from .const import CONF_PASSWORD, CONF_TOKEN
 
 REDACTED = "**REDACTED**"
 
@@ -11,6 +13,11 @@ REDACTED = "**REDACTED**"
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 # Secrets shorter than this are not replaced in text: it would garble every message.
 _MIN_SECRET_LEN = 4
+
+
+def entry_secrets(data: Mapping[str, Any]) -> list[str]:
+    """Return the secret values of an entry's data, to scrub from text shown to users."""
+    return [str(value) for key in (CONF_TOKEN, CONF_PASSWORD) if (value := data.get(key))]
 
 
 def strip_url_credentials(url: str) -> str:
@@ -46,4 +53,16 @@ def scrub(data: Any, secrets: Iterable[str] = ()) -> Any:
         return {key: scrub(value, found) for key, value in data.items()}
     if isinstance(data, list | tuple):
         return [scrub(value, found) for value in data]
+    return data
+
+
+def redact_keys(data: Any, keys: Collection[str]) -> Any:
+    """Replace the value of every ``keys`` entry in nested dicts and lists (not None/empty)."""
+    if isinstance(data, dict):
+        return {
+            key: REDACTED if key in keys and value not in (None, "") else redact_keys(value, keys)
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [redact_keys(value, keys) for value in data]
     return data

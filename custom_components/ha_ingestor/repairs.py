@@ -1,9 +1,9 @@
 """Repair issues of ha_ingestor and their fix flows.
 
-:func:`async_sync_issues` runs on every health refresh (several times a second
-under load), so it only compares a few facts with the issues it already raised
-(``runtime.issues``) and touches the issue registry when something changed.
-Each issue disappears by itself once its cause is gone.
+:meth:`RepairTracker.sync` runs on every health assessment (several times a
+second under load), so it only compares a snapshot's facts with the issues it
+already raised and touches the issue registry when something changed. Each
+issue disappears by itself once its cause is gone.
 """
 
 from dataclasses import dataclass
@@ -11,15 +11,13 @@ import time
 from typing import TYPE_CHECKING, Any, override
 
 from homeassistant.components.repairs import ConfirmRepairFlow, RepairsFlow
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import ATTR_CONFIG_ENTRY_ID
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 import voluptuous as vol
 
 from .const import (
     CONF_OUTAGE_REPAIR_AFTER,
-    CONF_PASSWORD,
-    CONF_TOKEN,
     DEFAULT_OUTAGE_REPAIR_AFTER,
     DOMAIN,
 )
@@ -27,13 +25,13 @@ from .core.clock import SystemClock
 from .core.errors import ErrorCategory
 from .core.health import format_duration
 from .core.metrics import WindowCounter
-from .redact import scrub_text
+from .snapshot import IngestorSnapshot
 
 if TYPE_CHECKING:
     # Only in newer Home Assistant releases; annotations are never evaluated.
     from homeassistant.components.repairs import RepairsFlowResult
 
-    from .runtime import IngestorRuntime
+    from .runtime import IngestorConfigEntry
 
 ISSUE_AUTH_FAILED = "auth_failed"
 ISSUE_SPOOL_OVERFLOW = "spool_overflow"
@@ -46,10 +44,10 @@ ISSUE_NOT_FOUND = "destination_not_found"
 ISSUE_TLS_FAILURE = "tls_failure"
 ISSUE_REJECTED = "destination_rejected"
 #: Paused causes other than auth (which has its reauth issue) and their issue.
-PAUSE_ISSUES: dict[ErrorCategory, str] = {
-    ErrorCategory.NOT_FOUND: ISSUE_NOT_FOUND,
-    ErrorCategory.TLS: ISSUE_TLS_FAILURE,
-    ErrorCategory.REJECTED: ISSUE_REJECTED,
+PAUSE_ISSUES: dict[str, str] = {
+    ErrorCategory.NOT_FOUND.value: ISSUE_NOT_FOUND,
+    ErrorCategory.TLS.value: ISSUE_TLS_FAILURE,
+    ErrorCategory.REJECTED.value: ISSUE_REJECTED,
 }
 ISSUES = (
     ISSUE_AUTH_FAILED,
@@ -121,123 +119,134 @@ def issue_id(key: str, entry_id: str) -> str:
     return f"{key}_{entry_id}"
 
 
-def entry_secrets(entry: ConfigEntry[Any]) -> list[str]:
-    """Return the entry's secret values, to scrub from any text shown to the user."""
-    return [str(value) for key in (CONF_TOKEN, CONF_PASSWORD) if (value := entry.data.get(key))]
-
-
-def _wanted(runtime: "IngestorRuntime", entry: ConfigEntry[Any]) -> dict[str, _Issue]:
-    """Return the issues the current facts call for."""
-    title = {"entry_title": entry.title}
-    resilience = runtime.pipeline.resilience
-    stats = runtime.pipeline.stats
-    report = runtime.health
+def _wanted(
+    snapshot: IngestorSnapshot, title: str, outage_after: float, drops: RecentDrops
+) -> dict[str, _Issue]:
+    """Return the issues the snapshot's facts call for."""
+    titled = {"entry_title": title}
+    spool = snapshot.spool
     wanted: dict[str, _Issue] = {}
-    if resilience.paused_reason is ErrorCategory.AUTH:
+    paused = snapshot.paused_reason
+    if paused == ErrorCategory.AUTH.value:
         wanted[ISSUE_AUTH_FAILED] = _Issue(
-            severity=ir.IssueSeverity.ERROR, placeholders=title, fixable=True
+            severity=ir.IssueSeverity.ERROR, placeholders=titled, fixable=True
         )
-    paused = resilience.paused_reason
-    if paused is not None and paused in PAUSE_ISSUES:
-        error = report.inputs.last_error if report is not None else None
+    elif paused is not None and paused in PAUSE_ISSUES:
         wanted[PAUSE_ISSUES[paused]] = _Issue(
             severity=ir.IssueSeverity.ERROR,
-            placeholders={**title, "error": scrub_text(error or "unknown", entry_secrets(entry))},
+            placeholders={**titled, "error": snapshot.last_error or "unknown"},
         )
-    if report is not None and report.inputs.recent_dropped > 0:
+    if snapshot.recent_dropped > 0:
         wanted[ISSUE_SPOOL_OVERFLOW] = _Issue(
             severity=ir.IssueSeverity.WARNING,
-            placeholders={**title, "count": str(report.inputs.recent_dropped)},
+            placeholders={**titled, "count": str(snapshot.recent_dropped)},
         )
-    if stats is not None and stats.dead_letter_count > 0:
+    if spool is not None and spool.dead_letter_count > 0:
         wanted[ISSUE_POINTS_QUARANTINED] = _Issue(
             severity=ir.IssueSeverity.WARNING,
-            placeholders={**title, "count": str(stats.dead_letter_count)},
+            placeholders={**titled, "count": str(spool.dead_letter_count)},
             fixable=True,
         )
-    if stats is not None and (recent := runtime.quarantine_drops.update(stats.dead_letter_dropped)):
+    if spool is not None and (recent := drops.update(spool.dead_letter_dropped)):
         wanted[ISSUE_QUARANTINE_DROPPED] = _Issue(
             severity=ir.IssueSeverity.WARNING,
             placeholders={
-                **title,
+                **titled,
                 "count": str(recent),
-                "total": str(stats.dead_letter_dropped),
+                "total": str(spool.dead_letter_dropped),
             },
         )
-    if stats is not None and stats.storage_failed:
+    if spool is not None and spool.storage_failed:
         wanted[ISSUE_STORAGE_FAILURE] = _Issue(
             severity=ir.IssueSeverity.ERROR,
-            placeholders={**title, "error": scrub_text(stats.last_storage_error or "unknown")},
+            placeholders={**titled, "error": spool.last_storage_error or "unknown"},
         )
     if (
-        stats is not None
-        and stats.last_corrupt_at is not None
-        and time.time() - stats.last_corrupt_at < SPOOL_CORRUPTED_SHOWN
+        spool is not None
+        and spool.last_corrupt_at is not None
+        and snapshot.taken_at - spool.last_corrupt_at < SPOOL_CORRUPTED_SHOWN
     ):
         wanted[ISSUE_SPOOL_CORRUPTED] = _Issue(
             severity=ir.IssueSeverity.ERROR
-            if stats.last_salvage_lost
+            if spool.last_salvage_lost
             else ir.IssueSeverity.WARNING,
             placeholders={
-                **title,
-                "saved": str(stats.last_salvaged),
-                "lost": str(stats.last_salvage_lost),
+                **titled,
+                "saved": str(spool.last_salvaged),
+                "lost": str(spool.last_salvage_lost),
             },
         )
-    threshold = float(entry.options.get(CONF_OUTAGE_REPAIR_AFTER, DEFAULT_OUTAGE_REPAIR_AFTER))
-    backlog = runtime.backlog
     # Outage length counts from its first failure: an entry whose filter matched
     # nothing for hours has no outage, whatever its last success.
-    since = resilience.outage_started_wall
-    outage = 0.0 if since is None else time.time() - since
-    if since is not None and backlog > 0 and outage > threshold:
+    since = snapshot.outage_started
+    outage = 0.0 if since is None else snapshot.taken_at - since
+    if since is not None and snapshot.pending > 0 and outage > outage_after:
         wanted[ISSUE_EXTENDED_OUTAGE] = _Issue(
             severity=ir.IssueSeverity.WARNING,
             placeholders={
-                **title,
+                **titled,
                 "duration": format_duration(outage),
-                "backlog": str(backlog),
+                "backlog": str(snapshot.pending),
             },
         )
     return wanted
 
 
-@callback
-def async_sync_issues(hass: HomeAssistant, entry: "ConfigEntry[IngestorRuntime]") -> None:
-    """Raise the issues the entry's state calls for and delete the ones that are gone."""
-    runtime = entry.runtime_data
-    raised: dict[str, _Raised] = runtime.issues
-    wanted = _wanted(runtime, entry)
-    now = time.monotonic()
-    for key, issue in wanted.items():
-        previous = raised.get(key)
-        if previous is not None and (
-            previous.placeholders == issue.placeholders or now - previous.at < PLACEHOLDER_REFRESH
-        ):
-            continue
-        ir.async_create_issue(
-            hass,
-            DOMAIN,
-            issue_id(key, entry.entry_id),
-            is_fixable=issue.fixable,
-            is_persistent=False,
-            severity=issue.severity,
-            translation_key=key,
-            translation_placeholders=issue.placeholders,
-            data={"entry_id": entry.entry_id},
+class RepairTracker:
+    """The repair issues one entry raised, kept in line with its snapshots."""
+
+    def __init__(self, hass: HomeAssistant, entry: "IngestorConfigEntry") -> None:
+        """Track the issues of ``entry``."""
+        self._hass = hass
+        self._entry_id = entry.entry_id
+        self._title = entry.title
+        self._outage_after = float(
+            entry.options.get(CONF_OUTAGE_REPAIR_AFTER, DEFAULT_OUTAGE_REPAIR_AFTER)
         )
-        raised[key] = _Raised(placeholders=issue.placeholders, at=now)
-    for key in [key for key in raised if key not in wanted]:
-        ir.async_delete_issue(hass, DOMAIN, issue_id(key, entry.entry_id))
-        del raised[key]
+        self._raised: dict[str, _Raised] = {}
+        #: Quarantined points deleted by the dead-letter cap, recently.
+        self._drops = RecentDrops()
 
+    @property
+    def raised(self) -> list[str]:
+        """Keys of the issues raised now (diagnostics)."""
+        return sorted(self._raised)
 
-@callback
-def async_clear_issues(hass: HomeAssistant, entry: "ConfigEntry[IngestorRuntime]") -> None:
-    """Delete every issue of the entry (unload)."""
-    for key in ISSUES:
-        ir.async_delete_issue(hass, DOMAIN, issue_id(key, entry.entry_id))
-    entry.runtime_data.issues.clear()
+    @callback
+    def sync(self, snapshot: IngestorSnapshot) -> None:
+        """Raise the issues ``snapshot`` calls for and delete the ones that are gone."""
+        wanted = _wanted(snapshot, self._title, self._outage_after, self._drops)
+        raised = self._raised
+        now = time.monotonic()
+        for key, issue in wanted.items():
+            previous = raised.get(key)
+            if previous is not None and (
+                previous.placeholders == issue.placeholders
+                or now - previous.at < PLACEHOLDER_REFRESH
+            ):
+                continue
+            ir.async_create_issue(
+                self._hass,
+                DOMAIN,
+                issue_id(key, self._entry_id),
+                is_fixable=issue.fixable,
+                is_persistent=False,
+                severity=issue.severity,
+                translation_key=key,
+                translation_placeholders=issue.placeholders,
+                data={"entry_id": self._entry_id},
+            )
+            raised[key] = _Raised(placeholders=issue.placeholders, at=now)
+        for key in [key for key in raised if key not in wanted]:
+            ir.async_delete_issue(self._hass, DOMAIN, issue_id(key, self._entry_id))
+            del raised[key]
+
+    @callback
+    def clear(self) -> None:
+        """Delete every issue of the entry (unload: issues describe a running pipeline)."""
+        for key in ISSUES:
+            ir.async_delete_issue(self._hass, DOMAIN, issue_id(key, self._entry_id))
+        self._raised.clear()
 
 
 class _EntryRepairFlow(RepairsFlow):
@@ -269,7 +278,7 @@ class _EntryRepairFlow(RepairsFlow):
             description_placeholders={"entry_title": entry.title},
         )
 
-    async def _async_fix(self, entry: ConfigEntry[Any]) -> None:
+    async def _async_fix(self, entry: "IngestorConfigEntry") -> None:
         raise NotImplementedError
 
 
@@ -277,7 +286,7 @@ class AuthFailedRepairFlow(_EntryRepairFlow):
     """Starts reauthentication of the entry."""
 
     @override
-    async def _async_fix(self, entry: ConfigEntry[Any]) -> None:
+    async def _async_fix(self, entry: "IngestorConfigEntry") -> None:
         entry.async_start_reauth(self.hass)
 
 
@@ -285,10 +294,14 @@ class RequeueRepairFlow(_EntryRepairFlow):
     """Moves quarantined points back to the queue."""
 
     @override
-    async def _async_fix(self, entry: ConfigEntry[Any]) -> None:
-        runtime: IngestorRuntime | None = getattr(entry, "runtime_data", None)
-        if runtime is not None:
-            await runtime.async_requeue_dead_letters()
+    async def _async_fix(self, entry: "IngestorConfigEntry") -> None:
+        # Through the action: it checks that the entry is loaded.
+        await self.hass.services.async_call(
+            DOMAIN,
+            "requeue_dead_letters",
+            {ATTR_CONFIG_ENTRY_ID: entry.entry_id},
+            blocking=True,
+        )
 
 
 async def async_create_fix_flow(

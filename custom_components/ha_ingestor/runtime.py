@@ -1,168 +1,51 @@
-"""Wiring one config entry's pipeline into Home Assistant.
+"""Everything one loaded entry owns (``entry.runtime_data``) and its lifecycle.
 
-Data: bus listener -> :class:`Pipeline` memory batch -> flush timer -> spool ->
-uploader background task. State: pipeline changes -> health assessment ->
-``ha_ingestor_health_changed`` event, repairs, reauth, and (throttled)
-entity updates through a dispatcher signal.
+Data: bus listener (``listener.py``) -> pipeline memory batch -> flush timer ->
+spool -> uploader background task. State: pipeline changes -> the health hub
+(``coordinator.py``) -> snapshot -> entities, event, repairs, reauth.
 """
 
 import asyncio
-from collections.abc import Callable, Mapping
 import contextlib
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from pathlib import Path
+from dataclasses import dataclass, field
+from datetime import timedelta
 import time
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import (
-    EVENT_HOMEASSISTANT_FINAL_WRITE,
-    EVENT_HOMEASSISTANT_STOP,
-    EVENT_STATE_CHANGED,
-)
-from homeassistant.core import CALLBACK_TYPE, Event, EventStateChangedData, HomeAssistant, callback
-from homeassistant.helpers.aiohttp_client import async_get_clientsession
-from homeassistant.helpers.dispatcher import async_dispatcher_send
-from homeassistant.helpers.event import async_call_later, async_track_time_interval
-from homeassistant.util import dt as dt_util
+from homeassistant.const import EVENT_HOMEASSISTANT_FINAL_WRITE, EVENT_HOMEASSISTANT_STOP
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.helpers.event import async_track_time_interval
 
-from .backfill import BackfillProgress, async_run_backfill, candidate_entities
-from .const import (
-    CONF_AUTO_BACKFILL,
-    CONF_BACKLOG_TOLERANCE,
-    CONF_BATCH_BYTES,
-    CONF_BATCH_SIZE,
-    CONF_COMPRESS,
-    CONF_CONTEXT_ENTITIES,
-    CONF_DEFAULT_MEASUREMENT,
-    CONF_EVENT_TYPES,
-    CONF_FALLBACK_URLS,
-    CONF_FLUSH_INTERVAL,
-    CONF_HEARTBEAT_MINUTES,
-    CONF_IDLE_TOLERANCE,
-    CONF_IGNORE_ATTRIBUTES,
-    CONF_INCLUDE_UNAVAILABLE,
-    CONF_KIND,
-    CONF_MEASUREMENT_STRATEGY,
-    CONF_MEMORY_MAX_MB,
-    CONF_OVERFLOW_POLICY,
-    CONF_OVERRIDE_MEASUREMENT,
-    CONF_PRESET,
-    CONF_REGISTRY_SYNC,
-    CONF_REGISTRY_TAGS,
-    CONF_RETRY_OVERRIDES,
-    CONF_SPOOL_MAX_AGE_DAYS,
-    CONF_SPOOL_MAX_MB,
-    CONF_STATIC_TAGS,
-    CONF_TAGS_ATTRIBUTES,
-    DEFAULT_BACKLOG_TOLERANCE,
-    DEFAULT_BATCH_BYTES,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_IDLE_TOLERANCE,
-    DEFAULT_MEMORY_MAX_MB,
-    DEFAULT_SPOOL_MAX_MB,
-    DEFAULT_TIMEOUT,
-    DOMAIN,
-    EVENT_HEALTH_CHANGED,
-    LOGGER,
-    SIGNAL_UPDATE,
-    SPOOL_DIR,
-    SPOOL_ENCODED_PER_DISK_BYTE,
-    DestinationKind,
-)
-from .core.breaker import CircuitBreaker
-from .core.clock import SystemClock
-from .core.encoder import Encoder, EncoderConfig, EventRecord, JsonEventEncoder, Rendered
-from .core.errors import ErrorCategory
-from .core.health import HealthReport, HealthStatus, HealthTolerances
-from .core.metrics import Metrics
-from .core.pipeline import Pipeline, PipelineConfig
-from .core.resilience import Resilience
-from .core.retry import DEFAULT_PRESET, build_policy
-from .core.shaping import Shaper, ShapingEncoder
-from .core.sinks import DataApiSink, create_sink
-from .core.spool import OverflowPolicy, Spool
+from .backfill import BackfillRunner
+from .const import DOMAIN
+from .coordinator import IngestorCoordinator
+from .core.pipeline import Pipeline
+from .core.shaping import Shaper
 from .core.state import ConnectionState
-from .core.uploader import ENDPOINT_BREAKER, Endpoint
-from .destination import async_ssl_context, target_from_data
-from .filters import EntityMatcher
 from .heartbeat import Heartbeat
-from .records import RoutingLineEncoder, context_fields, overrides_from_options, to_record
+from .listener import EventCapture
 from .registry_sync import RegistrySync
-from .registry_tags import RegistryTags, tags_convert
-from .repairs import RecentDrops, async_clear_issues, async_sync_issues
-from .shaping import shape_rules_from_options, shaped_convert
+from .registry_tags import RegistryTags
 
-#: Entities are refreshed at most this often, so an event storm cannot flood the recorder.
-ENTITY_UPDATE_INTERVAL = 1.0
-#: Counters and timestamps (events sent, last success...) change on every write; pushing
-#: them at most this often keeps the recorder from storing a row per sensor per second.
-ROUTINE_UPDATE_INTERVAL = 30.0
 #: Ages (backlog age, idle time) move with the clock: re-assess this often.
 PERIODIC_REFRESH = timedelta(seconds=30)
 
 
-class BackfillRunningError(Exception):
-    """A backfill is already running for this entry."""
-
-
-type HealthListener = Callable[[HealthReport | None, HealthReport], None]
-
-
-def encoder_config(options: Mapping[str, Any]) -> EncoderConfig:
-    """Build encoder settings from entry options (defaults match the built-in influxdb)."""
-    kwargs: dict[str, Any] = {}
-    if strategy := options.get(CONF_MEASUREMENT_STRATEGY):
-        kwargs["measurement_attr"] = strategy
-    if default := options.get(CONF_DEFAULT_MEASUREMENT):
-        kwargs["default_measurement"] = default
-    if override := options.get(CONF_OVERRIDE_MEASUREMENT):
-        kwargs["override_measurement"] = override
-    return EncoderConfig(
-        tags=dict(options.get(CONF_STATIC_TAGS) or {}),
-        tags_attributes=frozenset(options.get(CONF_TAGS_ATTRIBUTES) or ()),
-        ignore_attributes=frozenset(options.get(CONF_IGNORE_ATTRIBUTES) or ()),
-        include_unknown=bool(options.get(CONF_INCLUDE_UNAVAILABLE, False)),
-        overrides=overrides_from_options(options),
-        **kwargs,
-    )
-
-
-def spool_path(hass: HomeAssistant, entry_id: str) -> Path:
-    """Where an entry's spool lives (config dir, survives HACS upgrades)."""
-    return Path(hass.config.path(SPOOL_DIR, f"{entry_id}.sqlite"))
-
-
 @dataclass(kw_only=True)
 class IngestorRuntime:
-    """Everything one entry owns while loaded (``entry.runtime_data``)."""
+    """Everything one entry owns while loaded."""
 
     hass: HomeAssistant
-    entry: ConfigEntry[Any]
+    entry: "IngestorConfigEntry"
     pipeline: Pipeline
-    matcher: EntityMatcher
+    capture: EventCapture
+    coordinator: IngestorCoordinator
+    backfill: BackfillRunner
     flush_interval: float
-    event_types: list[str]
-    context_entities: frozenset[str] = frozenset()
     auto_backfill: bool = False
-    _context: dict[str, Any] = field(default_factory=dict)
-    _wanted: dict[str, bool] = field(init=False)
-    _capture: Callable[[Any], None] = field(init=False)
-    #: The bus listener for state changes (see :meth:`_build_state_listener`).
-    state_listener: Callable[[Event[EventStateChangedData]], None] = field(init=False)
-
-    def __post_init__(self) -> None:
-        """Bind the listener's hot-path lookups once."""
-        self._wanted = self.matcher.decisions
-        self._capture = self.pipeline.capture
-        self.state_listener = self._build_state_listener()
-
-    health: HealthReport | None = None
-    backfill: BackfillProgress | None = None
     registry_sync: RegistrySync | None = None
-    #: Registry facts as tags (option ``registry_tags``, InfluxDB only).
+    #: Registry facts as tags (option ``registry_tags``, InfluxDB only; tracked by the capture).
     registry_tags: RegistryTags | None = None
     #: Throttle and deadband (overrides with ``throttle`` / ``deadband``).
     shaper: Shaper | None = None
@@ -170,20 +53,9 @@ class IngestorRuntime:
     heartbeat: Heartbeat | None = None
     _was_active: bool = False
     _ever_active: bool = False
-    _backfill_task: asyncio.Task[None] | None = None
-    health_listeners: list[HealthListener] = field(default_factory=list)
     _unsubs: list[CALLBACK_TYPE] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _entity_update_pending: CALLBACK_TYPE | None = None
-    _entity_update_urgent: bool = False
-    _last_connection: ConnectionState | None = None
     _closed: bool = False
-    #: Wall time the runtime was created (outage length before any success).
-    started_at: float = field(default_factory=time.time)
-    #: Repair issues currently raised for this entry (owned by repairs.py).
-    issues: dict[str, Any] = field(default_factory=dict)
-    #: Quarantined points deleted by the dead-letter cap, recently (owned by repairs.py).
-    quarantine_drops: RecentDrops = field(default_factory=RecentDrops)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -191,14 +63,8 @@ class IngestorRuntime:
         """Open the spool, start capturing and start the uploader."""
         hass, entry = self.hass, self.entry
         await self.pipeline.async_open()
-        self._refresh_context()
         # Capture from the first second, whether or not the destination answers.
-        self._unsubs.append(hass.bus.async_listen(EVENT_STATE_CHANGED, self.state_listener))
-        for event_type in self.event_types:
-            self._unsubs.append(hass.bus.async_listen(event_type, self._on_event))
-        self._unsubs.append(self.matcher.async_track_registries())
-        if self.registry_tags is not None:
-            self._unsubs.append(self.registry_tags.async_track(self.pipeline.capture))
+        self._unsubs.extend(self.capture.async_listen())
         if self.heartbeat is not None:
             self._unsubs.append(self.heartbeat.async_start())
         self._unsubs.append(
@@ -239,8 +105,7 @@ class IngestorRuntime:
     async def async_shutdown(self) -> None:
         """Unload: stop listening, flush memory to the spool and close it."""
         self._stop_listening()
-        # Issues describe a running pipeline; an unloaded entry has none.
-        async_clear_issues(self.hass, self.entry)
+        await self.coordinator.async_shutdown()
         await self._async_close()
 
     @callback
@@ -249,9 +114,7 @@ class IngestorRuntime:
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()
-        if self._entity_update_pending is not None:
-            self._entity_update_pending()
-            self._entity_update_pending = None
+        self.coordinator.async_shutdown_updates()
 
     async def _async_close(self) -> None:
         if self._closed:
@@ -259,7 +122,7 @@ class IngestorRuntime:
         self._closed = True
         # The uploader must be gone before the spool closes under it. Rows it
         # was sending stay spooled: a cancelled write is simply sent again.
-        await self.async_cancel_backfill()
+        await self.backfill.async_cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -305,56 +168,6 @@ class IngestorRuntime:
         self._stop_listening()
         await self._async_close()
 
-    # --- capture -----------------------------------------------------------------------
-
-    def _build_state_listener(self) -> Callable[[Event[EventStateChangedData]], None]:
-        """Return the state-change listener: a closure unless context entities are set.
-
-        It runs for every state change in HA. Without context entities it needs
-        neither their check nor any attribute of this instance: two closure cells
-        (``scripts/bench``: ~175 ns per event against ~220 ns for the method).
-        """
-        if self.context_entities:
-            return self._on_state_changed
-        wanted = self._wanted
-        capture = self._capture
-
-        @callback
-        def on_state_changed(event: Event[EventStateChangedData]) -> None:
-            data = event.data
-            if wanted[data["entity_id"]]:
-                capture(data["new_state"])
-
-        return on_state_changed
-
-    @callback
-    def _on_state_changed(self, event: Event[EventStateChangedData]) -> None:
-        """Bus listener: filter lookup and an append; everything else is off-loop."""
-        # Hot path (every state change in HA): two dict lookups and a C append.
-        data = event.data
-        entity_id = data["entity_id"]
-        if self.context_entities and entity_id in self.context_entities:
-            self._refresh_context()
-        if self._wanted[entity_id]:
-            # The context dict is replaced, never mutated, so sharing it is safe.
-            self._capture(
-                (data["new_state"], self._context) if self._context else data["new_state"]
-            )
-
-    def context_fields(self) -> Mapping[str, Any]:
-        """Return the enrichment fields of the context entities, as of their last change."""
-        return self._context
-
-    @callback
-    def _refresh_context(self) -> None:
-        """Rebuild the enrichment fields from the context entities' current states."""
-        states = [s for e in self.context_entities if (s := self.hass.states.get(e))]
-        self._context = context_fields(states)
-
-    @callback
-    def _on_event(self, event: Event[Any]) -> None:
-        self.pipeline.capture(event)
-
     async def _async_flush_tick(self, _now: Any) -> None:
         await self.pipeline.flush()
         # After the flush, which shaped what was captured: a change is due only when
@@ -364,49 +177,12 @@ class IngestorRuntime:
     async def _async_periodic(self, _now: Any) -> None:
         self.async_refresh()
 
-    # --- state -------------------------------------------------------------------------
+    # --- actions -----------------------------------------------------------------------
 
     async def async_flush(self) -> None:
         """Flush now (action / button) and try to deliver at once."""
         await self.pipeline.flush()
         self.pipeline.uploader.wake()
-
-    @callback
-    def async_start_backfill(
-        self, start: datetime, end: datetime, entity_ids: list[str] | None
-    ) -> BackfillProgress:
-        """Replay recorded history in [start, end) in the background."""
-        if self._backfill_task is not None and not self._backfill_task.done():
-            raise BackfillRunningError
-        ids = sorted(e for e in entity_ids if self.matcher(e)) if entity_ids else None
-        progress = BackfillProgress(start=start, end=end)
-        self.backfill = progress
-        self._backfill_task = self.entry.async_create_background_task(
-            self.hass,
-            async_run_backfill(
-                self,
-                progress,
-                ids if ids is not None else candidate_entities(self.hass, self.matcher),
-            ),
-            name=f"{DOMAIN} backfill {self.entry.title}",
-        )
-        return progress
-
-    async def async_cancel_backfill(self) -> bool:
-        """Cancel a running backfill; True when one was running."""
-        task = self._backfill_task
-        self._backfill_task = None
-        if task is None or task.done():
-            return False
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return True
-
-    @property
-    def backlog(self) -> int:
-        """Points waiting for delivery: in memory plus in the spool (see Pipeline.backlog)."""
-        return self.pipeline.backlog
 
     async def async_requeue_dead_letters(self) -> int:
         """Move quarantined points back to the queue and try to deliver them."""
@@ -427,212 +203,67 @@ class IngestorRuntime:
         self.async_refresh()
 
     @callback
-    def async_on_pipeline_change(self) -> None:
-        """React to pipeline activity: re-assess health now, refresh entities soon."""
-        self.async_refresh()
+    def async_reset_circuit_breaker(self) -> None:
+        """Close the breakers (the main one and every URL's); retry at once if one was open."""
+        resilience = self.pipeline.resilience
+        was_open = resilience.state is ConnectionState.CIRCUIT_OPEN
+        resilience.breaker.reset()
+        # The fallback URLs' breakers too: an open one keeps its URL skipped.
+        was_open |= self.pipeline.uploader.reset_endpoint_breakers()
+        if was_open:
+            # The retry was scheduled for when the breaker would half-open; with the
+            # breaker closed, leave that wait and try at once.
+            self.async_retry_now()
+        else:
+            self.async_refresh()
+
+    # --- state -------------------------------------------------------------------------
 
     @callback
     def async_refresh(self) -> None:
-        """Assess health; fire the transition event; schedule a throttled entity update."""
-        report = self.pipeline.health()
+        """React to pipeline activity: reconnect duties, then assess and publish."""
         active = self.pipeline.resilience.state is ConnectionState.ACTIVE
-        if active and self.auto_backfill and self.pipeline.gaps:
-            self._maybe_backfill_gaps()
+        if active and self.auto_backfill:
+            self.backfill.async_replay_gaps()
         if active and not self._was_active:
             if self._ever_active and self.registry_sync is not None:
                 # Reconnected: the data-api may have missed registry changes.
                 self.registry_sync.async_queue_full_sync()
             self._ever_active = True
         self._was_active = active
-        old = self.health
-        self.health = report
-        if old is None or old.status is not report.status:
-            self._on_health_transition(old, report)
-        for listener in self.health_listeners:
-            listener(old, report)
         if not self._closed:
-            async_sync_issues(self.hass, self.entry)
-        connection = self.pipeline.resilience.state
-        # Status changes reach entities within a second; routine counter updates wait.
-        urgent = (
-            old is None
-            or old.status is not report.status
-            or (connection is not self._last_connection)
-        )
-        self._last_connection = connection
-        if self._closed:
-            return
-        if self._entity_update_pending is not None:
-            if not urgent or self._entity_update_urgent:
-                return
-            self._entity_update_pending()
-        self._entity_update_urgent = urgent
-        self._entity_update_pending = async_call_later(
-            self.hass,
-            ENTITY_UPDATE_INTERVAL if urgent else ROUTINE_UPDATE_INTERVAL,
-            self._async_push_entities,
-        )
+            self.coordinator.async_assess()
 
-    @callback
-    def _maybe_backfill_gaps(self) -> None:
-        """Replay what a full spool dropped, once the backlog has room again."""
-        if (self._backfill_task is not None and not self._backfill_task.done()) or (
-            "recorder" not in self.hass.config.components
-        ):
-            return
-        if self.pipeline.room_for() == 0:
-            return
-        gaps, self.pipeline.gaps = self.pipeline.gaps, []
-        start = dt_util.utc_from_timestamp(min(g[0] for g in gaps) / 1e9)
-        # The end bound is exclusive: one microsecond past the last dropped point.
-        end = dt_util.utc_from_timestamp(max(g[1] for g in gaps) / 1e9 + 1e-6)
-        LOGGER.info(
-            "%s: backfilling %s to %s, dropped by a full spool", self.entry.title, start, end
-        )
-        self.async_start_backfill(start, end, None)
+    async def async_dump(self) -> dict[str, Any]:
+        """Deep state for diagnostics (not redacted; diagnostics.py redacts)."""
+        pipeline = self.pipeline
+        snapshot = self.coordinator.current
+        metrics = pipeline.resilience.metrics
+        return {
+            "snapshot": snapshot,
+            "resilience": pipeline.resilience.as_dict(),
+            "errors_by_category": {
+                category.value: count for category, count in metrics.failures.items() if count
+            },
+            "last_error": pipeline.resilience.health_fields()["last_error"],
+            "active_endpoint": pipeline.uploader.active_endpoint,
+            "buffered": pipeline.buffered,
+            "spool": pipeline.stats,
+            "dead_letters": await self.hass.async_add_executor_job(
+                pipeline.spool.dead_letters, DEAD_LETTER_SAMPLE
+            ),
+            "repair_issues": self.coordinator.repairs.raised,
+            "backfill": None
+            if self.backfill.progress is None
+            else self.backfill.progress.as_dict(),
+            "registry_sync": (None if self.registry_sync is None else self.registry_sync.as_dict()),
+            "registry_tags": (None if self.registry_tags is None else self.registry_tags.as_dict()),
+            "shaping": None if self.shaper is None else self.shaper.as_dict(),
+            "heartbeat": None if self.heartbeat is None else self.heartbeat.as_dict(),
+        }
 
-    @callback
-    def _async_push_entities(self, _now: Any) -> None:
-        self._entity_update_pending = None
-        async_dispatcher_send(self.hass, SIGNAL_UPDATE.format(self.entry.entry_id))
 
-    @callback
-    def _on_health_transition(self, old: HealthReport | None, new: HealthReport) -> None:
-        old_status = old.status if old is not None else HealthStatus.UNKNOWN
-        if old is not None or new.status is not HealthStatus.UNKNOWN:
-            self.hass.bus.async_fire(
-                EVENT_HEALTH_CHANGED,
-                {
-                    "entry_id": self.entry.entry_id,
-                    "old_status": old_status.value,
-                    "new_status": new.status.value,
-                    "reason": new.reason,
-                },
-            )
-        LOGGER.debug("%s health %s -> %s: %s", self.entry.title, old_status, new.status, new.reason)
-        if self.pipeline.resilience.paused_reason is ErrorCategory.AUTH:
-            self.entry.async_start_reauth(self.hass)
-
+#: Dead letters shown in diagnostics.
+DEAD_LETTER_SAMPLE = 20
 
 type IngestorConfigEntry = ConfigEntry[IngestorRuntime]
-
-
-async def async_create_runtime(hass: HomeAssistant, entry: ConfigEntry[Any]) -> IngestorRuntime:
-    """Build the pipeline for ``entry`` (nothing touches the network here)."""
-    data, options = entry.data, entry.options
-    clock = SystemClock()
-    session = async_get_clientsession(hass)
-    ssl_context = await async_ssl_context(hass, data)
-    target = target_from_data(data)
-    policy = build_policy(
-        options.get(CONF_PRESET, DEFAULT_PRESET), options.get(CONF_RETRY_OVERRIDES) or {}
-    )
-    urls: list[str | None] = [
-        None,
-        *(options.get(CONF_FALLBACK_URLS) or data.get(CONF_FALLBACK_URLS) or []),
-    ]
-    sinks = [
-        create_sink(
-            target,
-            session,
-            url=url,
-            timeout=DEFAULT_TIMEOUT,
-            ssl=ssl_context,
-            offload=hass.async_add_executor_job,
-            compress=bool(options.get(CONF_COMPRESS, True)),
-        )
-        for url in urls
-    ]
-    endpoints = [
-        Endpoint(
-            sink=sink,
-            # Per-URL breakers only matter when there is something to fall back to;
-            # their thresholds suit a fallback, whatever the retry preset. Named by
-            # the URL without credentials (the name is logged).
-            breaker=CircuitBreaker(ENDPOINT_BREAKER, clock, name=sink.endpoint)
-            if len(sinks) > 1
-            else None,
-        )
-        for sink in sinks
-    ]
-    encoder: Encoder
-    convert: Callable[[Any], EventRecord | Rendered | None] = to_record
-    registry_tags: RegistryTags | None = None
-    if data[CONF_KIND] == DestinationKind.DATA_API:
-        encoder = JsonEventEncoder(
-            include_unknown=bool(options.get(CONF_INCLUDE_UNAVAILABLE, False))
-        )
-    else:
-        config = encoder_config(options)
-        if options.get(CONF_REGISTRY_TAGS):
-            registry_tags = RegistryTags(hass, options[CONF_REGISTRY_TAGS])
-            config = replace(config, entity_tags=registry_tags.get)
-        encoder = line_encoder = RoutingLineEncoder(config)
-        convert = line_encoder.convert
-        if registry_tags is not None:
-            convert = tags_convert(convert, registry_tags, line_encoder.forget)
-    shaper: Shaper | None = None
-    if (rules := shape_rules_from_options(options)) is not None:
-        shaper = Shaper(rules)
-        encoder = ShapingEncoder(encoder, shaper)
-        convert = shaped_convert(convert, shaper)
-    max_age_days = options.get(CONF_SPOOL_MAX_AGE_DAYS)
-    spool = Spool(
-        spool_path(hass, entry.entry_id),
-        # The option is disk space; segments hold lines compressed.
-        max_disk_bytes=int(options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB) * 1024 * 1024),
-        max_bytes=int(options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB) * 1024 * 1024)
-        * SPOOL_ENCODED_PER_DISK_BYTE,
-        max_age_seconds=float(max_age_days) * 86400 if max_age_days else None,
-        overflow=OverflowPolicy(options.get(CONF_OVERFLOW_POLICY, OverflowPolicy.DROP_OLDEST)),
-        max_memory_bytes=int(options.get(CONF_MEMORY_MAX_MB, DEFAULT_MEMORY_MAX_MB) * 1024 * 1024),
-    )
-    tolerances = HealthTolerances(
-        backlog_age=float(options.get(CONF_BACKLOG_TOLERANCE, DEFAULT_BACKLOG_TOLERANCE)),
-        idle_events=float(idle)
-        if (idle := options.get(CONF_IDLE_TOLERANCE, DEFAULT_IDLE_TOLERANCE))
-        else None,
-    )
-    metrics = Metrics(clock)
-    resilience = Resilience(policy, clock, metrics, name=entry.title)
-    runtime_ref: list[IngestorRuntime] = []
-    pipeline = Pipeline(
-        encoder=encoder,
-        spool=spool,
-        endpoints=endpoints,
-        resilience=resilience,
-        clock=clock,
-        run_sync=hass.async_add_executor_job,
-        convert=convert,
-        config=PipelineConfig(
-            batch_points=int(options.get(CONF_BATCH_SIZE, DEFAULT_BATCH_SIZE)),
-            batch_bytes=int(options.get(CONF_BATCH_BYTES, DEFAULT_BATCH_BYTES)),
-            tolerances=tolerances,
-        ),
-        on_change=lambda: runtime_ref[0].async_on_pipeline_change() if runtime_ref else None,
-    )
-    runtime = IngestorRuntime(
-        hass=hass,
-        entry=entry,
-        pipeline=pipeline,
-        matcher=EntityMatcher(hass, options),
-        flush_interval=float(options.get(CONF_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL)),
-        event_types=list(options.get(CONF_EVENT_TYPES) or []),
-        context_entities=frozenset(options.get(CONF_CONTEXT_ENTITIES) or ()),
-        auto_backfill=bool(options.get(CONF_AUTO_BACKFILL, False)),
-        registry_tags=registry_tags,
-        shaper=shaper,
-    )
-    if minutes := options.get(CONF_HEARTBEAT_MINUTES):
-        runtime.heartbeat = Heartbeat(
-            hass,
-            float(minutes) * 60,
-            wanted=runtime.matcher.decisions,
-            capture_many=pipeline.capture_many,
-            context=runtime.context_fields if runtime.context_entities else None,
-        )
-    primary = endpoints[0].sink
-    if options.get(CONF_REGISTRY_SYNC) and isinstance(primary, DataApiSink):
-        runtime.registry_sync = RegistrySync(hass, sink=primary, policy=policy, clock=clock)
-    runtime_ref.append(runtime)
-    return runtime

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, override
 
 from homeassistant.components.sensor import (
@@ -15,79 +15,73 @@ from homeassistant.const import EntityCategory, UnitOfTime
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .core.errors import ErrorCategory
-from .core.health import HealthStatus
-from .core.retry import RetryStage
-from .core.state import ConnectionState
 from .entity import IngestorEntity
-from .redact import scrub_text
-from .runtime import IngestorConfigEntry, IngestorRuntime
+from .runtime import IngestorConfigEntry
+from .snapshot import (
+    CONNECTION_OPTIONS,
+    ERROR_CATEGORY_OPTIONS,
+    HEALTH_OPTIONS,
+    NONE,
+    RETRY_STAGE_OPTIONS,
+    IngestorSnapshot,
+)
 
 PARALLEL_UPDATES = 0
 
-#: ENUM state for "no retry scheduled" / "no error yet".
-NONE = "none"
 UNIT_EVENTS = "events"
 UNIT_POINTS = "points"
 
-# HA's own "unknown" state represents HealthStatus.UNKNOWN (starting, never
-# connected), so it is not an option of its own.
-HEALTH_OPTIONS = [status.value for status in HealthStatus if status is not HealthStatus.UNKNOWN]
+
+def _health(snapshot: IngestorSnapshot) -> str | None:
+    # HA's own "unknown" state stands for "not known yet" (starting, never connected).
+    return snapshot.health if snapshot.health in HEALTH_OPTIONS else None
 
 
-def _timestamp(wall: float | None) -> datetime | None:
-    # Whole seconds: a value recomputed from two clocks must not change every refresh.
-    return None if wall is None else datetime.fromtimestamp(round(wall), UTC)
+def _health_attributes(snapshot: IngestorSnapshot) -> dict[str, Any]:
+    return {"reason": snapshot.reason, "recommendations": list(snapshot.recommendations)}
 
 
-def _health(runtime: IngestorRuntime) -> str | None:
-    report = runtime.health
-    if report is None or report.status is HealthStatus.UNKNOWN:
-        return None
-    return report.status.value
-
-
-def _health_attributes(runtime: IngestorRuntime) -> dict[str, Any]:
-    report = runtime.health
-    if report is None:
-        return {}
-    # Reasons quote destination error messages: never let a credential through.
+def _backlog_attributes(snapshot: IngestorSnapshot) -> dict[str, Any]:
+    # How long the spool's disk holds at the event rate, and (the backlog is where a
+    # running backfill shows up) backfill progress.
+    outlook = {
+        key: value
+        for key, value in (
+            ("spool_capacity_hours", snapshot.spool_capacity_hours),
+            ("spool_full_in_hours", snapshot.spool_full_in_hours),
+        )
+        if value is not None
+    }
+    backfill = snapshot.backfill
+    if backfill is None:
+        return outlook
     return {
-        "reason": scrub_text(report.reason),
-        "recommendations": [scrub_text(tip) for tip in report.recommendations],
+        **outlook,
+        "backfill_status": backfill.status,
+        "backfill_percent": backfill.percent,
+        "backfill_position": backfill.position.isoformat() if backfill.position else None,
+        "backfill_states": backfill.states,
     }
 
 
-def _backfill_attributes(runtime: IngestorRuntime) -> dict[str, Any]:
-    # The backlog is where a running backfill shows up, so its progress sits here.
-    return {} if runtime.backfill is None else runtime.backfill.attributes()
-
-
-def _connection_attributes(runtime: IngestorRuntime) -> dict[str, Any]:
+def _connection_attributes(snapshot: IngestorSnapshot) -> dict[str, Any]:
     """With fallback URLs: each URL (no credentials) and its breaker state."""
-    endpoints = runtime.pipeline.uploader.endpoint_states()
-    if len(endpoints) < 2:
+    if not snapshot.endpoints:
         return {}
     return {
         "endpoints": [
-            {"url": scrub_text(e["url"]), "breaker_state": e["breaker_state"]} for e in endpoints
+            {"url": endpoint.url, "breaker_state": endpoint.breaker_state}
+            for endpoint in snapshot.endpoints
         ]
     }
-
-
-def _oldest_age(runtime: IngestorRuntime) -> float | None:
-    report = runtime.health
-    if report is None or report.inputs.backlog_oldest_age is None:
-        return None
-    return round(report.inputs.backlog_oldest_age)
 
 
 @dataclass(frozen=True, kw_only=True)
 class IngestorSensorEntityDescription(SensorEntityDescription):
     """Describes one ha_ingestor sensor."""
 
-    value_fn: Callable[[IngestorRuntime], datetime | float | int | str | None]
-    attr_fn: Callable[[IngestorRuntime], Mapping[str, Any]] | None = None
+    value_fn: Callable[[IngestorSnapshot], datetime | float | int | str | None]
+    attr_fn: Callable[[IngestorSnapshot], Mapping[str, Any]] | None = None
 
 
 SENSORS: tuple[IngestorSensorEntityDescription, ...] = (
@@ -103,8 +97,8 @@ SENSORS: tuple[IngestorSensorEntityDescription, ...] = (
         key="connection_state",
         translation_key="connection_state",
         device_class=SensorDeviceClass.ENUM,
-        options=[state.value for state in ConnectionState],
-        value_fn=lambda rt: rt.pipeline.resilience.state.value,
+        options=CONNECTION_OPTIONS,
+        value_fn=lambda s: s.connection_state,
         attr_fn=_connection_attributes,
     ),
     IngestorSensorEntityDescription(
@@ -112,19 +106,17 @@ SENSORS: tuple[IngestorSensorEntityDescription, ...] = (
         translation_key="retry_stage",
         device_class=SensorDeviceClass.ENUM,
         entity_category=EntityCategory.DIAGNOSTIC,
-        options=[NONE, *(stage.value for stage in RetryStage)],
-        value_fn=lambda rt: (
-            NONE if (stage := rt.pipeline.resilience.stage) is None else stage.value
-        ),
+        entity_registry_enabled_default=False,
+        options=RETRY_STAGE_OPTIONS,
+        value_fn=lambda s: s.retry_stage or NONE,
     ),
     IngestorSensorEntityDescription(
         key="backlog",
         translation_key="backlog",
         native_unit_of_measurement=UNIT_EVENTS,
         state_class=SensorStateClass.MEASUREMENT,
-        value_fn=lambda rt: rt.backlog,
-        # Backfill progress, and how long the spool's disk holds at the event rate.
-        attr_fn=lambda rt: {**_backfill_attributes(rt), **rt.pipeline.spool_outlook()},
+        value_fn=lambda s: s.backlog,
+        attr_fn=_backlog_attributes,
     ),
     IngestorSensorEntityDescription(
         key="oldest_pending_age",
@@ -133,14 +125,15 @@ SENSORS: tuple[IngestorSensorEntityDescription, ...] = (
         native_unit_of_measurement=UnitOfTime.SECONDS,
         state_class=SensorStateClass.MEASUREMENT,
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=_oldest_age,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.oldest_pending_age,
     ),
     IngestorSensorEntityDescription(
         key="events_sent",
         translation_key="events_sent",
         native_unit_of_measurement=UNIT_EVENTS,
         state_class=SensorStateClass.TOTAL_INCREASING,
-        value_fn=lambda rt: rt.pipeline.resilience.metrics.events_sent,
+        value_fn=lambda s: s.events_sent,
     ),
     IngestorSensorEntityDescription(
         key="events_dropped",
@@ -148,7 +141,7 @@ SENSORS: tuple[IngestorSensorEntityDescription, ...] = (
         native_unit_of_measurement=UNIT_EVENTS,
         state_class=SensorStateClass.TOTAL_INCREASING,
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda rt: rt.pipeline.resilience.metrics.events_dropped,
+        value_fn=lambda s: s.events_dropped,
     ),
     IngestorSensorEntityDescription(
         key="points_quarantined",
@@ -157,9 +150,7 @@ SENSORS: tuple[IngestorSensorEntityDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         entity_category=EntityCategory.DIAGNOSTIC,
         # Points in the dead-letter table now (goes down after a requeue).
-        value_fn=lambda rt: (
-            None if (stats := rt.pipeline.stats) is None else stats.dead_letter_count
-        ),
+        value_fn=lambda s: None if s.spool is None else s.spool.dead_letter_count,
     ),
     IngestorSensorEntityDescription(
         key="quarantine_dropped",
@@ -167,42 +158,43 @@ SENSORS: tuple[IngestorSensorEntityDescription, ...] = (
         native_unit_of_measurement=UNIT_POINTS,
         state_class=SensorStateClass.TOTAL_INCREASING,
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
         # Quarantined points deleted by the dead-letter size cap (persisted in the spool).
-        value_fn=lambda rt: (
-            None if (stats := rt.pipeline.stats) is None else stats.dead_letter_dropped
-        ),
+        value_fn=lambda s: None if s.spool is None else s.spool.dead_letter_dropped,
     ),
     IngestorSensorEntityDescription(
         key="last_success",
         translation_key="last_success",
         device_class=SensorDeviceClass.TIMESTAMP,
-        value_fn=lambda rt: _timestamp(rt.pipeline.resilience.last_success_wall),
+        entity_category=EntityCategory.DIAGNOSTIC,
+        # Changes with every write: enabled, it would fill the logbook while healthy.
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.last_success,
     ),
     IngestorSensorEntityDescription(
         key="next_retry",
         translation_key="next_retry",
         device_class=SensorDeviceClass.TIMESTAMP,
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda rt: _timestamp(rt.pipeline.resilience.next_retry_at_wall),
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.next_retry,
     ),
     IngestorSensorEntityDescription(
         key="consecutive_failures",
         translation_key="consecutive_failures",
         state_class=SensorStateClass.MEASUREMENT,
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda rt: rt.pipeline.resilience.consecutive_failures,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.consecutive_failures,
     ),
     IngestorSensorEntityDescription(
         key="last_error_category",
         translation_key="last_error_category",
         device_class=SensorDeviceClass.ENUM,
         entity_category=EntityCategory.DIAGNOSTIC,
-        options=[NONE, *(category.value for category in ErrorCategory)],
-        value_fn=lambda rt: (
-            NONE
-            if (category := rt.pipeline.resilience.last_error_category) is None
-            else category.value
-        ),
+        entity_registry_enabled_default=False,
+        options=ERROR_CATEGORY_OPTIONS,
+        value_fn=lambda s: s.last_error_category or NONE,
     ),
 )
 
@@ -217,15 +209,15 @@ async def async_setup_entry(
 
 
 class IngestorSensorEntity(IngestorEntity, SensorEntity):
-    """A sensor reading one fact of the pipeline."""
+    """A sensor showing one fact of the entry's snapshot."""
 
     entity_description: IngestorSensorEntityDescription
 
     @property
     @override
     def native_value(self) -> datetime | float | int | str | None:
-        """The current value."""
-        return self.entity_description.value_fn(self.runtime)
+        """The value as of the latest snapshot."""
+        return self.entity_description.value_fn(self.snapshot)
 
     @property
     @override
@@ -233,4 +225,4 @@ class IngestorSensorEntity(IngestorEntity, SensorEntity):
         """Extra attributes (health: reason and tips; backlog: backfill progress)."""
         if self.entity_description.attr_fn is None:
             return None
-        return self.entity_description.attr_fn(self.runtime)
+        return self.entity_description.attr_fn(self.snapshot)

@@ -18,10 +18,9 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
-from .backfill import BackfillRangeError, bounded_range
+from .backfill import BackfillRangeError, BackfillRunningError, bounded_range
 from .const import DOMAIN
-from .core.state import ConnectionState
-from .runtime import BackfillRunningError, IngestorConfigEntry, IngestorRuntime
+from .runtime import IngestorConfigEntry, IngestorRuntime
 
 SERVICE_FLUSH = "flush"
 SERVICE_RETRY_NOW = "retry_now"
@@ -82,17 +81,7 @@ async def _retry_now(runtime: IngestorRuntime) -> None:
 
 
 async def _reset_circuit_breaker(runtime: IngestorRuntime) -> None:
-    resilience = runtime.pipeline.resilience
-    was_open = resilience.state is ConnectionState.CIRCUIT_OPEN
-    resilience.breaker.reset()
-    # The fallback URLs' breakers too: an open one keeps its URL skipped.
-    was_open |= runtime.pipeline.uploader.reset_endpoint_breakers()
-    if was_open:
-        # The retry was scheduled for when the breaker would half-open; with the
-        # breaker closed, leave that wait and try at once.
-        runtime.async_retry_now()
-    else:
-        runtime.async_refresh()
+    runtime.async_reset_circuit_breaker()
 
 
 @callback
@@ -149,7 +138,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
                 translation_placeholders=err.placeholders,
             ) from err
         try:
-            runtime.async_start_backfill(start, end, call.data.get(ATTR_ENTITY_ID))
+            runtime.backfill.async_start(start, end, call.data.get(ATTR_ENTITY_ID))
         except BackfillRunningError as err:
             raise ServiceValidationError(
                 translation_domain=DOMAIN, translation_key="backfill_running"
@@ -159,7 +148,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
 
     async def cancel_backfill(call: ServiceCall) -> ServiceResponse:
         runtime = async_get_runtime(hass, call.data[ATTR_CONFIG_ENTRY_ID])
-        return {"cancelled": await runtime.async_cancel_backfill()}
+        return {"cancelled": await runtime.backfill.async_cancel()}
 
     hass.services.async_register(
         DOMAIN,

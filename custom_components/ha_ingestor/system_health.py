@@ -1,6 +1,5 @@
 """System health of ha_ingestor: is each destination reachable, and how far behind."""
 
-from datetime import UTC, datetime
 from typing import Any
 
 from homeassistant.components import system_health
@@ -8,7 +7,6 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 
 from .const import DOMAIN
-from .core.state import ConnectionState
 from .runtime import IngestorConfigEntry
 
 
@@ -19,14 +17,13 @@ def async_register(hass: HomeAssistant, register: system_health.SystemHealthRegi
 
 
 def _facts(entry: IngestorConfigEntry) -> dict[str, Any]:
-    runtime = entry.runtime_data
-    resilience = runtime.pipeline.resilience
-    last = resilience.last_success_wall
+    snapshot = entry.runtime_data.coordinator.data
+    last = snapshot.last_success
     return {
-        "reachable": resilience.state is ConnectionState.ACTIVE,
-        "state": resilience.state.value,
-        "backlog": runtime.backlog,
-        "last_success": "never" if last is None else datetime.fromtimestamp(last, UTC).isoformat(),
+        "reachable": snapshot.connected,
+        "state": snapshot.connection_state,
+        "backlog": snapshot.pending,
+        "last_success": "never" if last is None else last.isoformat(),
     }
 
 

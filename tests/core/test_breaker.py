@@ -11,9 +11,9 @@ from custom_components.ha_ingestor.core.breaker import (
     CircuitOpenError,
     Permit,
 )
-from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
 from custom_components.ha_ingestor.core.retry import BreakerConfig
+from tests.core.fake_time import FakeClock
 
 NET = DeliveryError(ErrorCategory.NETWORK, "connection refused")
 

@@ -287,3 +287,45 @@ def test_report_as_dict_echoes_inputs() -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+STALL = HealthTolerances(stalled_after=10.0)
+
+
+@pytest.mark.parametrize(
+    ("oldest", "since_success", "status"),
+    [
+        (12.0, 12.0, HealthStatus.DEGRADED),  # overdue and nothing confirmed: stalled
+        (8.0, 12.0, HealthStatus.HEALTHY),  # nothing overdue yet
+        (12.0, 2.0, HealthStatus.HEALTHY),  # a backfill's old points, delivering fine
+        (12.0, None, HealthStatus.HEALTHY),  # never delivered: not a stall of delivery
+    ],
+)
+def test_stalled_delivery(oldest: float, since_success: float | None, status: HealthStatus) -> None:
+    """Overdue points with no write confirmed for as long: degraded before any failure."""
+    inputs = active(backlog_size=7, backlog_oldest_age=oldest, seconds_since_success=since_success)
+    report = assess_health(inputs, STALL)
+    assert report.status is status
+    if status is HealthStatus.DEGRADED:
+        assert report.reason == "No write has been confirmed for 12 s; 7 points are waiting."
+
+
+def test_stall_off_by_default() -> None:
+    inputs = active(backlog_size=7, backlog_oldest_age=100.0, seconds_since_success=100.0)
+    assert assess_health(inputs).status is HealthStatus.HEALTHY
+
+
+@pytest.mark.parametrize(
+    ("next_in", "suffix"),
+    [(0.0, "Attempting now."), (0.4, "Attempting now."), (3.0, "Next attempt in 3 s.")],
+)
+def test_retry_due_reads_attempting_now(next_in: float, suffix: str) -> None:
+    """A retry that is due is never announced as a time already past."""
+    inputs = active(
+        connection_state=ConnectionState.RETRYING_RAPID,
+        consecutive_failures=1,
+        retry_stage=RetryStage.RAPID,
+        retry_attempt=1,
+        next_retry_in=next_in,
+    )
+    assert suffix in assess_health(inputs).reason

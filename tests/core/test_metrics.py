@@ -2,9 +2,9 @@
 
 import pytest
 
-from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.errors import ErrorCategory
 from custom_components.ha_ingestor.core.metrics import Metrics, Summary, WindowCounter
+from tests.core.fake_time import FakeClock
 
 
 def test_summary_aggregates_and_percentiles() -> None:

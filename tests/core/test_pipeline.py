@@ -13,7 +13,6 @@ import aiohttp
 import pytest
 
 from custom_components.ha_ingestor.core.breaker import CircuitBreaker
-from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.encoder import (
     EncoderConfig,
     EventRecord,
@@ -27,7 +26,7 @@ from custom_components.ha_ingestor.core.sinks import InfluxV1Target, create_sink
 from custom_components.ha_ingestor.core.spool import Spool
 from custom_components.ha_ingestor.core.state import ConnectionState
 from custom_components.ha_ingestor.core.uploader import Endpoint, Uploader
-from tests.core.fake_time import advance_until
+from tests.core.fake_time import FakeClock, advance_until
 from tests.servers import InfluxV1Server, free_port
 
 BASE_NS = 1_700_000_000_000_000_000

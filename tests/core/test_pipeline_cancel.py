@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from custom_components.ha_ingestor.core import pipeline as pipeline_mod
-from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.encoder import (
     EncoderConfig,
     EventRecord,
@@ -26,6 +25,7 @@ from custom_components.ha_ingestor.core.resilience import Resilience
 from custom_components.ha_ingestor.core.retry import build_policy
 from custom_components.ha_ingestor.core.spool import Spool
 from custom_components.ha_ingestor.core.uploader import Endpoint
+from tests.core.fake_time import FakeClock
 from tests.core.test_pipeline_store import NeverSink
 
 EVENTS = 12  # slices of 5, 5 and 2 (see the slice fixture)

@@ -4,7 +4,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.encoder import (
     EncoderConfig,
     EventRecord,
@@ -15,6 +14,7 @@ from custom_components.ha_ingestor.core.resilience import Resilience
 from custom_components.ha_ingestor.core.retry import build_policy
 from custom_components.ha_ingestor.core.spool import Spool
 from custom_components.ha_ingestor.core.uploader import Endpoint
+from tests.core.fake_time import FakeClock
 
 
 class NeverSink:

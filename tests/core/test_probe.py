@@ -17,7 +17,6 @@ import aiohttp
 import pytest
 
 from custom_components.ha_ingestor.core.breaker import BreakerState, CircuitBreaker
-from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
 from custom_components.ha_ingestor.core.probe import probe_address, tcp_reachable
 from custom_components.ha_ingestor.core.resilience import Resilience
@@ -32,7 +31,7 @@ from custom_components.ha_ingestor.core.uploader import (
     Sink,
     Uploader,
 )
-from tests.core.fake_time import advance_until
+from tests.core.fake_time import FakeClock, advance_until
 from tests.core.test_pipeline import BASE_NS, count_points, run_sync
 from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server, free_port

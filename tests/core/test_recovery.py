@@ -24,7 +24,6 @@ from cryptography.x509.oid import NameOID
 import pytest
 
 from custom_components.ha_ingestor.core.breaker import BreakerState, CircuitBreaker
-from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.encoder import EncoderConfig, LineProtocolEncoder
 from custom_components.ha_ingestor.core.errors import ErrorCategory
 from custom_components.ha_ingestor.core.pipeline import Pipeline, PipelineConfig
@@ -34,7 +33,7 @@ from custom_components.ha_ingestor.core.sinks import InfluxV1Target, create_sink
 from custom_components.ha_ingestor.core.spool import Spool
 from custom_components.ha_ingestor.core.state import ConnectionState
 from custom_components.ha_ingestor.core.uploader import ENDPOINT_BREAKER, Endpoint
-from tests.core.fake_time import advance_until
+from tests.core.fake_time import FakeClock, advance_until
 from tests.core.test_pipeline import count_points, record, run_sync
 from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server

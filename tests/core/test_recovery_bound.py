@@ -10,10 +10,10 @@ import random
 
 import pytest
 
-from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
 from custom_components.ha_ingestor.core.resilience import Resilience
 from custom_components.ha_ingestor.core.retry import build_policy
+from tests.core.fake_time import FakeClock
 
 TIMEOUT = 30.0  # the sinks' request timeout
 HOUR = 3600.0

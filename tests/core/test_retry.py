@@ -70,10 +70,10 @@ def test_stage_and_attempt_tracking() -> None:
     sched = RetrySchedule(build_policy("infinite", NO_JITTER))
     assert sched.stage is None
     assert sched.stage_attempt == 0
-    assert sched.last_delay is None
     seen = []
+    last = None
     for _ in range(32):
-        sched.next_delay()
+        last = sched.next_delay()
         seen.append((sched.stage, sched.stage_attempt))
     assert seen[0] == (RetryStage.RAPID, 1)
     assert seen[9] == (RetryStage.RAPID, 10)
@@ -81,7 +81,7 @@ def test_stage_and_attempt_tracking() -> None:
     assert seen[29] == (RetryStage.MODERATE, 20)
     assert seen[30] == (RetryStage.PERSISTENT, 1)
     assert sched.failures == 32
-    assert sched.last_delay == 60.0
+    assert last == 60.0
 
 
 def test_aggressive_preset() -> None:

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from custom_components.ha_ingestor.core import pipeline as pipeline_mod
-from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.encoder import (
     EncoderConfig,
     EventRecord,
@@ -34,6 +33,7 @@ from custom_components.ha_ingestor.core.spool import (
     merge_gaps,
 )
 from custom_components.ha_ingestor.core.uploader import Endpoint
+from tests.core.fake_time import FakeClock
 from tests.core.test_pipeline_store import NeverSink
 
 

@@ -2,13 +2,13 @@
 
 import pytest
 
-from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.retry import RetryStage
 from custom_components.ha_ingestor.core.state import (
     ConnectionState,
     ConnectionStateMachine,
     Transition,
 )
+from tests.core.fake_time import FakeClock
 
 
 def test_initial_state_and_time_in_state() -> None:

@@ -43,6 +43,9 @@ class HealthTolerances:
     backlog_age: float = 300.0  # oldest unsent point, seconds
     idle_events: float | None = None  # no event from Home Assistant, seconds; None = off
     recent_window: float = 3600.0  # window of recent_dropped / recent_quarantined
+    #: Points waiting this long with no write confirmed for as long: delivery is
+    #: stalled (a hung destination answers nothing, so no failure is counted).
+    stalled_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +66,8 @@ class HealthInputs:
     #: Seconds since the first failure of the current outage (None: no outage).
     outage_seconds: float | None = None
     last_success_wall: float | None = None
+    #: Seconds since the last successful write (None: none yet).
+    seconds_since_success: float | None = None
     last_error: str | None = None
     last_error_category: ErrorCategory | None = None
     seconds_since_last_event: float | None = None
@@ -183,9 +188,15 @@ def _for_suffix(inputs: HealthInputs) -> str:
     return f" for {format_duration(inputs.outage_seconds)}"
 
 
+#: A retry due within this many seconds is reported as being attempted.
+DUE_NOW = 1.0
+
+
 def _retry_suffix(inputs: HealthInputs) -> str:
     if inputs.next_retry_in is None:
         return ""
+    if inputs.next_retry_in < DUE_NOW:
+        return " Attempting now."
     return f" Next attempt in {format_duration(inputs.next_retry_in)}."
 
 
@@ -205,6 +216,8 @@ def _unhealthy(inputs: HealthInputs) -> _Verdict | None:
         check = (
             ""
             if inputs.next_retry_in is None
+            else " Checking again now."
+            if inputs.next_retry_in < DUE_NOW
             else f" Checked again in {format_duration(inputs.next_retry_in)}."
         )
         return (
@@ -241,7 +254,18 @@ def _unhealthy(inputs: HealthInputs) -> _Verdict | None:
 
 def _degradations(inputs: HealthInputs, tol: HealthTolerances) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    if inputs.backlog_oldest_age is not None and inputs.backlog_oldest_age > tol.backlog_age:
+    if _stalled(inputs, tol):
+        since = inputs.seconds_since_success
+        problems.append(
+            (
+                (
+                    f"No write has been confirmed for {format_duration(since or 0.0)}; "
+                    f"{inputs.backlog_size} points are waiting"
+                ),
+                "The destination may be hung or overloaded; check its logs and load",
+            )
+        )
+    elif inputs.backlog_oldest_age is not None and inputs.backlog_oldest_age > tol.backlog_age:
         problems.append(
             (
                 (
@@ -278,6 +302,19 @@ def _degradations(inputs: HealthInputs, tol: HealthTolerances) -> list[tuple[str
             )
         )
     return problems
+
+
+def _stalled(inputs: HealthInputs, tol: HealthTolerances) -> bool:
+    """Points are overdue and nothing was confirmed meanwhile (a hung destination)."""
+    limit = tol.stalled_after
+    return (
+        limit is not None
+        and inputs.backlog_size > 0
+        and inputs.backlog_oldest_age is not None
+        and inputs.backlog_oldest_age > limit
+        and inputs.seconds_since_success is not None
+        and inputs.seconds_since_success > limit
+    )
 
 
 def assess_health(inputs: HealthInputs, tolerances: HealthTolerances | None = None) -> HealthReport:

@@ -305,11 +305,6 @@ class Resilience:
         return self._consecutive_failures
 
     @property
-    def next_retry_at(self) -> float | None:
-        """Monotonic time of the next scheduled attempt, if any."""
-        return self._next_retry_at
-
-    @property
     def next_retry_in(self) -> float | None:
         """Seconds until the next scheduled attempt, if any."""
         if self._next_retry_at is None:
@@ -352,11 +347,6 @@ class Resilience:
         if self._outage_started_wall is None:
             return None
         return max(0.0, self._clock.time() - self._outage_started_wall)
-
-    @property
-    def last_success_monotonic(self) -> float | None:
-        """Monotonic time of the last success."""
-        return self._last_success_monotonic
 
     @property
     def last_success_wall(self) -> float | None:
@@ -418,6 +408,11 @@ class Resilience:
             consecutive_failures=self._consecutive_failures,
             outage_seconds=self.outage_seconds(),
             last_success_wall=self._last_success_wall,
+            seconds_since_success=(
+                None
+                if self._last_success_monotonic is None
+                else max(0.0, self._clock.monotonic() - self._last_success_monotonic)
+            ),
             last_error=None if err is None else err.message,
             last_error_category=None if err is None else err.category,
             seconds_since_last_event=seconds_since_last_event,

@@ -535,7 +535,6 @@ class RetrySchedule:
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
         self._failures = 0
         self._gave_up = False
-        self._last_delay: float | None = None
 
     @property
     def policy(self) -> RetryPolicy:
@@ -566,11 +565,6 @@ class RetrySchedule:
         """Whether ``max_retries`` was exhausted (limited preset)."""
         return self._gave_up
 
-    @property
-    def last_delay(self) -> float | None:
-        """Delay returned by the last :meth:`next_delay` call, if any."""
-        return self._last_delay
-
     def next_delay(self, retry_after: float | None = None) -> float | None:
         """Record a failure and return the delay before the next attempt.
 
@@ -584,7 +578,6 @@ class RetrySchedule:
         max_retries = self._policy.max_retries
         if self._gave_up or (max_retries is not None and self._failures >= max_retries):
             self._gave_up = True
-            self._last_delay = None
             return None
         self._failures += 1
         delay = apply_jitter(
@@ -592,7 +585,6 @@ class RetrySchedule:
         )
         if retry_after is not None and retry_after > 0:
             delay = max(delay, min(retry_after, self._policy.retry_after_cap))
-        self._last_delay = delay
         return delay
 
     def delay_for(self, err: DeliveryError) -> float | None:
@@ -603,4 +595,3 @@ class RetrySchedule:
         """Back to the first stage (after a success or a manual retry)."""
         self._failures = 0
         self._gave_up = False
-        self._last_delay = None
