@@ -8,7 +8,6 @@ overwrites the same points instead of duplicating them.
 
 import asyncio
 from collections.abc import Callable
-import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -205,8 +204,11 @@ class BackfillRunner:
         if task is None or task.done():
             return False
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Not "await task" under suppress(CancelledError): that would also swallow a
+        # cancellation of the caller (an unload cancelled meanwhile).
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.result()  # it ended before the cancel landed: its own error, if any
         return True
 
     @callback

@@ -6,7 +6,6 @@ spool -> uploader background task. State: pipeline changes -> the health hub
 """
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 import time
@@ -125,9 +124,10 @@ class IngestorRuntime:
         await self.backfill.async_cancel()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # asyncio.wait, not "await task" under suppress(CancelledError): that would
+            # also swallow a cancellation of this close itself.
+            await asyncio.wait(self._tasks)
         self._tasks.clear()
         if self.shaper is not None:
             await self._async_flush_held()

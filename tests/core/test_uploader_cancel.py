@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from custom_components.ha_ingestor.core.clock import FakeClock
 from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
 from custom_components.ha_ingestor.core.resilience import Resilience
 from custom_components.ha_ingestor.core.retry import build_policy
 from custom_components.ha_ingestor.core.spool import Spool
 from custom_components.ha_ingestor.core.uploader import Endpoint, Uploader
+from tests.core.fake_time import FakeClock
 
 
 class DownSink:
