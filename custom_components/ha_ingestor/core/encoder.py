@@ -264,7 +264,6 @@ class EncoderConfig:
     tags_attributes: frozenset[str] = frozenset()
     ignore_attributes: frozenset[str] = frozenset()
     include_unknown: bool = False
-    include_context_id: bool = False
     max_string_bytes: int = 24_000_000
     # InfluxDB refuses a point whose series key plus a field key exceed 65 535
     # bytes ("max key length exceeded"): no longer name or tag value is ever stored.
@@ -545,7 +544,6 @@ class LineProtocolEncoder:
         self.config = config or EncoderConfig()
         self._frozen_types = frozenset(frozen_mappings)
         self._include_unknown = self.config.include_unknown
-        self._with_context = self.config.include_context_id
         # entity_id -> (attributes object, {state shape: template}); holding the
         # attributes object keeps its id() from being reused by another object.
         self._lines: dict[str, tuple[Mapping[str, Any], dict[tuple[bool, bool], _Template]]] = {}
@@ -816,10 +814,6 @@ class LineProtocolEncoder:
                 if tag_key and tag_value:
                     point.tags[tag_key] = tag_value
 
-        if conf.include_context_id and record.context_id:
-            point.fields[self._free_key(point.fields, "context_id")] = self._string(
-                point, record.context_id
-            )
         for raw_key, extra_value in (record.extra or {}).items():
             self._add_extra(point, str(raw_key), extra_value)
 
@@ -844,7 +838,7 @@ class LineProtocolEncoder:
         """Encode through the line cache: (line, dropped, truncated), None if skipped.
 
         Returns ``_MISS`` for records the cache does not cover (enrichment
-        fields, context ids, mutable attribute mappings, unusual values).
+        fields, mutable attribute mappings, unusual values).
         """
         state = record.state
         time_ns = record.time_ns
@@ -858,11 +852,7 @@ class LineProtocolEncoder:
         ):
             return _MISS  # let _build raise the precise error
         attributes = record.attributes
-        if (
-            type(attributes) not in self._frozen_types
-            or record.extra
-            or (self._with_context and record.context_id)
-        ):
+        if type(attributes) not in self._frozen_types or record.extra:
             return _MISS
         if state in _SKIPPED_STATES and not self._include_unknown:
             # Only an entity id already checked may be skipped without _check_record.
@@ -895,8 +885,7 @@ class LineProtocolEncoder:
         The flush job's fast path for Home Assistant states: no
         :class:`EventRecord` is built when ``attributes`` is the very object
         this entity's cached template was rendered from (HA reuses it while
-        only the state changes). None (context ids on, attributes not seen
-        before, an unknown state, a value dropped or cut) means: encode an
+        only the state changes). None (attributes not seen before, an unknown state, a value dropped or cut) means: encode an
         EventRecord instead, which also fills the cache and counts what it
         drops. ``last_changed`` is not part of a line, so it is not needed here.
         """
@@ -904,7 +893,6 @@ class LineProtocolEncoder:
         if (
             slot is None
             or slot[0] is not attributes
-            or self._with_context
             or not _MIN_TIME_NS <= time_ns <= _MAX_TIME_NS
             or state in _SKIPPED_STATES
         ):
