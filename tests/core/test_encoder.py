@@ -788,7 +788,7 @@ def test_encoder_matches_client_fed_with_builtin_fields(
 
 
 def test_name_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from custom_components.ha_ingestor.core import encoder as encoder_mod  # noqa: PLC0415
+    from custom_components.ha_ingestor.core import line_protocol as encoder_mod  # noqa: PLC0415
 
     monkeypatch.setattr(encoder_mod, "_NAME_CACHE_SIZE", 3)
     encoder = LineProtocolEncoder()

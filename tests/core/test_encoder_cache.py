@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from custom_components.ha_ingestor.core import encoder as encoder_module
+from custom_components.ha_ingestor.core import line_cache as encoder_module
 from custom_components.ha_ingestor.core.encoder import (
     EncodeError,
     EncoderConfig,
