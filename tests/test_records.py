@@ -146,7 +146,6 @@ def captured_items(specs: list[tuple[str, str, str, int]]) -> list[Any]:
     config=st.builds(
         EncoderConfig,
         include_unknown=st.booleans(),
-        include_context_id=st.booleans(),
         max_string_bytes=st.sampled_from([16 * 1024, 64]),
     ),
 )
@@ -184,10 +183,6 @@ def test_convert_skips_the_record_once_the_line_is_cached() -> None:
         1_700_000_000_250_000_000,
         b'W,domain=sensor,entity_id=power friendly_name_str="Power",value=2 1700000000250000000',
     )
-    # Context ids need the record (the state's context), so no shortcut then.
-    with_context = RoutingLineEncoder(EncoderConfig(include_context_id=True))
-    with_context.encode_many([to_record(first)])  # type: ignore[list-item]
-    assert isinstance(with_context.convert(second), EventRecord)
 
 
 def test_overrides_apply_to_states_not_to_events() -> None:

@@ -501,8 +501,7 @@ def test_single_line() -> None:
 # ---------------------------------------------------------------- context / extra
 
 
-def test_context_id_and_extra_fields() -> None:
-    config = EncoderConfig(include_context_id=True)
+def test_extra_fields_and_no_context_id() -> None:
     record = rec(
         "1",
         {"context_id": 5},
@@ -517,11 +516,11 @@ def test_context_id_and_extra_fields() -> None:
             "value": "dup",
         },
     )
-    result = one(record, config)
+    result = one(record)
     text = result.lines[0][1].decode()
     assert result.dropped_values == 0
     assert '_="kept"' in text
-    assert 'context_id_="01HXYZ12"' in text
+    assert "01HXYZ12" not in text  # the context id is not a field
     assert "context_id=5" in text
     # Extra strings stay strings (a ULID must not hit the digit-tail rule).
     assert 'user_id="u12"' in text
@@ -789,7 +788,7 @@ def test_encoder_matches_client_fed_with_builtin_fields(
 
 
 def test_name_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from custom_components.ha_ingestor.core import encoder as encoder_mod  # noqa: PLC0415
+    from custom_components.ha_ingestor.core import line_protocol as encoder_mod  # noqa: PLC0415
 
     monkeypatch.setattr(encoder_mod, "_NAME_CACHE_SIZE", 3)
     encoder = LineProtocolEncoder()

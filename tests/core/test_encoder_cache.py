@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from custom_components.ha_ingestor.core import encoder as encoder_module
+from custom_components.ha_ingestor.core import line_cache as encoder_module
 from custom_components.ha_ingestor.core.encoder import (
     EncodeError,
     EncoderConfig,
@@ -148,7 +148,6 @@ CONFIGS = st.builds(
     tags_attributes=st.sampled_from([frozenset(), frozenset({"room", "floor", "time"})]),
     ignore_attributes=st.sampled_from([frozenset(), frozenset({"state_class", "value"})]),
     include_unknown=st.booleans(),
-    include_context_id=st.booleans(),
     max_string_bytes=st.sampled_from([16 * 1024, 8]),
     max_name_bytes=st.sampled_from([256, 4]),
     max_tag_value_bytes=st.sampled_from([1024, 3]),
@@ -254,11 +253,11 @@ def test_skipped_states_and_bad_records_through_the_cache() -> None:
     assert not result.rejected
 
 
-def test_extra_and_context_bypass_the_cache() -> None:
-    encoder = cached(EncoderConfig(include_context_id=True))
+def test_extra_bypasses_the_cache() -> None:
+    encoder = cached(EncoderConfig())
     attrs = Frozen(unit_of_measurement="W")
     line = encoder.encode(rec("1", attrs, context_id="01C", extra={"ctx_t": 2}))
-    assert line == b'W,domain=sensor,entity_id=temp context_id="01C",ctx_t=2,value=1 %d' % T
+    assert line == b"W,domain=sensor,entity_id=temp ctx_t=2,value=1 %d" % T
     assert not encoder._lines
 
 
@@ -299,7 +298,6 @@ def test_cached_line_answers_only_what_the_full_path_writes_unchanged(
         )
         if answer is None:
             continue
-        assert not config.include_context_id
         lines, skipped, rejected, dropped, truncated = _uncached_outcome(config, record)
         assert lines == [(record.time_ns, answer)]
         assert (skipped, rejected, dropped, truncated) == (0, [], 0, 0)
@@ -332,10 +330,6 @@ def test_cached_line_answers_plain_states_of_a_known_attributes_object() -> None
     assert encoder.cached_line("sensor.temp", "nan", attrs, T) is None  # value dropped
     assert encoder.cached_line("sensor.temp", "x" * 20, attrs, T) is None  # text cut
     assert encoder.cached_line("sensor.temp", "1", attrs, 2**63) is None  # out of range
-    with_context = cached(EncoderConfig(include_context_id=True))
-    with_context.encode(rec("0", attrs))
-    assert with_context._lines
-    assert with_context.cached_line("sensor.temp", "1", attrs, T) is None
 
 
 def test_a_cut_attribute_keeps_its_state_on_the_full_path() -> None:

@@ -689,11 +689,13 @@ class DataApiSink(_HttpSink):
         url: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         ssl: ssl_module.SSLContext | bool = True,
+        compress: bool = True,
         offload: Offload | None = None,
     ) -> None:
         """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints).
 
         ``offload`` runs CPU-heavy encoding off the loop; without it, it runs inline.
+        ``compress`` is accepted like the other sinks', but bodies are always gzip.
         """
         super().__init__(
             session, url or target.url, timeout=timeout, ssl=ssl, secrets=(target.token,)
@@ -741,6 +743,14 @@ class DataApiSink(_HttpSink):
         await self.write([])
 
 
+#: The sink class of each target type.
+SINK_CLASSES: Final[Mapping[type[Target], Callable[..., Sink]]] = {
+    InfluxV1Target: InfluxV1Sink,
+    InfluxV2Target: InfluxV2Sink,
+    DataApiTarget: DataApiSink,
+}
+
+
 def create_sink(
     target: Target,
     session: aiohttp.ClientSession,
@@ -760,12 +770,7 @@ def create_sink(
     ``compress`` gzips InfluxDB request bodies (the data-api always gzips). An
     unusable URL raises ``DeliveryError(NOT_FOUND)``.
     """
-    if isinstance(target, InfluxV1Target):
-        return InfluxV1Sink(
-            target, session, url=url, timeout=timeout, ssl=ssl, compress=compress, offload=offload
-        )
-    if isinstance(target, InfluxV2Target):
-        return InfluxV2Sink(
-            target, session, url=url, timeout=timeout, ssl=ssl, compress=compress, offload=offload
-        )
-    return DataApiSink(target, session, url=url, timeout=timeout, ssl=ssl, offload=offload)
+    sink_class = SINK_CLASSES[type(target)]
+    return sink_class(
+        target, session, url=url, timeout=timeout, ssl=ssl, compress=compress, offload=offload
+    )

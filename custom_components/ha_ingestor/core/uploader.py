@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import logging
 import math
 import re
-from typing import Any, Protocol
+from typing import Any
 
 from .breaker import BreakerState, CircuitBreaker, Permit
 from .clock import Clock
@@ -35,6 +35,7 @@ from .logthrottle import ThrottledLog
 from .probe import tcp_reachable
 from .resilience import Resilience
 from .retry import BreakerConfig
+from .sinks import Sink
 from .spool import Batch, RowIds, Rows, Spool, within_bytes
 
 _LOGGER = logging.getLogger(__name__)
@@ -95,15 +96,6 @@ class _Outcome:
     accepted: int
     unresolved: bool = False
     error: DeliveryError | None = None
-
-
-class Sink(Protocol):
-    """What the uploader needs from a destination."""
-
-    endpoint: str
-
-    async def write(self, payloads: Sequence[bytes]) -> None:
-        """Deliver payloads or raise :class:`DeliveryError`."""
 
 
 @dataclass(slots=True)
