@@ -34,7 +34,7 @@ class EncodeError(ValueError):
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__,
-# which makes building one ~4x slower (~1 us more), once per state change.
+# which is slow for an object built once per state change.
 @dataclass(slots=True)
 class EventRecord:
     """HA-free snapshot of one state change (treat it as immutable).
