@@ -111,3 +111,14 @@ async def wait_for(hass: HomeAssistant, condition: Callable[[], bool], *, limit:
             return
         await hass.async_add_executor_job(time.sleep, 0.01)
     raise AssertionError("condition not reached")
+
+
+async def drained(hass: HomeAssistant, freezer: FrozenDateTimeFactory, entry: Any) -> None:
+    """Advance time until everything captured so far is delivered."""
+    runtime = entry.runtime_data
+    await settle(
+        hass,
+        freezer,
+        # Delivered rows stay spooled until the next write: backlog leaves them out.
+        lambda: runtime.pipeline.stats is not None and runtime.pipeline.backlog == 0,
+    )

@@ -1,7 +1,6 @@
 """Heartbeat on a real InfluxDB 1.6.7, driven by Home Assistant's timers and time travel."""
 
 import itertools
-from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
@@ -12,7 +11,7 @@ from custom_components.ha_ingestor.const import (
     CONF_EXCLUDE_ENTITIES,
     CONF_HEARTBEAT_MINUTES,
 )
-from tests.common import settle, setup_entry, tick, unload_entry, v1_entry
+from tests.common import drained, setup_entry, tick, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 
 pytestmark = pytest.mark.servers
@@ -32,17 +31,6 @@ async def times(server: InfluxV1Server, db: str, entity: str) -> list[int]:
     """Timestamps (ns) of the stored points of one entity, oldest first."""
     rows = await server.aquery(f'SELECT "value" FROM "W" WHERE entity_id = \'{entity}\'', db)
     return [row["time"] for row in rows]
-
-
-async def drained(hass: HomeAssistant, freezer: FrozenDateTimeFactory, entry: Any) -> None:
-    """Advance time until everything captured so far is delivered."""
-    runtime = entry.runtime_data
-    await settle(
-        hass,
-        freezer,
-        # Delivered rows stay spooled until the next write: backlog leaves them out.
-        lambda: runtime.pipeline.stats is not None and runtime.pipeline.backlog == 0,
-    )
 
 
 async def test_heartbeat_every_interval_never_on_changes(

@@ -16,7 +16,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import CONF_REGISTRY_TAGS, REGISTRY_TAG_KINDS
-from tests.common import settle, setup_entry, unload_entry, v1_entry
+from tests.common import drained, setup_entry, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 
 pytestmark = pytest.mark.servers
@@ -29,17 +29,6 @@ async def points(server: InfluxV1Server, db: str) -> list[dict[str, Any]]:
     """Every point of the ``°C`` measurement: value and the registry tags (None when absent)."""
     rows = await server.aquery('SELECT * FROM "°C"', db)
     return [{"value": row["value"], **{tag: row.get(tag) or None for tag in TAGS}} for row in rows]
-
-
-async def drained(hass: HomeAssistant, freezer: FrozenDateTimeFactory, entry: Any) -> None:
-    """Advance time until everything captured so far is delivered."""
-    runtime = entry.runtime_data
-    await settle(
-        hass,
-        freezer,
-        # Delivered rows stay spooled until the next write: backlog leaves them out.
-        lambda: runtime.pipeline.stats is not None and runtime.pipeline.backlog == 0,
-    )
 
 
 async def test_tags_follow_registry_changes(

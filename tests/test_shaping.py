@@ -18,7 +18,7 @@ from custom_components.ha_ingestor.const import (
     CONF_URL,
 )
 from custom_components.ha_ingestor.core.shaping import DEADBAND_QUIET
-from tests.common import settle, setup_entry, tick, unload_entry, v1_entry
+from tests.common import drained, settle, setup_entry, tick, unload_entry, v1_entry
 from tests.servers import InfluxV1Server, free_port
 
 pytestmark = pytest.mark.servers
@@ -31,17 +31,6 @@ async def values(server: InfluxV1Server, db: str, measurement: str, entity: str)
     """Stored ``value`` (or ``state``) fields of one entity, oldest first."""
     rows = await server.aquery(f"SELECT * FROM \"{measurement}\" WHERE entity_id = '{entity}'", db)
     return [row["value"] if row.get("value") is not None else row["state"] for row in rows]
-
-
-async def drained(hass: HomeAssistant, freezer: FrozenDateTimeFactory, entry: Any) -> None:
-    """Advance time until everything captured so far is delivered."""
-    runtime = entry.runtime_data
-    await settle(
-        hass,
-        freezer,
-        # Delivered rows stay spooled until the next write: backlog leaves them out.
-        lambda: runtime.pipeline.stats is not None and runtime.pipeline.backlog == 0,
-    )
 
 
 async def test_throttle_on_real_influxdb(
