@@ -73,6 +73,7 @@ class Harness:
             )
             for url in urls
         ]
+        self.endpoints = endpoints
         self.spool = Spool(spool_path)
         self.pipeline = Pipeline(
             encoder=LineProtocolEncoder(EncoderConfig()),
@@ -376,12 +377,27 @@ async def test_backlog_leaves_out_rows_delivered_but_not_deleted_yet(
 ) -> None:
     """Accepted rows are deleted with the next spool write; the backlog drops at delivery."""
     h = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db)
+    # The write is held until the test says so, so that the next flush job can be
+    # "running" exactly while the destination accepts (no race with the uploader).
+    sink = h.endpoints[0].sink
+    write = sink.write
+    writing = asyncio.Event()
+    release = asyncio.Event()
+
+    async def held_write(payloads: Sequence[bytes]) -> None:
+        writing.set()
+        await release.wait()
+        await write(payloads)
+
+    sink.write = held_write  # type: ignore[method-assign]
     await h.start()
     await h.capture_flushed(20)
+    await h.until(writing.is_set)
     assert h.pipeline.backlog == 20
     # As while the next flush job runs: the uploader waits for its rows instead of
     # reading the spool, so the delete of what it delivered waits too.
     h.pipeline.uploader.expect_handoff(True)
+    release.set()
     await h.until(lambda: h.resilience.metrics.events_sent == 20)
     assert h.pending() == 20  # still spooled ...
     assert h.pipeline.uploader.undeleted == 20
