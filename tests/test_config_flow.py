@@ -43,6 +43,7 @@ from custom_components.ha_ingestor.const import (
     CONF_INCLUDE_UNAVAILABLE,
     CONF_KIND,
     CONF_MEASUREMENT_STRATEGY,
+    CONF_MEMORY_MAX_MB,
     CONF_ORG,
     CONF_OUTAGE_REPAIR_AFTER,
     CONF_OVERFLOW_POLICY,
@@ -625,6 +626,8 @@ async def test_reauth_token(hass: HomeAssistant, mock_check: AsyncMock) -> None:
             {CONF_USERNAME: "admin", CONF_PASSWORD: "n3w"},
         ),
         ({CONF_USERNAME: "", CONF_PASSWORD: "ignored"}, {}),
+        # A user without a password (InfluxDB accepts an empty one): no password stored.
+        ({CONF_USERNAME: "reader", CONF_PASSWORD: ""}, {CONF_USERNAME: "reader"}),
     ],
 )
 async def test_reauth_v1(
@@ -974,6 +977,19 @@ async def test_options_pipeline_compress_off(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert loaded_entry.options[CONF_COMPRESS] is False
+
+
+async def test_options_pipeline_memory_limit(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """The memory fallback's limit is stored as whole MiB when given."""
+    result = await _options(hass, loaded_entry, "pipeline")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], PIPELINE_INPUT | {CONF_MEMORY_MAX_MB: 16.0}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert loaded_entry.options[CONF_MEMORY_MAX_MB] == 16
 
 
 async def test_options_pipeline_clears_max_age(

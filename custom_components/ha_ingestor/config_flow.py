@@ -598,16 +598,14 @@ def _without_secrets(
 
 
 def _number(
-    minimum: float | None = None,
+    minimum: float,
     maximum: float | None = None,
     *,
     step: float = 1,
     unit: str | None = None,
 ) -> NumberSelector:
     """Build a number selector shown as a box."""
-    config = NumberSelectorConfig(mode=NumberSelectorMode.BOX, step=step)
-    if minimum is not None:
-        config["min"] = minimum
+    config = NumberSelectorConfig(mode=NumberSelectorMode.BOX, step=step, min=minimum)
     if maximum is not None:
         config["max"] = maximum
     if unit is not None:
@@ -635,7 +633,7 @@ def _retry_parameters_schema() -> Schema:
             selector = _select(list(spec.choices or ()), spec.key)
         else:
             selector = _number(
-                spec.minimum,
+                spec.minimum or 0,
                 spec.maximum,
                 step=1 if spec.type is int else 0.1,
                 unit=spec.unit,

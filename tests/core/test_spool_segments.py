@@ -6,6 +6,7 @@ dropped, one gap), 40 delivered, one quarantined from pending and one
 rejected before it; 900 points pending.
 """
 
+from contextlib import closing
 from pathlib import Path
 import shutil
 import sqlite3
@@ -21,7 +22,7 @@ FORMAT1 = Path(__file__).parent / "data" / "spool_format1.sqlite"
 
 
 def old_rows(path: Path) -> list[tuple[int, bytes, float]]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         return [
             (t, bytes(p), at)
             for t, p, at in conn.execute(
@@ -63,7 +64,7 @@ def test_format1_file_migrates_losing_nothing(db: Path) -> None:
             "field type conflict",
         }
         assert spool.delete([r.id for r in rows[:100]]) == 100
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
         assert "pending" not in tables
@@ -91,7 +92,7 @@ def test_migration_interrupted_leaves_format1_whole(
     spool.open()
     assert spool.storage_failed  # ran in memory, the file untouched
     spool.close()
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (1,)
         assert conn.execute("SELECT COUNT(*) FROM pending").fetchone() == (900,)
     monkeypatch.setattr(SqliteStore, "migrate_rows", migrate)
@@ -134,7 +135,7 @@ def test_damaged_segment_loses_only_its_points(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite"
     with Spool(db, segment_points=100) as spool:
         spool.append([(i, b"line %d" % i) for i in range(300)])
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("UPDATE segments SET data = x'01deadbeef' WHERE last_id = 200")
     with Spool(db) as spool:
         times = [r.time_ns for r in spool.peek(1000, 1 << 30)]
@@ -181,7 +182,7 @@ def test_small_segments_of_an_outage_are_merged(tmp_path: Path) -> None:
     assert stats.disk_bytes < small_bytes * 0.8
     assert spool.delete([r.id for r in read_before]) == 10
     spool.close()
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         counts = [c for (c,) in conn.execute("SELECT count FROM segments ORDER BY last_id")]
         assert counts == [3000, 3000]
     with Spool(db) as spool:
