@@ -290,9 +290,11 @@ async def test_backoff_reads_the_spool_only_when_an_attempt_is_due(
 ) -> None:
     """503 for 3 attempts while 5 points are flushed every fake second.
 
-    Figures: 9 flushes of 5 points, 3 attempts, 3 spool reads (reads <= attempts);
-    before the fix every flush woke the uploader to read a batch and drop it.
-    Then lost 0.
+    Figures: from the first failed attempt on, 9 flushes of 5 points cost 2 spool
+    reads, one for each later attempt (before the fix every flush woke the
+    uploader to read a batch and drop it). Then lost 0. Reads are counted from the
+    first attempt: when the uploader's start-up read of the empty spool happens
+    depends on the machine's speed.
     """
     answer = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
     async with (
@@ -313,7 +315,8 @@ async def test_backoff_reads_the_spool_only_when_an_attempt_is_due(
 
         def counting(*args: Any) -> Any:
             nonlocal reads
-            reads += 1
+            if attempts:
+                reads += 1
             return advance(*args)
 
         rig.spool.advance = counting  # type: ignore[method-assign]
@@ -325,7 +328,8 @@ async def test_backoff_reads_the_spool_only_when_an_attempt_is_due(
             rig.clock.advance(1.0)
         await asyncio.sleep(0.05)
         assert sent >= 40
-        assert reads == len(attempts) == 3
+        assert len(attempts) == 3
+        assert reads == 2
         proxy.set_mode(Mode.PASS)
         await rig.until(rig.drained)
     assert await count_points(influxdb_v1, influx_db) == sent
