@@ -17,7 +17,7 @@ from custom_components.ha_ingestor.const import DOMAIN
 from tests.common import setup_entry, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 
-pytest_plugins = ["tests.servers", "tests.data_api", "tests.builtin"]
+pytest_plugins = ["tests.servers", "tests.data_api", "tests.builtin", "tests.options_flow"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,7 @@
 """Options flow for registry tags, heartbeat, throttle and deadband: forms and stored options."""
 
-from collections.abc import AsyncIterator
-from unittest.mock import patch
-
-from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import (
@@ -20,24 +15,7 @@ from custom_components.ha_ingestor.const import (
     CONF_THROTTLE,
     REGISTRY_TAG_KINDS,
 )
-from tests.test_config_flow import TRANSLATIONS, _options, v1_entry
-
-
-@pytest.fixture
-async def entry(hass: HomeAssistant) -> AsyncIterator[MockConfigEntry]:
-    """A v1 entry whose setup is kept out (flow tests only)."""
-    with (
-        patch("custom_components.ha_ingestor.async_setup_entry", return_value=True),
-        patch("custom_components.ha_ingestor.async_unload_entry", return_value=True),
-    ):
-        entry = v1_entry()
-        entry.add_to_hass(hass)
-        hass.config_entries.async_update_entry(entry, options={CONF_BATCH_SIZE: 100})
-        assert await hass.config_entries.async_setup(entry.entry_id)
-        await hass.async_block_till_done()
-        yield entry
-        if entry.state is ConfigEntryState.LOADED:
-            await hass.config_entries.async_unload(entry.entry_id)
+from tests.test_config_flow import TRANSLATIONS, _options
 
 
 async def test_registry_tags_step(hass: HomeAssistant, entry: MockConfigEntry) -> None:

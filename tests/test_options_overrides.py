@@ -1,12 +1,11 @@
 """Options flow for per entity, domain and pattern overrides, and what they write."""
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.config_entries import ConfigEntryState, ConfigFlowResult
+from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
@@ -27,7 +26,7 @@ from custom_components.ha_ingestor.const import (
 )
 from tests.common import settle
 from tests.servers import InfluxV1Server
-from tests.test_config_flow import _options, api_entry, assert_translated, v1_entry
+from tests.test_config_flow import _options, api_entry, assert_translated
 
 IMPORTED = {
     CONF_ENTITY_OVERRIDES: {"sensor.kitchen": {CONF_IGNORE_ATTRIBUTES: []}},
@@ -36,23 +35,6 @@ IMPORTED = {
         "sensor.*_power": {CONF_OVERRIDE_MEASUREMENT: "power", CONF_IGNORE_ATTRIBUTES: ["a", "b"]}
     },
 }
-
-
-@pytest.fixture
-async def entry(hass: HomeAssistant) -> AsyncIterator[MockConfigEntry]:
-    """A v1 entry whose setup is kept out (flow tests only)."""
-    with (
-        patch("custom_components.ha_ingestor.async_setup_entry", return_value=True),
-        patch("custom_components.ha_ingestor.async_unload_entry", return_value=True),
-    ):
-        entry = v1_entry()
-        entry.add_to_hass(hass)
-        hass.config_entries.async_update_entry(entry, options={CONF_BATCH_SIZE: 100})
-        assert await hass.config_entries.async_setup(entry.entry_id)
-        await hass.async_block_till_done()
-        yield entry
-        if entry.state is ConfigEntryState.LOADED:
-            await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def _edit(hass: HomeAssistant, entry: MockConfigEntry) -> ConfigFlowResult:
