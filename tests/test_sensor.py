@@ -220,7 +220,10 @@ async def test_hung_destination_shows_and_recovery_clears(
 
         # Back: the hung connection is cut (a network error), then the retry succeeds.
         proxy.set_mode(Mode.PASS)
-        await settle(hass, freezer, lambda: state("health") == "healthy")
+        # The re-sent points land over real sockets: wait for them, not for a fixed time.
+        await settle(
+            hass, freezer, lambda: state("health") == "healthy" and state("backlog") == "0"
+        )
         await tick(hass, freezer, 1.0)
         assert state("last_error_category") == "none"
         assert state("backlog") == "0"
