@@ -8,8 +8,6 @@ FakeClock, the faults on real sockets.
 import asyncio
 from collections.abc import Callable, Sequence
 import contextlib
-import datetime as dt
-import ipaddress
 import logging
 from pathlib import Path
 import random
@@ -17,10 +15,6 @@ import ssl
 from typing import Any, Self
 
 import aiohttp
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 import pytest
 
 from custom_components.ha_ingestor.core.breaker import BreakerState, CircuitBreaker
@@ -37,6 +31,7 @@ from tests.core.fake_time import FakeClock, advance_until
 from tests.core.test_pipeline import count_points, record, run_sync
 from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server
+from tests.tls import make_pki
 
 N = 40
 NOT_FOUND_404 = (
@@ -118,92 +113,11 @@ class Rig:
 # --- certificates ----------------------------------------------------------------------
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _cert(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: str,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        # Python's default context checks strictly (X.509 v3 key identifiers).
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _server_context(tmp: Path, name: str, cert: x509.Certificate, key: Any) -> ssl.SSLContext:
-    (tmp / f"{name}.pem").write_bytes(_pem(cert))
-    (tmp / f"{name}.key").write_bytes(_key_pem(key))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp / f"{name}.pem", tmp / f"{name}.key")
-    return context
-
-
 def tls_contexts(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, ssl.SSLContext]:
     """(client trusting a throwaway CA, server cert of that CA, self-signed wrong server cert)."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("test CA", ca_key, "test CA", ca_key, ca=True)
-    good_key = ec.generate_private_key(ec.SECP256R1())
-    good = _cert("127.0.0.1", good_key, "test CA", ca_key, ca=False)
-    wrong_key = ec.generate_private_key(ec.SECP256R1())
-    wrong = _cert("127.0.0.1", wrong_key, "127.0.0.1", wrong_key, ca=False)
-    client = ssl.create_default_context(cadata=_pem(ca).decode())
-    return (
-        client,
-        _server_context(tmp, "good", good, good_key),
-        _server_context(tmp, "wrong", wrong, wrong_key),
-    )
+    pki = make_pki(tmp)
+    client = ssl.create_default_context(cafile=pki.ca_cert)
+    return client, pki.server_context(trusted=True), pki.server_context(trusted=False)
 
 
 # --- item: paused by a config-class answer, resumed without a person ---------------------
