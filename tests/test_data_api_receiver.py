@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from custom_components.ha_ingestor.core.encoder import (
-    _MAX_TIME_NS,
-    _MIN_TIME_NS,
+    MAX_TIME_NS,
+    MIN_TIME_NS,
     EventRecord,
     JsonEventEncoder,
 )
@@ -29,7 +29,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 BASE_NS = 1_760_000_000_000_000_000
 ENCODER = JsonEventEncoder(include_unknown=True)
 # The encoder's timestamp bounds (InfluxDB's int64 range, minus its reserved ends).
-MIN_NS, MAX_NS = _MIN_TIME_NS, _MAX_TIME_NS
+MIN_NS, MAX_NS = MIN_TIME_NS, MAX_TIME_NS
 
 
 def payload(entity_id: str = "sensor.t", n: int = 0, state: str = "21.5", **kw: Any) -> bytes:

@@ -227,7 +227,7 @@ def test_plain_dicts_and_mutable_values_are_not_cached() -> None:
 
 
 def test_cache_is_bounded_and_evicts_oldest(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(encoder_module, "_LINE_CACHE_SIZE", 3)
+    monkeypatch.setattr(encoder_module, "LINE_CACHE_SIZE", 3)
     encoder = cached()
     attrs = Frozen(unit_of_measurement="W")
     for i in range(5):

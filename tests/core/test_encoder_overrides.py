@@ -140,7 +140,7 @@ def test_no_overrides_resolves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_resolution_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """Event records bring arbitrary entity ids: the cache is cleared at its bound."""
-    monkeypatch.setattr("custom_components.ha_ingestor.core.line_protocol._LINE_CACHE_SIZE", 3)
+    monkeypatch.setattr("custom_components.ha_ingestor.core.line_protocol.LINE_CACHE_SIZE", 3)
     lines = encoder()
     for i in range(4):
         lines.encode(rec("1", {}, entity_id=f"sensor.s{i}"))

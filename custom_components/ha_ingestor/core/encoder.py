@@ -7,8 +7,8 @@ cache in :mod:`.line_cache`) and the data-api's JSON in :mod:`.json_events`.
 """
 
 from .encoding import (
-    _MAX_TIME_NS,
-    _MIN_TIME_NS,
+    MAX_TIME_NS,
+    MIN_TIME_NS,
     STATE_UNAVAILABLE,
     STATE_UNKNOWN,
     EncodeError,
@@ -28,10 +28,10 @@ from .json_events import JsonEventEncoder, idempotency_key
 from .line_protocol import LineProtocolEncoder, format_line, single_line, truncate_utf8
 
 __all__ = [
+    "MAX_TIME_NS",
+    "MIN_TIME_NS",
     "STATE_UNAVAILABLE",
     "STATE_UNKNOWN",
-    "_MAX_TIME_NS",
-    "_MIN_TIME_NS",
     "EncodeError",
     "EncodeResult",
     "Encoder",

@@ -18,11 +18,11 @@ from .levels import GlobMatchers, compile_globs, levels_of, merged
 
 STATE_UNKNOWN: Final = "unknown"
 STATE_UNAVAILABLE: Final = "unavailable"
-_SKIPPED_STATES: Final = frozenset({STATE_UNKNOWN, STATE_UNAVAILABLE, ""})
+SKIPPED_STATES: Final = frozenset({STATE_UNKNOWN, STATE_UNAVAILABLE, ""})
 
 # InfluxDB accepts int64 nanosecond timestamps except the two extremes.
-_MIN_TIME_NS: Final = -9_223_372_036_854_775_806
-_MAX_TIME_NS: Final = 9_223_372_036_854_775_806
+MIN_TIME_NS: Final = -9_223_372_036_854_775_806
+MAX_TIME_NS: Final = 9_223_372_036_854_775_806
 
 # The longest name or tag value InfluxDB can store (in a point with a 1-byte
 # measurement and field key): 65 535 bytes for series key + "#!~#" + field key.
@@ -249,12 +249,12 @@ def json_safe(value: Any) -> Any:
     return clean_text(_scalar_text(value))
 
 
-def _dump_json(value: Any) -> str:
+def dump_json(value: Any) -> str:
     """Compact JSON text used for dict / list attribute values."""
     return json.dumps(json_safe(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _check_record(record: EventRecord) -> None:
+def check_record(record: EventRecord) -> None:
     """Reject records whose identity or timestamp is unusable."""
     if not isinstance(record.entity_id, str) or not record.entity_id:
         raise EncodeError("entity_id is not a non-empty string")
@@ -265,7 +265,7 @@ def _check_record(record: EventRecord) -> None:
         stamp = getattr(record, name)
         if not isinstance(stamp, int) or isinstance(stamp, bool):
             raise EncodeError(f"{name} is not an integer")
-        if not _MIN_TIME_NS <= stamp <= _MAX_TIME_NS:
+        if not MIN_TIME_NS <= stamp <= MAX_TIME_NS:
             raise EncodeError(f"{name} {stamp} is outside InfluxDB's int64 range")
     if not isinstance(record.state, str):
         raise EncodeError("state is not a string")
@@ -284,6 +284,6 @@ def record_debug_payload(record: EventRecord) -> bytes:
             "event_type": record.event_type,
             "extra": record.extra,
         }
-        return _dump_json(data).encode("utf-8")
+        return dump_json(data).encode("utf-8")
     except Exception as exc:  # noqa: BLE001 - last resort for quarantine
         return json.dumps({"unserialisable_record": f"{type(exc).__name__}: {exc}"}).encode()

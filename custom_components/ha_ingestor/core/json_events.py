@@ -7,12 +7,12 @@ import json
 from typing import Any, Final
 
 from .encoding import (
-    _SKIPPED_STATES,
+    SKIPPED_STATES,
     EncodeError,
     EncodeResult,
     EventRecord,
     Rendered,
-    _check_record,
+    check_record,
     clean_text,
     json_safe,
 )
@@ -50,10 +50,10 @@ class JsonEventEncoder:
 
     def encode(self, record: EventRecord) -> bytes | None:
         """Encode one record; None if skipped, :class:`EncodeError` if unencodable."""
-        _check_record(record)
-        if record.state in _SKIPPED_STATES and not self.include_unknown:
+        check_record(record)
+        if record.state in SKIPPED_STATES and not self.include_unknown:
             return None
-        # _check_record bounds both stamps to int64 ns: years 1677-2262, no overflow.
+        # check_record bounds both stamps to int64 ns: years 1677-2262, no overflow.
         last_changed = _ns_to_iso(record.last_changed_ns)
         last_updated = _ns_to_iso(record.time_ns)
         data: dict[str, Any] = {

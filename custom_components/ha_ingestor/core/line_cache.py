@@ -13,29 +13,29 @@ from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
 # Entities whose attribute-derived line parts are kept (one slot each, oldest evicted).
-_LINE_CACHE_SIZE: Final = 8192
+LINE_CACHE_SIZE: Final = 8192
 
 
-class _Miss:
+class Miss:
     """Marker type: the line cache does not cover this record."""
 
 
-_MISS: Final = _Miss()
+MISS: Final = Miss()
 
 
 # State shapes (``state`` field present, ``value`` field present): template keys.
-_VALUE_ONLY: Final = (False, True)
-_TEXT_ONLY: Final = (True, False)
-_TEXT_AND_VALUE: Final = (True, True)
+VALUE_ONLY: Final = (False, True)
+TEXT_ONLY: Final = (True, False)
+TEXT_AND_VALUE: Final = (True, True)
 # The fields each shape leaves as slots in its template.
-_SHAPE_SLOTS: Final = {
-    _VALUE_ONLY: frozenset({"value"}),
-    _TEXT_ONLY: frozenset({"state"}),
-    _TEXT_AND_VALUE: frozenset({"state", "value"}),
+SHAPE_SLOTS: Final = {
+    VALUE_ONLY: frozenset({"value"}),
+    TEXT_ONLY: frozenset({"state"}),
+    TEXT_AND_VALUE: frozenset({"state", "value"}),
 }
 
 
-class _Template(NamedTuple):
+class Template(NamedTuple):
     """Cached part of a line: literal pieces around the ``state`` / ``value`` fields."""
 
     pieces: tuple[str, ...]
@@ -43,7 +43,7 @@ class _Template(NamedTuple):
     truncated: int
 
 
-type Slot = tuple[Mapping[str, Any], dict[tuple[bool, bool], _Template]]
+type Slot = tuple[Mapping[str, Any], dict[tuple[bool, bool], Template]]
 
 
 class LineCache(dict[str, Slot]):
@@ -54,14 +54,14 @@ class LineCache(dict[str, Slot]):
 
     def admit(self, entity_id: str, attributes: Mapping[str, Any]) -> Slot:
         """Start an empty slot for ``entity_id``'s new attributes object."""
-        if len(self) >= _LINE_CACHE_SIZE:
+        if len(self) >= LINE_CACHE_SIZE:
             del self[next(iter(self))]  # oldest entity first
         slot: Slot = (attributes, {})
         self[entity_id] = slot
         return slot
 
 
-def _immutable_values(attributes: Mapping[str, Any]) -> bool:
+def immutable_values(attributes: Mapping[str, Any]) -> bool:
     """Whether every key is a string and every value an immutable scalar.
 
     Only then does the identity of the attributes object pin its content: a

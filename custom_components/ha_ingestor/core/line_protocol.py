@@ -49,30 +49,30 @@ import re
 from typing import Any, Final
 
 from .encoding import (
-    _MAX_TIME_NS,
-    _MIN_TIME_NS,
-    _SKIPPED_STATES,
+    MAX_TIME_NS,
+    MIN_TIME_NS,
+    SKIPPED_STATES,
     EncodeError,
     EncoderConfig,
     EncodeResult,
     EventRecord,
     MeasurementStrategy,
     Rendered,
-    _check_record,
-    _dump_json,
+    check_record,
     clean_text,
+    dump_json,
 )
 from .line_cache import (
-    _LINE_CACHE_SIZE,
-    _MISS,
-    _SHAPE_SLOTS,
-    _TEXT_AND_VALUE,
-    _TEXT_ONLY,
-    _VALUE_ONLY,
+    LINE_CACHE_SIZE,
+    MISS,
+    SHAPE_SLOTS,
+    TEXT_AND_VALUE,
+    TEXT_ONLY,
+    VALUE_ONLY,
     LineCache,
-    _immutable_values,
-    _Miss,
-    _Template,
+    Miss,
+    Template,
+    immutable_values,
 )
 
 __all__ = ["LineProtocolEncoder", "format_line", "line_pieces", "single_line", "truncate_utf8"]
@@ -326,7 +326,7 @@ class LineProtocolEncoder:
             return self._resolved[entity_id]
         except KeyError:
             pass
-        if len(self._resolved) >= _LINE_CACHE_SIZE:
+        if len(self._resolved) >= LINE_CACHE_SIZE:
             self._resolved.clear()  # bounded: event records bring their own entity ids
         override = self._overrides.resolve(entity_id)
         resolved = (
@@ -424,7 +424,7 @@ class LineProtocolEncoder:
         if isinstance(value, str):
             point.fields[key] = self._string(point, value)
         elif isinstance(value, (Mapping, list, tuple, set, frozenset)):
-            point.fields[key] = self._string(point, _dump_json(value))
+            point.fields[key] = self._string(point, dump_json(value))
         elif not self._add_number(point, key, value):
             point.fields[key] = self._string(point, str(value))
 
@@ -468,8 +468,8 @@ class LineProtocolEncoder:
 
     def _build(self, record: EventRecord) -> tuple[str, _Point] | None:
         """Compute measurement, tags and fields; None if skipped."""
-        _check_record(record)
-        if record.state in _SKIPPED_STATES and not self.config.include_unknown:
+        check_record(record)
+        if record.state in SKIPPED_STATES and not self.config.include_unknown:
             return None
         point = _Point()
         self._state_fields(point, record.state)
@@ -529,10 +529,10 @@ class LineProtocolEncoder:
 
     # -- line cache (see .line_cache) -------------------------------------
 
-    def _cached(self, record: EventRecord) -> tuple[str, int, int] | _Miss | None:
+    def _cached(self, record: EventRecord) -> tuple[str, int, int] | Miss | None:
         """Encode through the line cache: (line, dropped, truncated), None if skipped.
 
-        Returns ``_MISS`` for records the cache does not cover (enrichment
+        Returns ``MISS`` for records the cache does not cover (enrichment
         fields, mutable attribute mappings, unusual values).
         """
         state = record.state
@@ -542,25 +542,25 @@ class LineProtocolEncoder:
             type(state) is str
             and type(time_ns) is int
             and type(changed_ns) is int
-            and _MIN_TIME_NS <= time_ns <= _MAX_TIME_NS
-            and _MIN_TIME_NS <= changed_ns <= _MAX_TIME_NS
+            and MIN_TIME_NS <= time_ns <= MAX_TIME_NS
+            and MIN_TIME_NS <= changed_ns <= MAX_TIME_NS
         ):
-            return _MISS  # let _build raise the precise error
+            return MISS  # let _build raise the precise error
         attributes = record.attributes
         if type(attributes) not in self._frozen_types or record.extra:
-            return _MISS
-        if state in _SKIPPED_STATES and not self._include_unknown:
-            # Only an entity id already checked may be skipped without _check_record.
-            return None if record.entity_id in self._lines else _MISS
+            return MISS
+        if state in SKIPPED_STATES and not self._include_unknown:
+            # Only an entity id already checked may be skipped without check_record.
+            return None if record.entity_id in self._lines else MISS
         text, value, dropped, truncated, shape = self._parse_state(state)
         slot = self._lines.get(record.entity_id)
         if slot is None or slot[0] is not attributes:
-            if not _immutable_values(attributes):
-                return _MISS
+            if not immutable_values(attributes):
+                return MISS
             try:
-                _check_record(record)
+                check_record(record)
             except EncodeError:
-                return _MISS
+                return MISS
             slot = self._lines.admit(record.entity_id, attributes)
         template = slot[1].get(shape)
         if template is None:
@@ -584,8 +584,8 @@ class LineProtocolEncoder:
         if (
             slot is None
             or slot[0] is not attributes
-            or not _MIN_TIME_NS <= time_ns <= _MAX_TIME_NS
-            or state in _SKIPPED_STATES
+            or not MIN_TIME_NS <= time_ns <= MAX_TIME_NS
+            or state in SKIPPED_STATES
         ):
             return None
         text, value, dropped, truncated, shape = self._parse_state(state)
@@ -604,17 +604,17 @@ class LineProtocolEncoder:
             value = None
         if value is not None and value - value == 0.0:
             # A finite number (the usual state): only the value field.
-            return None, value, 0, 0, _VALUE_ONLY
+            return None, value, 0, 0, VALUE_ONLY
         text, value, dropped, truncated = self._state_parts(state)
         return (
             text,
             value,
             dropped,
             truncated,
-            (_TEXT_AND_VALUE if value is not None else _TEXT_ONLY),
+            (TEXT_AND_VALUE if value is not None else TEXT_ONLY),
         )
 
-    def _template(self, record: EventRecord, shape: tuple[bool, bool]) -> _Template:
+    def _template(self, record: EventRecord, shape: tuple[bool, bool]) -> Template:
         """Render the attribute-derived part of ``record``'s line for one state shape."""
         point = _Point()
         if shape[0]:
@@ -622,8 +622,8 @@ class LineProtocolEncoder:
         if shape[1]:
             point.fields["value"] = 0.0
         measurement = self._rest(record, point)
-        pieces = line_pieces(measurement, point.tags, point.fields, _SHAPE_SLOTS[shape])
-        return _Template(pieces, point.dropped, point.truncated)
+        pieces = line_pieces(measurement, point.tags, point.fields, SHAPE_SLOTS[shape])
+        return Template(pieces, point.dropped, point.truncated)
 
     # -- public API -------------------------------------------------------
 
@@ -642,7 +642,7 @@ class LineProtocolEncoder:
     def _line(self, record: EventRecord) -> tuple[str, int, int] | None:
         """(line, dropped, truncated) for ``record``; None if skipped; may raise."""
         cached = self._cached(record)
-        return self._uncached(record) if isinstance(cached, _Miss) else cached
+        return self._uncached(record) if isinstance(cached, Miss) else cached
 
     def _uncached(self, record: EventRecord) -> tuple[str, int, int] | None:
         """:meth:`_line` without the line cache."""
@@ -673,7 +673,7 @@ class LineProtocolEncoder:
                 continue
             try:
                 encoded = cached(record)
-                if isinstance(encoded, _Miss):
+                if isinstance(encoded, Miss):
                     encoded = self._uncached(record)
                 if encoded is None:
                     result.skipped += 1
