@@ -1,4 +1,7 @@
-"""TLS settings of a destination: a custom CA stays private to its entry."""
+"""A destination from entry data: the core target of each kind, and its TLS settings.
+
+A custom CA stays private to its entry.
+"""
 
 from pathlib import Path
 
@@ -9,11 +12,63 @@ from homeassistant.util.ssl import client_context, get_default_context
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.ha_ingestor.const import CONF_SSL_CA_CERT
+from custom_components.ha_ingestor.const import (
+    CONF_BUCKET,
+    CONF_DATABASE,
+    CONF_KIND,
+    CONF_ORG,
+    CONF_PASSWORD,
+    CONF_RETENTION_POLICY,
+    CONF_SSL_CA_CERT,
+    CONF_TOKEN,
+    CONF_URL,
+    CONF_USERNAME,
+    KINDS,
+    DestinationKind,
+)
+from custom_components.ha_ingestor.core.sinks import (
+    DataApiTarget,
+    InfluxV1Target,
+    InfluxV2Target,
+    Target,
+)
+from custom_components.ha_ingestor.destination import target_from_data
 from custom_components.ha_ingestor.factory import spool_path
 from tests.common import remove_spool, settle, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 from tests.tls import Pki, TlsProxy, ignore_handshake_errors, make_pki
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {CONF_DATABASE: "ha", CONF_RETENTION_POLICY: "", CONF_USERNAME: "u"},
+            InfluxV1Target(url="http://h:8086", database="ha", username="u"),
+        ),
+        (
+            {CONF_DATABASE: "ha", CONF_RETENTION_POLICY: "rp", CONF_PASSWORD: "p"},
+            InfluxV1Target(url="http://h:8086", database="ha", retention_policy="rp", password="p"),
+        ),
+        (
+            {CONF_ORG: "o", CONF_BUCKET: "b", CONF_TOKEN: "t"},
+            InfluxV2Target(url="http://h:8086", org="o", bucket="b", token="t"),
+        ),
+        ({CONF_TOKEN: "t"}, DataApiTarget(url="http://h:8086", token="t")),
+    ],
+)
+def test_target_from_data(data: dict[str, str], expected: Target) -> None:
+    """Each kind's table row builds its target: empty optional fields become None."""
+    kind = next(kind for kind, info in KINDS.items() if info.target is type(expected))
+    assert target_from_data({CONF_KIND: kind, CONF_URL: "http://h:8086", **data}) == expected
+
+
+def test_every_kind_builds_a_target() -> None:
+    """Every row of the kind table names fields its target takes (no kind without a target)."""
+    for kind, info in KINDS.items():
+        data = {CONF_KIND: kind, CONF_URL: "http://h"} | dict.fromkeys(info.fields, "x")
+        assert isinstance(target_from_data(data), info.target), kind
+    assert set(KINDS) == set(DestinationKind)
 
 
 def _trust_facts() -> list[tuple[object, ...]]:

@@ -86,7 +86,6 @@ from .const import (
     CONF_STATIC_TAGS,
     CONF_TAGS_ATTRIBUTES,
     CONF_THROTTLE,
-    CONF_TOKEN,
     CONF_URL,
     CONF_USERNAME,
     CONF_VERIFY_SSL,
@@ -281,14 +280,18 @@ def _build_data(
         for key in _secret_fields(kind):
             if key not in data and key in previous:
                 data[key] = previous[key]
-    if CONF_USERNAME in info.fields and CONF_USERNAME not in data:
-        # A password without a user means nothing to the server: drop a kept one.
-        data.pop(CONF_PASSWORD, None)
+    _drop_lone_password(data)
     data[CONF_VERIFY_SSL] = bool(user_input.get(CONF_VERIFY_SSL, True))
     if ca := _clean_text(user_input.get(CONF_SSL_CA_CERT)):
         data[CONF_SSL_CA_CERT] = ca
     data[CONF_FALLBACK_URLS] = _clean_list(user_input.get(CONF_FALLBACK_URLS))
     return data
+
+
+def _drop_lone_password(data: dict[str, Any]) -> None:
+    """Drop a password kept without a user: it means nothing to the server."""
+    if CONF_USERNAME not in data:
+        data.pop(CONF_PASSWORD, None)
 
 
 def _suggested_connection(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -525,15 +528,16 @@ class IngestorConfigFlow(ConfigFlow, domain=DOMAIN):
         validator = _ConnectionValidator(self)
         if user_input is not None:
             data = {**entry.data}
-            if kind is DestinationKind.INFLUXDB_V1:
-                data.pop(CONF_USERNAME, None)
-                data.pop(CONF_PASSWORD, None)
-                if username := _clean_text(user_input.get(CONF_USERNAME)):
-                    data[CONF_USERNAME] = username
-                    if password := _clean_text(user_input.get(CONF_PASSWORD)):
-                        data[CONF_PASSWORD] = password
-            else:
-                data[CONF_TOKEN] = _clean_text(user_input.get(CONF_TOKEN)) or ""
+            info = kind_info(kind)
+            for key in info.credentials:
+                value = _clean_text(user_input.get(key))
+                if value is not None:
+                    data[key] = value
+                elif key in info.required:
+                    data[key] = ""
+                else:
+                    data.pop(key, None)
+            _drop_lone_password(data)
             if await validator.async_check(data):
                 return self.async_update_reload_and_abort(entry, data=data)
         suggested = _without_secrets(kind, user_input) or {
@@ -690,9 +694,10 @@ def _filters_schema() -> Schema:
 
 
 def _schema_schema(kind: DestinationKind) -> Schema:
-    """How events become points; line-protocol settings only for InfluxDB."""
+    """How events become points; line-protocol settings only where points are lines."""
+    info = kind_info(kind)
     fields: dict[Any, Any] = {}
-    if kind is not DestinationKind.DATA_API:
+    if info.line_protocol:
         fields |= {
             vol.Required(CONF_MEASUREMENT_STRATEGY): _select(
                 [strategy.value for strategy in MeasurementStrategy], CONF_MEASUREMENT_STRATEGY
@@ -708,7 +713,7 @@ def _schema_schema(kind: DestinationKind) -> Schema:
         vol.Optional(CONF_EVENT_TYPES): _TEXTS,
         vol.Optional(CONF_CONTEXT_ENTITIES): EntitySelector(EntitySelectorConfig(multiple=True)),
     }
-    if kind is DestinationKind.DATA_API:
+    if info.registry_sync:
         fields[vol.Required(CONF_REGISTRY_SYNC)] = BooleanSelector()
     return vol.Schema(fields)
 
@@ -745,7 +750,7 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose what to change."""
         menu_options = ["retry", "pipeline", "filters", "schema", "overrides"]
-        if self._kind is not DestinationKind.DATA_API:
+        if kind_info(self._kind).line_protocol:
             menu_options.append("registry_tags")
         menu_options.append("heartbeat")
         return self.async_show_menu(step_id="init", menu_options=menu_options)
@@ -941,9 +946,10 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
             values: dict[str, Any] = {
                 CONF_INCLUDE_UNAVAILABLE: bool(user_input.get(CONF_INCLUDE_UNAVAILABLE)),
             }
-            if kind is not DestinationKind.DATA_API:
+            info = kind_info(kind)
+            if info.line_protocol:
                 values |= self._validate_line_protocol(user_input, errors, placeholders)
-            else:
+            if info.registry_sync:
                 values[CONF_REGISTRY_SYNC] = bool(user_input.get(CONF_REGISTRY_SYNC))
             event_types = _clean_list(user_input.get(CONF_EVENT_TYPES))
             for event_type in event_types:
@@ -1179,7 +1185,7 @@ def _override_schema(kind: DestinationKind) -> Schema:
         vol.Optional(OVERRIDE_DOMAIN): _TEXT,
         vol.Optional(OVERRIDE_GLOB): _TEXT,
     }
-    if kind is not DestinationKind.DATA_API:
+    if kind_info(kind).line_protocol:
         fields |= {
             vol.Optional(CONF_OVERRIDE_MEASUREMENT): _TEXT,
             vol.Optional(CONF_IGNORE_ATTRIBUTES): _TEXTS,

@@ -7,6 +7,7 @@ from typing import Final
 
 from .core.health import HealthTolerances
 from .core.pipeline import PipelineConfig
+from .core.sinks import DataApiTarget, InfluxV1Target, InfluxV2Target, Target
 from .core.spool_types import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMORY_BYTES, MiB
 
 DOMAIN: Final = "ha_ingestor"
@@ -27,6 +28,9 @@ class KindInfo:
 
     #: Device model and title prefix.
     title: str
+    #: The core target; built from the URL and :attr:`fields`, each of which names one of
+    #: its attributes (see ``destination.target_from_data``).
+    target: type[Target]
     #: Connection fields besides the URL, in form order.
     fields: tuple[str, ...]
     #: Fields the form requires.
@@ -39,8 +43,11 @@ class KindInfo:
     identity: tuple[str, ...] = ()
     #: The field naming the database or bucket (titles, "not found" errors).
     name_field: str | None = None
-    #: Whether points are written as line protocol (encoder, schema options).
+    #: Whether points are written as line protocol (encoder, schema and override
+    #: options, registry tags).
     line_protocol: bool = True
+    #: Whether the destination takes the entity registry (the registry sync option).
+    registry_sync: bool = False
 
 
 # Entry data (connection; changed through reconfigure/reauth).
@@ -137,6 +144,7 @@ SPOOL_DIR: Final = ".storage/ha_ingestor"
 KINDS: Final[dict[DestinationKind, KindInfo]] = {
     DestinationKind.INFLUXDB_V2: KindInfo(
         title="InfluxDB v2",
+        target=InfluxV2Target,
         fields=(CONF_ORG, CONF_BUCKET, CONF_TOKEN),
         required=frozenset({CONF_ORG, CONF_BUCKET, CONF_TOKEN}),
         secrets=(CONF_TOKEN,),
@@ -146,6 +154,7 @@ KINDS: Final[dict[DestinationKind, KindInfo]] = {
     ),
     DestinationKind.INFLUXDB_V1: KindInfo(
         title="InfluxDB v1",
+        target=InfluxV1Target,
         fields=(CONF_DATABASE, CONF_RETENTION_POLICY, CONF_USERNAME, CONF_PASSWORD),
         required=frozenset({CONF_DATABASE}),
         secrets=(CONF_PASSWORD,),
@@ -155,11 +164,13 @@ KINDS: Final[dict[DestinationKind, KindInfo]] = {
     ),
     DestinationKind.DATA_API: KindInfo(
         title="Data API",
+        target=DataApiTarget,
         fields=(CONF_TOKEN,),
         required=frozenset({CONF_TOKEN}),
         secrets=(CONF_TOKEN,),
         credentials=(CONF_TOKEN,),
         line_protocol=False,
+        registry_sync=True,
     ),
 }
 

@@ -10,40 +10,26 @@ from homeassistant.util.ssl import create_client_context
 from yarl import URL
 
 from .const import (
-    CONF_BUCKET,
-    CONF_DATABASE,
     CONF_KIND,
-    CONF_ORG,
-    CONF_PASSWORD,
-    CONF_RETENTION_POLICY,
     CONF_SSL_CA_CERT,
-    CONF_TOKEN,
     CONF_URL,
-    CONF_USERNAME,
     CONF_VERIFY_SSL,
     DestinationKind,
     kind_info,
 )
-from .core.sinks import DataApiTarget, InfluxV1Target, InfluxV2Target, Target, create_sink
+from .core.sinks import Target, create_sink
 
 
 def target_from_data(data: Mapping[str, Any]) -> Target:
-    """Return the core target described by entry data."""
-    kind = DestinationKind(data[CONF_KIND])
-    url: str = data[CONF_URL]
-    if kind is DestinationKind.INFLUXDB_V1:
-        return InfluxV1Target(
-            url=url,
-            database=data[CONF_DATABASE],
-            retention_policy=data.get(CONF_RETENTION_POLICY) or None,
-            username=data.get(CONF_USERNAME) or None,
-            password=data.get(CONF_PASSWORD) or None,
-        )
-    if kind is DestinationKind.INFLUXDB_V2:
-        return InfluxV2Target(
-            url=url, org=data[CONF_ORG], bucket=data[CONF_BUCKET], token=data[CONF_TOKEN]
-        )
-    return DataApiTarget(url=url, token=data[CONF_TOKEN])
+    """Return the core target described by entry data.
+
+    Required fields are passed as stored; optional ones left empty become ``None``.
+    """
+    info = kind_info(data[CONF_KIND])
+    fields: dict[str, Any] = {
+        key: data[key] if key in info.required else data.get(key) or None for key in info.fields
+    }
+    return info.target(url=data[CONF_URL], **fields)
 
 
 class InvalidUrlError(ValueError):

@@ -5,7 +5,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .const import CONF_PASSWORD, CONF_TOKEN
+from .const import CONF_KIND, kind_info
 
 REDACTED = "**REDACTED**"
 
@@ -17,7 +17,7 @@ _MIN_SECRET_LEN = 4
 
 def entry_secrets(data: Mapping[str, Any]) -> list[str]:
     """Return the secret values of an entry's data, to scrub from text shown to users."""
-    return [str(value) for key in (CONF_TOKEN, CONF_PASSWORD) if (value := data.get(key))]
+    return [str(value) for key in kind_info(data[CONF_KIND]).secrets if (value := data.get(key))]
 
 
 def strip_url_credentials(url: str) -> str:
