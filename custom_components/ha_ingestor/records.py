@@ -17,15 +17,21 @@ from .core.encoder import (
     Overrides,
     Rendered,
 )
+from .core.levels import StoredLevel
 
 
-def overrides_from_options(options: Mapping[str, Any]) -> Overrides | None:
-    """Per-entity, domain and glob overrides from entry options; None without any."""
-    return Overrides.from_mappings(
+def override_levels(options: Mapping[str, Any]) -> tuple[StoredLevel, StoredLevel, StoredLevel]:
+    """Return the per entity, domain and glob overrides stored in entry options."""
+    return (
         options.get(CONF_ENTITY_OVERRIDES),
         options.get(CONF_DOMAIN_OVERRIDES),
         options.get(CONF_GLOB_OVERRIDES),
     )
+
+
+def overrides_from_options(options: Mapping[str, Any]) -> Overrides | None:
+    """Per-entity, domain and glob overrides from entry options; None without any."""
+    return Overrides.from_mappings(*override_levels(options))
 
 
 def timestamp_ns(timestamp: float) -> int:

@@ -8,19 +8,14 @@ from typing import Any
 
 from homeassistant.core import State
 
-from .const import CONF_DOMAIN_OVERRIDES, CONF_ENTITY_OVERRIDES, CONF_GLOB_OVERRIDES
 from .core.encoder import EventRecord, Rendered
 from .core.shaping import Shaper, ShapeRules
-from .records import record_from_state
+from .records import override_levels, record_from_state
 
 
 def shape_rules_from_options(options: Mapping[str, Any]) -> ShapeRules | None:
     """Throttle/deadband rules from the per entity, domain and glob overrides; None without any."""
-    return ShapeRules.from_mappings(
-        options.get(CONF_ENTITY_OVERRIDES),
-        options.get(CONF_DOMAIN_OVERRIDES),
-        options.get(CONF_GLOB_OVERRIDES),
-    )
+    return ShapeRules.from_mappings(*override_levels(options))
 
 
 def shaped_convert(

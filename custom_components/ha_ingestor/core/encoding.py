@@ -14,7 +14,14 @@ import json
 import math
 from typing import Any, Final, Protocol
 
-from .levels import GlobMatchers, compile_globs, levels_of, merged
+from .levels import (
+    GlobMatchers,
+    StoredLevel,
+    compile_globs,
+    levels_from_mappings,
+    levels_of,
+    merged,
+)
 
 STATE_UNKNOWN: Final = "unknown"
 STATE_UNAVAILABLE: Final = "unavailable"
@@ -121,20 +128,12 @@ class Overrides:
 
     @classmethod
     def from_mappings(
-        cls,
-        entities: Mapping[str, Mapping[str, Any]] | None,
-        domains: Mapping[str, Mapping[str, Any]] | None,
-        globs: Mapping[str, Mapping[str, Any]] | None,
+        cls, entities: StoredLevel, domains: StoredLevel, globs: StoredLevel
     ) -> "Overrides | None":
         """Build from stored options; None when there is no override at all."""
         if not (entities or domains or globs):
             return None
-        return cls(
-            *(
-                {target: Override.from_mapping(values) for target, values in (level or {}).items()}
-                for level in (entities, domains, globs)
-            )
-        )
+        return cls(*levels_from_mappings(Override.from_mapping, entities, domains, globs))
 
     def resolve(self, entity_id: str) -> Override | None:
         """Return the merged override of ``entity_id``; None when no level names it."""

@@ -17,6 +17,22 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 type GlobMatchers[T] = tuple[tuple[Callable[[str], Any], T], ...]
+#: One level as stored in options: target (entity id, domain or glob) -> its settings.
+type StoredLevel = Mapping[str, Mapping[str, Any]] | None
+
+
+def levels_from_mappings[T](
+    convert: Callable[[Mapping[str, Any]], T | None], *levels: StoredLevel
+) -> list[dict[str, T]]:
+    """Convert each stored level's settings; a target converting to None is left out."""
+    return [
+        {
+            target: value
+            for target, values in (level or {}).items()
+            if (value := convert(values)) is not None
+        }
+        for level in levels
+    ]
 
 
 def compile_globs[T](globs: Mapping[str, T]) -> GlobMatchers[T]:

@@ -32,7 +32,7 @@ import threading
 from typing import Any, Final
 
 from .encoder import Encoder, EncodeResult, EventRecord, Rendered
-from .levels import compile_globs, levels_of, merged
+from .levels import StoredLevel, compile_globs, levels_from_mappings, levels_of, merged
 
 __all__ = [
     "DEADBAND",
@@ -120,20 +120,10 @@ class ShapeRules:
 
     @classmethod
     def from_mappings(
-        cls,
-        entities: Mapping[str, Mapping[str, Any]] | None,
-        domains: Mapping[str, Mapping[str, Any]] | None,
-        globs: Mapping[str, Mapping[str, Any]] | None,
+        cls, entities: StoredLevel, domains: StoredLevel, globs: StoredLevel
     ) -> "ShapeRules | None":
         """Build from the stored overrides; None when none sets a throttle or deadband."""
-        levels = [
-            {
-                target: shape
-                for target, values in (level or {}).items()
-                if (shape := Shape.from_mapping(values)) is not None
-            }
-            for level in (entities, domains, globs)
-        ]
+        levels = levels_from_mappings(Shape.from_mapping, entities, domains, globs)
         if not any(levels):
             return None
         return cls(*levels)
