@@ -16,6 +16,7 @@ debounced rescan.
 """
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from homeassistant.core import Event, HomeAssistant, callback
@@ -96,6 +97,41 @@ def own_entities(hass: HomeAssistant) -> set[str]:
     return {e.entity_id for e in er.async_get(hass).entities.values() if e.platform == DOMAIN}
 
 
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """The include or the exclude half of the filter options."""
+
+    entities: list[str]
+    devices: list[str]
+    areas: list[str]
+    labels: list[str]
+    domains: list[str]
+    globs: list[str]
+
+    @classmethod
+    def read(cls, options: Mapping[str, Any], *keys: str) -> "_Side":
+        """Read the lists named by ``keys`` (entities, devices, areas, labels, domains, globs)."""
+        return cls(*(_list(options, key) for key in keys))
+
+    @property
+    def by_registry(self) -> bool:
+        """Whether entities are also chosen through devices, areas or labels."""
+        return bool(self.devices or self.areas or self.labels)
+
+    def resolve(self, hass: HomeAssistant) -> set[str]:
+        """Entity ids named directly or through their device, area or label now."""
+        return set(self.entities) | entities_for(hass, self.devices, self.areas, self.labels)
+
+    def names(
+        self, entity_id: str, entry: er.RegistryEntry | None, dev_reg: dr.DeviceRegistry
+    ) -> bool:
+        """Whether this side names ``entity_id``, directly or through its registry entry."""
+        return entity_id in self.entities or (
+            entry is not None
+            and _belongs(entry, dev_reg, set(self.devices), set(self.areas), set(self.labels))
+        )
+
+
 class _Decisions(dict[str, bool]):
     """Per-entity verdicts; a hit is a plain C dict lookup in the bus listener."""
 
@@ -114,7 +150,24 @@ class EntityMatcher:
     def __init__(self, hass: HomeAssistant, options: Mapping[str, Any]) -> None:
         """Build the filter from entry options."""
         self._hass = hass
-        self._options = options
+        self._include = _Side.read(
+            options,
+            CONF_INCLUDE_ENTITIES,
+            CONF_INCLUDE_DEVICES,
+            CONF_INCLUDE_AREAS,
+            CONF_INCLUDE_LABELS,
+            CONF_INCLUDE_DOMAINS,
+            CONF_INCLUDE_GLOBS,
+        )
+        self._exclude = _Side.read(
+            options,
+            CONF_EXCLUDE_ENTITIES,
+            CONF_EXCLUDE_DEVICES,
+            CONF_EXCLUDE_AREAS,
+            CONF_EXCLUDE_LABELS,
+            CONF_EXCLUDE_DOMAINS,
+            CONF_EXCLUDE_GLOBS,
+        )
         self._nothing = False
         #: Entity ids resolved from devices/areas/labels by the last rescan.
         self._resolved: set[str] = set()
@@ -129,44 +182,24 @@ class EntityMatcher:
         self.decisions = _Decisions(self._decide)
 
     def _build(self) -> EntityFilter:
-        opts = self._options
-        include = set(_list(opts, CONF_INCLUDE_ENTITIES)) | entities_for(
-            self._hass,
-            _list(opts, CONF_INCLUDE_DEVICES),
-            _list(opts, CONF_INCLUDE_AREAS),
-            _list(opts, CONF_INCLUDE_LABELS),
-        )
-        exclude = set(_list(opts, CONF_EXCLUDE_ENTITIES)) | entities_for(
-            self._hass,
-            _list(opts, CONF_EXCLUDE_DEVICES),
-            _list(opts, CONF_EXCLUDE_AREAS),
-            _list(opts, CONF_EXCLUDE_LABELS),
-        )
+        inc, exc = self._include, self._exclude
+        include, exclude = inc.resolve(self._hass), exc.resolve(self._hass)
         self._resolved = include | exclude
         # Our own entities are never shipped, even if a domain include matches them.
         exclude |= own_entities(self._hass)
         include -= exclude
-        has_include = bool(
-            include
-            or _list(opts, CONF_INCLUDE_DOMAINS)
-            or _list(opts, CONF_INCLUDE_GLOBS)
-            or _list(opts, CONF_INCLUDE_DEVICES)
-            or _list(opts, CONF_INCLUDE_AREAS)
-            or _list(opts, CONF_INCLUDE_LABELS)
-        )
+        by_name = bool(include or inc.domains or inc.globs)
         # A device/area/label include that currently resolves to nothing must
         # still mean "include only those", not "include everything".
-        self._nothing = has_include and not (
-            include or _list(opts, CONF_INCLUDE_DOMAINS) or _list(opts, CONF_INCLUDE_GLOBS)
-        )
+        self._nothing = inc.by_registry and not by_name
         return convert_filter(
             {
-                "include_domains": _list(opts, CONF_INCLUDE_DOMAINS),
+                "include_domains": inc.domains,
                 "include_entities": sorted(include),
-                "include_entity_globs": _list(opts, CONF_INCLUDE_GLOBS),
-                "exclude_domains": _list(opts, CONF_EXCLUDE_DOMAINS),
+                "include_entity_globs": inc.globs,
+                "exclude_domains": exc.domains,
                 "exclude_entities": sorted(exclude),
-                "exclude_entity_globs": _list(opts, CONF_EXCLUDE_GLOBS),
+                "exclude_entity_globs": exc.globs,
             }
         )
 
@@ -188,33 +221,13 @@ class EntityMatcher:
         ``None`` when the entity is in no device/area/label list (nor an entity
         list): then only domains and globs decide, as for any other entity.
         """
-        opts = self._options
         entry = er.async_get(self._hass).async_get(entity_id)
         dev_reg = dr.async_get(self._hass)
-        if entity_id in _list(opts, CONF_EXCLUDE_ENTITIES) or (
-            entry is not None
-            and (
-                entry.platform == DOMAIN
-                or _belongs(
-                    entry,
-                    dev_reg,
-                    set(_list(opts, CONF_EXCLUDE_DEVICES)),
-                    set(_list(opts, CONF_EXCLUDE_AREAS)),
-                    set(_list(opts, CONF_EXCLUDE_LABELS)),
-                )
-            )
+        if (entry is not None and entry.platform == DOMAIN) or self._exclude.names(
+            entity_id, entry, dev_reg
         ):
             return False
-        if entity_id in _list(opts, CONF_INCLUDE_ENTITIES) or (
-            entry is not None
-            and _belongs(
-                entry,
-                dev_reg,
-                set(_list(opts, CONF_INCLUDE_DEVICES)),
-                set(_list(opts, CONF_INCLUDE_AREAS)),
-                set(_list(opts, CONF_INCLUDE_LABELS)),
-            )
-        ):
+        if self._include.names(entity_id, entry, dev_reg):
             return True
         return None
 
