@@ -84,6 +84,18 @@ async def _reset_circuit_breaker(runtime: IngestorRuntime) -> None:
     runtime.async_reset_circuit_breaker()
 
 
+async def _requeue_dead_letters(runtime: IngestorRuntime) -> int:
+    return await runtime.async_requeue_dead_letters()
+
+
+async def _purge_dead_letters(runtime: IngestorRuntime) -> int:
+    return await runtime.async_purge_dead_letters()
+
+
+async def _cancel_backfill(runtime: IngestorRuntime) -> bool:
+    return await runtime.backfill.async_cancel()
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the integration's actions."""
@@ -94,34 +106,24 @@ def async_setup_services(hass: HomeAssistant) -> None:
 
         hass.services.async_register(DOMAIN, name, handle, schema=ENTRY_SCHEMA)
 
+    def register_answering(
+        name: str, key: str, action: Callable[[IngestorRuntime], Awaitable[int | bool]]
+    ) -> None:
+        """Register an action whose response is ``{key: what action returned}``."""
+
+        async def handle(call: ServiceCall) -> ServiceResponse:
+            return {key: await action(async_get_runtime(hass, call.data[ATTR_CONFIG_ENTRY_ID]))}
+
+        hass.services.async_register(
+            DOMAIN, name, handle, schema=ENTRY_SCHEMA, supports_response=SupportsResponse.OPTIONAL
+        )
+
     register(SERVICE_FLUSH, _flush)
     register(SERVICE_RETRY_NOW, _retry_now)
     register(SERVICE_RESET_CIRCUIT_BREAKER, _reset_circuit_breaker)
-
-    async def requeue_dead_letters(call: ServiceCall) -> ServiceResponse:
-        runtime = async_get_runtime(hass, call.data[ATTR_CONFIG_ENTRY_ID])
-        moved = await runtime.async_requeue_dead_letters()
-        return {"requeued": moved}
-
-    hass.services.async_register(
-        DOMAIN,
-        SERVICE_REQUEUE_DEAD_LETTERS,
-        requeue_dead_letters,
-        schema=ENTRY_SCHEMA,
-        supports_response=SupportsResponse.OPTIONAL,
-    )
-
-    async def purge_dead_letters(call: ServiceCall) -> ServiceResponse:
-        runtime = async_get_runtime(hass, call.data[ATTR_CONFIG_ENTRY_ID])
-        return {"purged": await runtime.async_purge_dead_letters()}
-
-    hass.services.async_register(
-        DOMAIN,
-        SERVICE_PURGE_DEAD_LETTERS,
-        purge_dead_letters,
-        schema=ENTRY_SCHEMA,
-        supports_response=SupportsResponse.OPTIONAL,
-    )
+    register_answering(SERVICE_REQUEUE_DEAD_LETTERS, "requeued", _requeue_dead_letters)
+    register_answering(SERVICE_PURGE_DEAD_LETTERS, "purged", _purge_dead_letters)
+    register_answering(SERVICE_CANCEL_BACKFILL, "cancelled", _cancel_backfill)
 
     async def backfill(call: ServiceCall) -> None:
         runtime = async_get_runtime(hass, call.data[ATTR_CONFIG_ENTRY_ID])
@@ -145,15 +147,3 @@ def async_setup_services(hass: HomeAssistant) -> None:
             ) from err
 
     hass.services.async_register(DOMAIN, SERVICE_BACKFILL, backfill, schema=BACKFILL_SCHEMA)
-
-    async def cancel_backfill(call: ServiceCall) -> ServiceResponse:
-        runtime = async_get_runtime(hass, call.data[ATTR_CONFIG_ENTRY_ID])
-        return {"cancelled": await runtime.backfill.async_cancel()}
-
-    hass.services.async_register(
-        DOMAIN,
-        SERVICE_CANCEL_BACKFILL,
-        cancel_backfill,
-        schema=ENTRY_SCHEMA,
-        supports_response=SupportsResponse.OPTIONAL,
-    )
