@@ -39,6 +39,8 @@ COMPACT_EVERY: Final = 60
 # Rows of the old one-row-per-point table read per step while migrating.
 _MIGRATE_CHUNK: Final = 5000
 _SCAN_SEGMENTS: Final = 64  # segment headers read per statement while peeking
+# What a transaction restores when it rolls back.
+_COUNTERS: Final = ("count", "nbytes", "dl_count", "dl_bytes", "disk_bytes", "last_id")
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS segments (
         last_id INTEGER PRIMARY KEY,
@@ -248,29 +250,16 @@ class SqliteStore:
 
         Changed row counts are written to ``meta`` in the same transaction.
         """
-        saved = (
-            self.count,
-            self.nbytes,
-            self.dl_count,
-            self.dl_bytes,
-            self.disk_bytes,
-            self.last_id,
-        )
+        saved = {name: getattr(self, name) for name in _COUNTERS}
         self.conn.execute("BEGIN")
         try:
             yield
-            if (self.count, self.dl_count) != (saved[0], saved[2]):
+            if (self.count, self.dl_count) != (saved["count"], saved["dl_count"]):
                 self.write_counts()
             self.conn.execute("COMMIT")
         except BaseException:
-            (
-                self.count,
-                self.nbytes,
-                self.dl_count,
-                self.dl_bytes,
-                self.disk_bytes,
-                self.last_id,
-            ) = saved
+            for name, value in saved.items():
+                setattr(self, name, value)
             self._decoded = None
             with suppress(*STORAGE_ERRORS):
                 self.conn.execute("ROLLBACK")
