@@ -10,16 +10,9 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .entity import IngestorEntity
 from .runtime import IngestorConfigEntry, IngestorRuntime
+from .services import flush, retry_now
 
 PARALLEL_UPDATES = 0
-
-
-async def _retry_now(runtime: IngestorRuntime) -> None:
-    runtime.async_retry_now()
-
-
-async def _flush(runtime: IngestorRuntime) -> None:
-    await runtime.async_flush()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,12 +26,12 @@ BUTTONS: tuple[IngestorButtonEntityDescription, ...] = (
     IngestorButtonEntityDescription(
         key="retry_now",
         translation_key="retry_now",
-        press_fn=_retry_now,
+        press_fn=retry_now,
     ),
     IngestorButtonEntityDescription(
         key="flush",
         translation_key="flush",
-        press_fn=_flush,
+        press_fn=flush,
     ),
 )
 

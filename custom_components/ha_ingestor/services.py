@@ -72,11 +72,16 @@ def async_get_runtime(hass: HomeAssistant, entry_id: str) -> IngestorRuntime:
     return entry.runtime_data
 
 
-async def _flush(runtime: IngestorRuntime) -> None:
+# The actions on an entry's runtime; the buttons press the same ones.
+
+
+async def flush(runtime: IngestorRuntime) -> None:
+    """Flush now and try to deliver at once."""
     await runtime.async_flush()
 
 
-async def _retry_now(runtime: IngestorRuntime) -> None:
+async def retry_now(runtime: IngestorRuntime) -> None:
+    """Retry delivery now (also after the retries gave up)."""
     runtime.async_retry_now()
 
 
@@ -118,8 +123,8 @@ def async_setup_services(hass: HomeAssistant) -> None:
             DOMAIN, name, handle, schema=ENTRY_SCHEMA, supports_response=SupportsResponse.OPTIONAL
         )
 
-    register(SERVICE_FLUSH, _flush)
-    register(SERVICE_RETRY_NOW, _retry_now)
+    register(SERVICE_FLUSH, flush)
+    register(SERVICE_RETRY_NOW, retry_now)
     register(SERVICE_RESET_CIRCUIT_BREAKER, _reset_circuit_breaker)
     register_answering(SERVICE_REQUEUE_DEAD_LETTERS, "requeued", _requeue_dead_letters)
     register_answering(SERVICE_PURGE_DEAD_LETTERS, "purged", _purge_dead_letters)
