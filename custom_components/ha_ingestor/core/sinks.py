@@ -42,6 +42,7 @@ reprs, :attr:`Sink.endpoint` or error messages. ``asyncio.CancelledError`` is
 never caught. Nothing here imports ``homeassistant``.
 """
 
+from abc import ABC, abstractmethod
 import base64
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ import json
 import math
 import socket
 import ssl as ssl_module
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, override
 import zlib
 
 import aiohttp
@@ -425,27 +426,44 @@ def _join(base: URL, path: str) -> URL:
     )
 
 
-class _HttpSink:
-    """Shared request / classification plumbing for the concrete sinks."""
+class _HttpSink[TargetT: Target](ABC):
+    """Shared construction, request and classification plumbing for the concrete sinks."""
 
     def __init__(
         self,
+        target: TargetT,
         session: aiohttp.ClientSession,
-        url: str,
         *,
-        timeout: float,
-        ssl: ssl_module.SSLContext | bool,
-        secrets: Sequence[str | None],
+        url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        ssl: ssl_module.SSLContext | bool = True,
+        compress: bool = True,
+        offload: Offload | None = None,
     ) -> None:
+        """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints).
+
+        ``compress`` sends gzip line-protocol bodies (the data-api always gzips);
+        ``offload`` runs CPU-heavy encoding (gzip, hashing) off the event loop,
+        without it that runs inline.
+        """
+        self._target = target
         self._session = session
-        self._base = _base_url(url)
+        self._base = _base_url(url or target.url)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ssl = ssl
-        # Very short secrets are not redacted: replacing every "t" would garble messages.
-        self._secrets = tuple(s for s in (*secrets, self._base.password) if s and len(s) >= 4)
         self.endpoint: str = str(_join(self._base, "")).rstrip("/")
-        self._offload: Offload | None = None
-        self._compress = False
+        self._offload = offload
+        self._compress = compress
+        secret = self._prepare()
+        # Very short secrets are not redacted: replacing every "t" would garble messages.
+        self._secrets = tuple(s for s in (secret, self._base.password) if s and len(s) >= 4)
+
+    @abstractmethod
+    def _prepare(self) -> str | None:
+        """Derive the fixed request parts (headers, parameters) from the target.
+
+        Returns the target's credential, which is kept out of every message.
+        """
 
     async def _line_body(
         self, payloads: Sequence[bytes], headers: Mapping[str, str]
@@ -499,10 +517,7 @@ class _HttpSink:
                 body = await read_bounded(resp)
                 return resp.status, body, CIMultiDict(resp.headers)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a DeliveryError
-            err = classify_exception(exc, where=where)
-            err.message = self._redact(err.message)
-            err.args = (err.message,)
-            raise err from None
+            raise self._scrubbed(classify_exception(exc, where=where)) from None
 
     async def _call(
         self,
@@ -525,36 +540,24 @@ class _HttpSink:
     ) -> DeliveryError | None:
         """:func:`classify_response` with the sink's secrets redacted from the message."""
         err = classify_response(status, body, headers, where=f"{self.endpoint}/{path}")
-        if err is not None:
-            err.message = self._redact(err.message)
-            err.args = (err.message,)
+        return None if err is None else self._scrubbed(err)
+
+    def _scrubbed(self, err: DeliveryError) -> DeliveryError:
+        """Return ``err`` with the sink's secrets redacted from its message."""
+        err.message = self._redact(err.message)
+        err.args = (err.message,)
         return err
 
 
-class InfluxV1Sink(_HttpSink):
+class InfluxV1Sink(_HttpSink[InfluxV1Target]):
     """InfluxDB 1.x ``POST /write?db=&rp=&precision=`` with HTTP basic auth."""
 
-    def __init__(
-        self,
-        target: InfluxV1Target,
-        session: aiohttp.ClientSession,
-        *,
-        url: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        ssl: ssl_module.SSLContext | bool = True,
-        compress: bool = True,
-        offload: Offload | None = None,
-    ) -> None:
-        """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints).
-
-        ``compress`` sends gzip bodies (compressed through ``offload``, off the loop).
-        """
+    @override
+    def _prepare(self) -> str | None:
+        """Set basic auth and the write parameters; refuse an unknown precision."""
+        target = self._target
         if target.precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}")
-        super().__init__(
-            session, url or target.url, timeout=timeout, ssl=ssl, secrets=(target.password,)
-        )
-        self._target = target
         username = target.username or self._base.user
         password = target.password if target.username else self._base.password
         # Basic auth keeps the password out of the query string (and so out of any log).
@@ -562,8 +565,7 @@ class InfluxV1Sink(_HttpSink):
         self._params = {"db": target.database, "precision": target.precision}
         if target.retention_policy:
             self._params["rp"] = target.retention_policy
-        self._compress = compress
-        self._offload = offload
+        return target.password
 
     async def write(self, payloads: Sequence[bytes]) -> None:
         """POST the lines joined by newlines; see the module doc for the errors."""
@@ -602,38 +604,23 @@ class InfluxV1Sink(_HttpSink):
             )
 
 
-class InfluxV2Sink(_HttpSink):
+class InfluxV2Sink(_HttpSink[InfluxV2Target]):
     """``POST /api/v2/write?org=&bucket=&precision=ns`` with ``Authorization: Token``.
 
     Spoken by InfluxDB 2.x, 3.x, Cloud, 1.8+ (token ``user:password``) and
     VictoriaMetrics.
     """
 
-    def __init__(
-        self,
-        target: InfluxV2Target,
-        session: aiohttp.ClientSession,
-        *,
-        url: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        ssl: ssl_module.SSLContext | bool = True,
-        compress: bool = True,
-        offload: Offload | None = None,
-    ) -> None:
-        """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints).
-
-        ``compress`` sends gzip bodies (compressed through ``offload``, off the loop).
-        """
-        super().__init__(
-            session, url or target.url, timeout=timeout, ssl=ssl, secrets=(target.token,)
-        )
-        self._compress = compress
-        self._offload = offload
+    @override
+    def _prepare(self) -> str | None:
+        """Set token auth and the write parameters."""
+        target = self._target
         self._params = {"org": target.org, "bucket": target.bucket, "precision": "ns"}
         self._headers = {
             "Authorization": f"Token {target.token}",
             "Content-Type": "text/plain; charset=utf-8",
         }
+        return target.token
 
     async def write(self, payloads: Sequence[bytes]) -> None:
         """POST the lines joined by newlines; see the module doc for the errors."""
@@ -672,7 +659,7 @@ class InfluxV2Sink(_HttpSink):
         raise err
 
 
-class DataApiSink(_HttpSink):
+class DataApiSink(_HttpSink[DataApiTarget]):
     """``POST <url>/events``: gzip JSON array, ``Authorization: Bearer``.
 
     ``Idempotency-Key`` is the SHA-256 of the uncompressed body, so a replayed
@@ -681,27 +668,15 @@ class DataApiSink(_HttpSink):
     executor) they run off the event loop.
     """
 
-    def __init__(
-        self,
-        target: DataApiTarget,
-        session: aiohttp.ClientSession,
-        *,
-        url: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        ssl: ssl_module.SSLContext | bool = True,
-        compress: bool = True,
-        offload: Offload | None = None,
-    ) -> None:
-        """Create the sink; ``url`` overrides ``target.url`` (fallback endpoints).
-
-        ``offload`` runs CPU-heavy encoding off the loop; without it, it runs inline.
-        ``compress`` is accepted like the other sinks', but bodies are always gzip.
-        """
-        super().__init__(
-            session, url or target.url, timeout=timeout, ssl=ssl, secrets=(target.token,)
-        )
-        self._auth_header = {"Authorization": f"Bearer {target.token}"}
-        self._offload = offload
+    @override
+    def _prepare(self) -> str | None:
+        """Set bearer auth and the headers of gzip JSON bodies."""
+        self._json_headers = {
+            "Authorization": f"Bearer {self._target.token}",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        }
+        return self._target.token
 
     @staticmethod
     def encode(payloads: Sequence[bytes]) -> tuple[bytes, str]:
@@ -719,23 +694,13 @@ class DataApiSink(_HttpSink):
     async def write(self, payloads: Sequence[bytes]) -> None:
         """POST the batch; see the module doc for the errors."""
         body, key = await self._run(self.encode, payloads)
-        headers = {
-            **self._auth_header,
-            "Content-Type": "application/json",
-            "Content-Encoding": "gzip",
-            "Idempotency-Key": key,
-        }
+        headers = {**self._json_headers, "Idempotency-Key": key}
         await self._call("POST", "events", data=body, headers=headers)
 
     async def upsert(self, path: str, items: Sequence[Mapping[str, object]]) -> None:
         """POST registry items (``internal/devices/bulk_upsert`` ...) as a gzip JSON array."""
         body = await self._run(self.pack, items)
-        headers = {
-            **self._auth_header,
-            "Content-Type": "application/json",
-            "Content-Encoding": "gzip",
-        }
-        await self._call("POST", path.lstrip("/"), data=body, headers=headers)
+        await self._call("POST", path.lstrip("/"), data=body, headers=self._json_headers)
 
     async def check(self) -> None:
         """``GET /health`` (reachability, right service), then POST an empty array (auth)."""
