@@ -1,4 +1,4 @@
-r"""Encode HA-free event snapshots as InfluxDB line protocol or data-api JSON.
+r"""Encode HA-free event snapshots as InfluxDB line protocol (data-api JSON: ``json_events``).
 
 The line-protocol schema follows Home Assistant's built-in ``influxdb``
 integration so users can switch without breaking dashboards: measurement from
