@@ -259,11 +259,6 @@ def _clean_list(values: Any) -> list[str]:
     return out
 
 
-def _secret_fields(kind: DestinationKind) -> tuple[str, ...]:
-    """Secret entry-data keys of ``kind``."""
-    return kind_info(kind).secrets
-
-
 def _build_data(
     kind: DestinationKind, user_input: Mapping[str, Any], previous: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -277,7 +272,7 @@ def _build_data(
         if (value := _clean_text(user_input.get(key))) is not None:
             data[key] = value
     if previous is not None:
-        for key in _secret_fields(kind):
+        for key in info.secrets:
             if key not in data and key in previous:
                 data[key] = previous[key]
     _drop_lone_password(data)
@@ -292,12 +287,6 @@ def _drop_lone_password(data: dict[str, Any]) -> None:
     """Drop a password kept without a user: it means nothing to the server."""
     if CONF_USERNAME not in data:
         data.pop(CONF_PASSWORD, None)
-
-
-def _suggested_connection(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Suggested form values for ``data`` without its secrets."""
-    kind = DestinationKind(data[CONF_KIND])
-    return {key: value for key, value in data.items() if key not in _secret_fields(kind)}
 
 
 def _delivery_error(kind: DestinationKind, err: DeliveryError) -> tuple[str, str]:
@@ -557,7 +546,7 @@ class IngestorConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reconfigure_entry()
         kind = DestinationKind(entry.data[CONF_KIND])
         validator = _ConnectionValidator(self)
-        suggested: Mapping[str, Any] = _suggested_connection(entry.data)
+        suggested: Mapping[str, Any] = _without_secrets(kind, entry.data) or {}
         if user_input is not None:
             suggested = _without_secrets(kind, user_input) or {}
             data = _build_data(kind, user_input, entry.data)
@@ -592,10 +581,10 @@ class IngestorConfigFlow(ConfigFlow, domain=DOMAIN):
 def _without_secrets(
     kind: DestinationKind, user_input: Mapping[str, Any] | None
 ) -> dict[str, Any] | None:
-    """Form input minus secrets, to re-show a form after an error."""
+    """Values minus the kind's secrets: secrets are never sent back to the browser."""
     if user_input is None:
         return None
-    return {key: value for key, value in user_input.items() if key not in _secret_fields(kind)}
+    return {key: value for key, value in user_input.items() if key not in kind_info(kind).secrets}
 
 
 # --- options ---------------------------------------------------------------------------
