@@ -6,13 +6,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .const import CONF_KIND, kind_info
-
-REDACTED = "**REDACTED**"
+from .core.redaction import REDACTED, redact_secrets
 
 # scheme://user:password@host -> scheme://host, wherever a URL appears in free text.
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-# Secrets shorter than this are not replaced in text: it would garble every message.
-_MIN_SECRET_LEN = 4
 
 
 def entry_secrets(data: Mapping[str, Any]) -> list[str]:
@@ -37,11 +34,7 @@ def strip_url_credentials(url: str) -> str:
 
 def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Remove URL credentials and every known secret value from ``text``."""
-    text = _USERINFO.sub(r"\g<scheme>", text)
-    for secret in secrets:
-        if secret and len(secret) >= _MIN_SECRET_LEN:
-            text = text.replace(secret, REDACTED)
-    return text
+    return redact_secrets(_USERINFO.sub(r"\g<scheme>", text), secrets)
 
 
 def scrub(data: Any, secrets: Iterable[str] = ()) -> Any:

@@ -63,6 +63,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .errors import DeliveryError, ErrorCategory
+from .redaction import redact_secrets
 
 MAX_ERROR_TEXT: Final = 300
 #: At most this much of an answer's body is read (after decompression): enough
@@ -455,8 +456,7 @@ class _HttpSink[TargetT: Target](ABC):
         self._offload = offload
         self._compress = compress
         secret = self._prepare()
-        # Very short secrets are not redacted: replacing every "t" would garble messages.
-        self._secrets = tuple(s for s in (secret, self._base.password) if s and len(s) >= 4)
+        self._secrets = (secret, self._base.password)
 
     @abstractmethod
     def _prepare(self) -> str | None:
@@ -485,9 +485,7 @@ class _HttpSink[TargetT: Target](ABC):
         return f"{type(self).__name__}({self.endpoint})"
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact_secrets(text, self._secrets)
 
     async def _request(
         self,
