@@ -7,18 +7,13 @@ from typing import Any
 
 from homeassistant.core import HomeAssistant
 
-from .const import (
-    CONF_FALLBACK_URLS,
-    CONF_PASSWORD,
-    CONF_TOKEN,
-    CONF_URL,
-    CONF_USERNAME,
-)
+from .const import CONF_FALLBACK_URLS, CONF_URL, KINDS
 from .core.spool import DeadLetter
 from .redact import entry_secrets, redact_keys, scrub, strip_url_credentials
 from .runtime import IngestorConfigEntry
 
-TO_REDACT = {CONF_TOKEN, CONF_PASSWORD, CONF_USERNAME}
+#: Every kind's secrets and credentials (user names included).
+TO_REDACT = frozenset(key for info in KINDS.values() for key in (*info.secrets, *info.credentials))
 #: Quoted parts of a rejection reason at least this long (or holding "=") are elided.
 _QUOTED = re.compile(r"""(["'])(.*?)(\1|…|$)""")
 _QUOTE_KEEP = 12
