@@ -17,12 +17,13 @@ from custom_components.ha_ingestor.coordinator import ROUTINE_UPDATE_INTERVAL
 from tests.common import (
     ENTRY_ID,
     PREFIX,
+    answered,
+    current,
     settle,
     setup_entry,
     tick,
     unload_entry,
     v1_entry,
-    wait_for,
 )
 from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server, free_port
@@ -59,14 +60,9 @@ async def test_sensors(
     hass.states.async_set("sensor.outside", "21.5", {"unit_of_measurement": "°C"})
     await runtime.async_flush()
     # Sent, and deleted from the spool by the uploader's next read right after.
-    await wait_for(
-        hass,
-        lambda: (
-            runtime.pipeline.resilience.metrics.events_sent >= 1
-            and runtime.pipeline.stats is not None
-            and runtime.pipeline.stats.pending_count == 0
-        ),
-    )
+    await answered(hass)
+    assert current(entry).events_sent == 1
+    assert current(entry).pending == 0
     await tick(hass, freezer)  # the throttled entity update
     assert hass.states.get(f"sensor.{PREFIX}_health").state == "healthy"
     assert hass.states.get(f"sensor.{PREFIX}_connection_state").state == "active"
@@ -170,7 +166,8 @@ async def test_routine_updates_are_throttled(
     hass.states.async_set("sensor.busy", "2", {"unit_of_measurement": "W"})
     for _ in range(5):
         await tick(hass, freezer, 1.0)
-    await wait_for(hass, lambda: runtime.pipeline.resilience.metrics.events_sent >= 2)
+    await answered(hass)
+    assert current(entry).events_sent == 2
     await tick(hass, freezer, 1.0)
     assert hass.states.get(sent).state == "1"  # not yet: routine update pending
     await tick(hass, freezer, ROUTINE_UPDATE_INTERVAL)
