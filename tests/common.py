@@ -1,7 +1,7 @@
 """Helpers shared by the entity, action, repair and diagnostics tests."""
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +27,7 @@ from custom_components.ha_ingestor.const import (
 )
 from custom_components.ha_ingestor.core.sinks import _HttpSink
 from custom_components.ha_ingestor.core.uploader import Uploader
+from custom_components.ha_ingestor.diagnostics import async_get_config_entry_diagnostics
 from custom_components.ha_ingestor.factory import spool_path
 from custom_components.ha_ingestor.snapshot import IngestorSnapshot
 
@@ -213,15 +214,21 @@ async def tick(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: flo
 async def settle(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
-    condition: Callable[[], bool],
+    condition: Callable[[], bool | Awaitable[bool]],
     *,
     step: float = 1.0,
     limit: int = 600,
 ) -> None:
-    """Advance time step by step until ``condition`` holds, then push entity updates."""
+    """Advance time step by step until ``condition`` holds, then push entity updates.
+
+    ``condition`` may be a coroutine function (e.g. one reading diagnostics).
+    """
     await IN_FLIGHT.answered(hass)
     for _ in range(limit):
-        if condition():
+        held = condition()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
             # Entities update through a 1 s throttled signal.
             await tick(hass, freezer, 1.0)
             return
@@ -241,12 +248,22 @@ def current(entry: ConfigEntry[Any]) -> IngestorSnapshot:
     return snapshot
 
 
-async def drained(hass: HomeAssistant, freezer: FrozenDateTimeFactory, entry: Any) -> None:
-    """Advance time until everything captured so far is delivered."""
-    runtime = entry.runtime_data
-    await settle(
-        hass,
-        freezer,
-        # Delivered rows stay spooled until the next write: backlog leaves them out.
-        lambda: runtime.pipeline.stats is not None and runtime.pipeline.backlog == 0,
+async def diagnostics(hass: HomeAssistant, entry: ConfigEntry[Any]) -> dict[str, Any]:
+    """The entry's diagnostics as a user downloads them (the platform, called directly)."""
+    return await async_get_config_entry_diagnostics(hass, entry)
+
+
+async def drained(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, entry: Any, *, step: float = 1.0
+) -> None:
+    """Flush (the action) and advance time until everything captured so far is delivered."""
+    await hass.services.async_call(
+        DOMAIN, "flush", {"config_entry_id": entry.entry_id}, blocking=True
     )
+    await settle(hass, freezer, lambda: delivered(entry), step=step)
+
+
+def delivered(entry: ConfigEntry[Any]) -> bool:
+    """Whether the latest snapshot shows nothing waiting (as of the last flush)."""
+    snapshot = current(entry)
+    return snapshot.spool is not None and snapshot.pending == 0

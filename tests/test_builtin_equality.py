@@ -41,7 +41,7 @@ from custom_components.ha_ingestor.const import (
 )
 from custom_components.ha_ingestor.import_builtin import async_builtin_yaml, options_from_yaml
 from tests.builtin import builtin_flushed, points, v1_builtin
-from tests.common import settle
+from tests.common import current, settle
 from tests.conftest import SNAPSHOT_RELEASE
 from tests.servers import InfluxV1Server, unique_name
 
@@ -380,9 +380,8 @@ async def _run(
             hass.states.async_set(entity_id, state, attributes, timestamp=timestamp)
         await hass.async_block_till_done()
         await builtin_flushed(hass, builtin)
-        metrics = ours.runtime_data.pipeline.resilience.metrics
         written = sum(state not in SKIPPED for (_, state, _), _ in changes)
-        await settle(hass, freezer, lambda: metrics.events_sent >= written)
+        await settle(hass, freezer, lambda: current(ours).events_sent >= written)
         return await _stored(influxdb_v1, builtin_db), await _stored(influxdb_v1, ours_db)
     finally:
         for entry in hass.config_entries.async_entries():

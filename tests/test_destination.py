@@ -11,7 +11,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import CONF_SSL_CA_CERT
 from custom_components.ha_ingestor.factory import spool_path
-from tests.common import remove_spool, settle, unload_entry, v1_entry
+from tests.common import drained, remove_spool, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 from tests.tls import Pki, TlsProxy, ignore_handshake_errors, make_pki
 
@@ -61,10 +61,8 @@ async def test_custom_ca_is_private_to_the_entry(
     with ignore_handshake_errors(hass.loop):
         async with TlsProxy(influxdb_v1.port, server_ctx) as proxy:
             entry = await setup_with_ca(hass, v1_entry(proxy.url, influx_db), pki)
-            runtime = entry.runtime_data
             hass.states.async_set("sensor.tls_power", "7", {"unit_of_measurement": "W"})
-            await runtime.async_flush()
-            await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0)
+            await drained(hass, freezer, entry)
             assert _trust_facts() == before
             async with aiohttp.ClientSession() as session:
                 with pytest.raises(aiohttp.ClientConnectorCertificateError):

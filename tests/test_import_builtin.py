@@ -67,7 +67,7 @@ from custom_components.ha_ingestor.import_builtin import (
 )
 from custom_components.ha_ingestor.records import timestamp_ns
 from tests.builtin import points, poll, rows_if, v1_builtin
-from tests.common import settle
+from tests.common import current, delivered, settle
 from tests.servers import InfluxV1Server, VictoriaMetricsServer, free_port, unique_name
 from tests.test_config_flow import assert_translated
 
@@ -284,15 +284,10 @@ async def test_import_real_builtin_ships_the_same_point(
         builtin_rows: list[dict[str, Any]] = await poll(
             hass, lambda: rows_if(influxdb_v1.aquery(query, influx_db), len(compared))
         )
-        runtime = entry.runtime_data
         await settle(
             hass,
             freezer,
-            lambda: (
-                runtime.pipeline.stats is not None
-                and runtime.pipeline.stats.pending_count == 0
-                and runtime.pipeline.resilience.metrics.events_sent >= len(compared)
-            ),
+            lambda: delivered(entry) and current(entry).events_sent >= len(compared),
         )
         ours_rows = await influxdb_v1.aquery(query, ours_db)
         by_entity = {row["entity_id"]: row for row in builtin_rows}

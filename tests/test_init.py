@@ -37,7 +37,7 @@ from custom_components.ha_ingestor.const import (
     DestinationKind,
 )
 from custom_components.ha_ingestor.factory import spool_path
-from tests.common import PREFIX, settle
+from tests.common import PREFIX, current, delivered, diagnostics, settle
 from tests.servers import InfluxV1Server, free_port
 
 
@@ -80,15 +80,10 @@ async def test_ships_state_changes(
         hass.states.async_set("sensor.outside", str(10 + i), {"unit_of_measurement": "°C"})
         freezer.tick(timedelta(milliseconds=10))
     hass.states.async_set("switch.pump", "on")
-    runtime = entry.runtime_data
     await settle(
         hass,
         freezer,
-        lambda: (
-            runtime.pipeline.stats is not None
-            and runtime.pipeline.stats.pending_count == 0
-            and runtime.pipeline.resilience.metrics.events_sent >= 11
-        ),
+        lambda: delivered(entry) and current(entry).events_sent >= 11,
     )
     rows = await influxdb_v1.aquery('SELECT "value", entity_id, domain FROM "°C"', influx_db)
     assert [r["value"] for r in rows] == [float(10 + i) for i in range(10)]
@@ -120,18 +115,11 @@ async def test_unreachable_at_setup_captures_and_delivers_later(
         for i in range(20):
             hass.states.async_set("sensor.early", str(i), {"unit_of_measurement": "W"})
             freezer.tick(timedelta(milliseconds=5))
-        runtime = entry.runtime_data
-        await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 3)
-        assert runtime.pipeline.stats is not None
-        assert runtime.pipeline.stats.pending_count == 20
+        await settle(hass, freezer, lambda: current(entry).consecutive_failures >= 3)
+        assert current(entry).pending == 20
     finally:
         influxdb_v1.start()
-    await settle(
-        hass,
-        freezer,
-        lambda: runtime.pipeline.stats is not None and runtime.pipeline.stats.pending_count == 0,
-        step=5.0,
-    )
+    await settle(hass, freezer, lambda: delivered(entry), step=5.0)
     assert await count(influxdb_v1, influx_db, "W") == 20
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
@@ -156,8 +144,7 @@ async def test_restart_mid_outage_loses_nothing(
         hass.states.async_set("sensor.restart", str(i), {"unit_of_measurement": "kWh"})
         freezer.tick(timedelta(milliseconds=5))
     # No flush tick has run: these events are only in memory when HA stops.
-    runtime = entry.runtime_data
-    assert runtime.pipeline.buffered == 15
+    assert (await diagnostics(hass, entry))["buffered"] == 15
     hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
     await hass.async_block_till_done()
     hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
@@ -167,7 +154,9 @@ async def test_restart_mid_outage_loses_nothing(
     freezer.tick(timedelta(seconds=5))
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
-    assert runtime.pipeline.buffered == 0
+    # Core read: after FINAL_WRITE HA is going down and nothing (not even
+    # diagnostics, which read the closed spool) shows the memory batch.
+    assert entry.runtime_data.pipeline.buffered == 0
     assert "spool is not open" not in caplog.text
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
@@ -177,12 +166,7 @@ async def test_restart_mid_outage_loses_nothing(
     hass.config_entries.async_update_entry(entry, data={**entry.data, CONF_URL: influxdb_v1.url})
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    runtime = entry.runtime_data
-    await settle(
-        hass,
-        freezer,
-        lambda: runtime.pipeline.stats is not None and runtime.pipeline.stats.pending_count == 0,
-    )
+    await settle(hass, freezer, lambda: delivered(entry))
     assert await count(influxdb_v1, influx_db, "kWh") == 15
     # Removing the entry removes its spool too.
     assert (await hass.config_entries.async_remove(entry.entry_id))["require_restart"] is False
@@ -215,8 +199,7 @@ async def test_filters_and_extra_events(
     hass.states.async_set("sensor.secret", "2", {"unit_of_measurement": "lx"})
     hass.states.async_set("light.kitchen", "on")
     hass.bus.async_fire("my_custom_event", {"value": 3.5, "who": "test"})
-    runtime = entry.runtime_data
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 2)
+    await settle(hass, freezer, lambda: current(entry).events_sent >= 2)
     lux = await influxdb_v1.aquery('SELECT "value", entity_id FROM "lx"', influx_db)
     assert [(r["entity_id"], r["value"]) for r in lux] == [("kept", 1.0)]
     events = await influxdb_v1.aquery('SELECT * FROM "my_custom_event"', influx_db)
@@ -243,8 +226,7 @@ async def test_context_enrichment(
     freezer.tick(timedelta(seconds=1))
     hass.states.async_set("weather.home", "rainy", {"temperature": 18.0, "humidity": 90})
     hass.states.async_set("sensor.power", "200", {"unit_of_measurement": "W"})
-    runtime = entry.runtime_data
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 3)
+    await settle(hass, freezer, lambda: current(entry).events_sent >= 3)
     rows = await influxdb_v1.aquery(
         'SELECT "value", ctx_home, ctx_home_temperature, ctx_home_humidity FROM "W"', influx_db
     )
@@ -298,8 +280,7 @@ async def test_device_area_label_filters_follow_the_registries(
     await hass.async_block_till_done()
     freezer.tick(timedelta(seconds=1))
     hass.states.async_set("sensor.later", "2", {"unit_of_measurement": "A"})
-    runtime = entry.runtime_data
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 4)
+    await settle(hass, freezer, lambda: current(entry).events_sent >= 4)
     rows = await influxdb_v1.aquery('SELECT "value", entity_id FROM "A"', influx_db)
     assert sorted((r["entity_id"], r["value"]) for r in rows) == [
         ("in_area", 1.0),
@@ -324,10 +305,12 @@ async def test_include_resolving_to_nothing_ships_nothing(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     hass.states.async_set("sensor.anything", "1")
-    runtime = entry.runtime_data
-    await settle(hass, freezer, lambda: runtime.pipeline.stats is not None)
-    await runtime.async_flush()
-    assert runtime.pipeline.resilience.metrics.events_received == 0
+    await settle(hass, freezer, lambda: current(entry).spool is not None)
+    await hass.services.async_call(
+        DOMAIN, "flush", {"config_entry_id": entry.entry_id}, blocking=True
+    )
+    counters = (await diagnostics(hass, entry))["resilience"]["metrics"]["counters"]
+    assert counters["events_received"] == 0
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 

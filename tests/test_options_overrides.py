@@ -24,7 +24,7 @@ from custom_components.ha_ingestor.const import (
     CONF_VERIFY_SSL,
     DOMAIN,
 )
-from tests.common import settle
+from tests.common import current, delivered, settle
 from tests.servers import InfluxV1Server
 from tests.test_config_flow import _options, api_entry, assert_translated
 
@@ -234,15 +234,10 @@ async def test_override_set_in_options_is_written(
     for value in ("2", "3"):
         hass.states.async_set("sensor.heater_power", value, attributes)
         freezer.tick(timedelta(milliseconds=10))
-    runtime = entry.runtime_data
     await settle(
         hass,
         freezer,
-        lambda: (
-            runtime.pipeline.stats is not None
-            and runtime.pipeline.stats.pending_count == 0
-            and runtime.pipeline.resilience.metrics.events_sent >= 2
-        ),
+        lambda: delivered(entry) and current(entry).events_sent >= 2,
     )
     before = await influxdb_v1.aquery('SELECT "value", battery FROM "W"', influx_db)
     after = await influxdb_v1.aquery('SELECT * FROM "power"', influx_db)

@@ -19,6 +19,9 @@ from custom_components.ha_ingestor.repairs import async_create_fix_flow
 from tests.common import (
     ENTRY_ID,
     PASSWORD,
+    current,
+    delivered,
+    diagnostics,
     remove_spool,
     settle,
     setup_entry,
@@ -57,7 +60,6 @@ async def test_extended_outage(
     issue_id = f"extended_outage_{ENTRY_ID}"
     try:
         await setup_entry(hass, entry)
-        runtime = entry.runtime_data
         hass.states.async_set("sensor.outage", "1", {"unit_of_measurement": "W"})
         await settle(
             hass,
@@ -70,7 +72,7 @@ async def test_extended_outage(
         assert issue.translation_placeholders["backlog"] == "1"
     finally:
         influxdb_v1.start()
-    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0, step=5.0)
+    await settle(hass, freezer, lambda: delivered(entry), step=5.0)
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
     await unload_entry(hass, entry)
 
@@ -82,7 +84,6 @@ async def test_spool_overflow_and_unload(
     """Events dropped by a full spool raise a warning; unloading clears every issue."""
     entry = v1_entry(f"http://127.0.0.1:{free_port()}", "nowhere", **{CONF_SPOOL_MAX_MB: 0.0001})
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     for i in range(100):
         hass.states.async_set("sensor.flood", str(i), {"unit_of_measurement": "W"})
     issue_id = f"spool_overflow_{ENTRY_ID}"
@@ -92,7 +93,7 @@ async def test_spool_overflow_and_unload(
     issue = issue_registry.async_get_issue(DOMAIN, issue_id)
     assert issue.severity is ir.IssueSeverity.WARNING
     assert int(issue.translation_placeholders["count"]) > 0
-    assert runtime.pipeline.resilience.metrics.events_dropped > 0
+    assert current(entry).events_dropped > 0
     await unload_entry(hass, entry)
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
 
@@ -108,7 +109,6 @@ async def test_auth_failure_raises_fixable_issue_and_reauth(
     await influxdb_v1_auth.acreate_database("auth_db")
     entry = v1_entry(influxdb_v1_auth.url, "auth_db")
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.locked", "1", {"unit_of_measurement": "W"})
     issue_id = f"auth_failed_{ENTRY_ID}"
     await settle(
@@ -117,7 +117,7 @@ async def test_auth_failure_raises_fixable_issue_and_reauth(
     issue = issue_registry.async_get_issue(DOMAIN, issue_id)
     assert issue.is_fixable
     assert issue.severity is ir.IssueSeverity.ERROR
-    assert runtime.pipeline.backlog == 1
+    assert current(entry).pending == 1
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert any(flow["context"]["source"] == "reauth" for flow in flows)
 
@@ -144,11 +144,10 @@ async def test_quarantined_points_issue_and_requeue_fix(
     assert status == 204
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     # A destination that has accepted nothing yet and refuses the only point
     # looks like a setup fault (paused, not quarantined): deliver one first.
     hass.states.async_set("sensor.fine", "1", {"unit_of_measurement": "kWh"})
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.last_success_wall is not None)
+    await settle(hass, freezer, lambda: current(entry).last_success is not None)
     hass.states.async_set("sensor.conflict", "5", {"unit_of_measurement": "W"})
     issue_id = f"points_quarantined_{ENTRY_ID}"
     await settle(
@@ -161,8 +160,9 @@ async def test_quarantined_points_issue_and_requeue_fix(
     await settle(hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is None)
     rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
     assert [r["value"] for r in rows] == [5.0]
-    assert runtime.pipeline.stats is not None
-    assert runtime.pipeline.stats.dead_letter_count == 0
+    spool = current(entry).spool
+    assert spool is not None
+    assert spool.dead_letter_count == 0
     await unload_entry(hass, entry)
 
 
@@ -184,7 +184,6 @@ async def test_storage_failure_issue(
     monkeypatch.setattr(spool_module, "_sqlite_connect", broken_connect)
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.memory", "7", {"unit_of_measurement": "W"})
     issue_id = f"storage_failure_{ENTRY_ID}"
     issue_registry = ir.async_get(hass)
@@ -193,7 +192,7 @@ async def test_storage_failure_issue(
         freezer,
         lambda: (
             issue_registry.async_get_issue(DOMAIN, issue_id) is not None
-            and runtime.pipeline.resilience.metrics.events_sent >= 1
+            and current(entry).events_sent >= 1
         ),
     )
     issue = issue_registry.async_get_issue(DOMAIN, issue_id)
@@ -219,7 +218,6 @@ async def test_missing_database_raises_issue_until_delivery_resumes(
     database = unique_name("missing")
     entry = v1_entry(influxdb_v1.url, database)
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.lost_db", "3", {"unit_of_measurement": "W"})
     issue_id = f"destination_not_found_{ENTRY_ID}"
     try:
@@ -230,16 +228,15 @@ async def test_missing_database_raises_issue_until_delivery_resumes(
         assert issue.translation_key == "destination_not_found"
         assert issue.severity is ir.IssueSeverity.ERROR
         assert "database not found" in issue.translation_placeholders["error"]
-        assert runtime.pipeline.backlog == 1
+        assert current(entry).pending == 1
         await influxdb_v1.acreate_database(database)
-        runtime.async_retry_now()
+        await hass.services.async_call(
+            DOMAIN, "retry_now", {"config_entry_id": entry.entry_id}, blocking=True
+        )
         await settle(
             hass,
             freezer,
-            lambda: (
-                runtime.pipeline.backlog == 0
-                and issue_registry.async_get_issue(DOMAIN, issue_id) is None
-            ),
+            lambda: delivered(entry) and issue_registry.async_get_issue(DOMAIN, issue_id) is None,
         )
         rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', database)
         assert [r["value"] for r in rows] == [3.0]
@@ -275,7 +272,6 @@ async def test_tls_failure_raises_issue_until_delivery_resumes(
                 entry, data={**entry.data, CONF_SSL_CA_CERT: str(pki.ca_cert)}
             )
             assert await hass.config_entries.async_setup(entry.entry_id)
-            runtime = entry.runtime_data
             hass.states.async_set("sensor.tls", "4", {"unit_of_measurement": "W"})
             await settle(
                 hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
@@ -283,15 +279,16 @@ async def test_tls_failure_raises_issue_until_delivery_resumes(
             issue = issue_registry.async_get_issue(DOMAIN, issue_id)
             assert issue.translation_key == "tls_failure"
             assert "TLS failure" in issue.translation_placeholders["error"]
-            assert runtime.pipeline.backlog == 1
+            assert current(entry).pending == 1
             await proxy.serve(right)
-            runtime.async_retry_now()
+            await hass.services.async_call(
+                DOMAIN, "retry_now", {"config_entry_id": entry.entry_id}, blocking=True
+            )
             await settle(
                 hass,
                 freezer,
                 lambda: (
-                    runtime.pipeline.backlog == 0
-                    and issue_registry.async_get_issue(DOMAIN, issue_id) is None
+                    delivered(entry) and issue_registry.async_get_issue(DOMAIN, issue_id) is None
                 ),
             )
             await unload_entry(hass, entry)
@@ -318,7 +315,6 @@ async def test_rejected_pause_raises_issue_until_delivery_resumes(
         proxy.set_mode(Mode.ANSWER, answer=NGINX_400)
         entry = v1_entry(proxy.url, influx_db)
         await setup_entry(hass, entry)
-        runtime = entry.runtime_data
         for value in range(3):
             hass.states.async_set(
                 f"sensor.rejected_{value}", str(value), {"unit_of_measurement": "W"}
@@ -334,17 +330,16 @@ async def test_rejected_pause_raises_issue_until_delivery_resumes(
         assert "The plain HTTP request was sent to HTTPS port" in error
         assert "<" not in error
         assert PASSWORD not in error
-        assert runtime.pipeline.backlog == 3
-        assert runtime.pipeline.resilience.metrics.points_quarantined == 0
+        assert current(entry).pending == 3
+        assert (await diagnostics(hass, entry))["resilience"]["metrics"]["counters"][
+            "points_quarantined"
+        ] == 0
 
         proxy.set_mode(Mode.PASS)
         await settle(
             hass,
             freezer,
-            lambda: (
-                runtime.pipeline.backlog == 0
-                and issue_registry.async_get_issue(DOMAIN, issue_id) is None
-            ),
+            lambda: delivered(entry) and issue_registry.async_get_issue(DOMAIN, issue_id) is None,
             step=10.0,
             limit=30,
         )
