@@ -13,12 +13,15 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.recorder import Recorder
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.ha_ingestor.const import (
     CONF_DATABASE,
     CONF_KIND,
     CONF_PASSWORD,
+    CONF_SSL_CA_CERT,
     CONF_URL,
     CONF_USERNAME,
     CONF_VERIFY_SSL,
@@ -30,6 +33,7 @@ from custom_components.ha_ingestor.core.uploader import Uploader
 from custom_components.ha_ingestor.diagnostics import async_get_config_entry_diagnostics
 from custom_components.ha_ingestor.factory import spool_path
 from custom_components.ha_ingestor.snapshot import IngestorSnapshot
+from tests.servers import InfluxV1Server
 
 ENTRY_ID = "01JENTITIESTESTENTRY0000001"
 TITLE = "InfluxDB v1 home_assistant@127.0.0.1"
@@ -74,6 +78,20 @@ async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
+
+
+async def setup_with_ca(
+    hass: HomeAssistant, entry: MockConfigEntry, ca_cert: Path
+) -> MockConfigEntry:
+    """Set up ``entry`` (empty spool) trusting the CA certificate at ``ca_cert``."""
+    await hass.async_add_executor_job(remove_spool, spool_path(hass, entry.entry_id))
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(
+        entry, data={**entry.data, CONF_SSL_CA_CERT: str(ca_cert)}
+    )
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
 
 
 async def unload_entry(hass: HomeAssistant, entry: MockConfigEntry) -> None:
@@ -251,6 +269,43 @@ def current(entry: ConfigEntry[Any]) -> IngestorSnapshot:
 async def diagnostics(hass: HomeAssistant, entry: ConfigEntry[Any]) -> dict[str, Any]:
     """The entry's diagnostics as a user downloads them (the platform, called directly)."""
     return await async_get_config_entry_diagnostics(hass, entry)
+
+
+async def conflicting_field(server: InfluxV1Server, db: str, *, domain: str = "sensor") -> None:
+    """Store a string ``value`` in measurement ``W`` now: a number there is then refused.
+
+    Written at the current time, so it lands in the shard (shards are by time)
+    of the points a test sends next: a real field type conflict.
+    """
+    now_ns = int(dt_util.utcnow().timestamp() * 1e9) - 1
+    status, _ = await server.awrite(
+        db, f'W,domain={domain},entity_id=other value="text" {now_ns}'.encode()
+    )
+    assert status == 204
+
+
+async def deliver_one(hass: HomeAssistant, freezer: FrozenDateTimeFactory, entry: Any) -> None:
+    """Deliver one good point.
+
+    A destination that has accepted nothing yet and refuses the only point
+    looks like a setup fault (paused, not quarantined): a test about refused
+    points delivers one first.
+    """
+    hass.states.async_set("sensor.fine", "1", {"unit_of_measurement": "kWh"})
+    await settle(hass, freezer, lambda: current(entry).last_success is not None)
+
+
+async def issue_raised(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, issue_id: str, *, step: float = 1.0
+) -> ir.IssueEntry:
+    """Advance time until the repair ``issue_id`` is raised; return it."""
+    issues = ir.async_get(hass)
+    await settle(
+        hass, freezer, lambda: issues.async_get_issue(DOMAIN, issue_id) is not None, step=step
+    )
+    issue = issues.async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    return issue
 
 
 async def drained(

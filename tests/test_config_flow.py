@@ -116,58 +116,36 @@ async def mock_setup_entry(hass: HomeAssistant) -> AsyncIterator[AsyncMock]:
                 await hass.config_entries.async_unload(entry.entry_id)
 
 
-def v2_entry(**data: Any) -> MockConfigEntry:
-    """An InfluxDB v2 entry as the user flow creates it."""
-    entry_data = {
-        CONF_KIND: DestinationKind.INFLUXDB_V2.value,
-        CONF_URL: "http://127.0.0.1:8086",
-        CONF_ORG: "home",
-        CONF_BUCKET: "ha",
-        CONF_TOKEN: TOKEN,
-        CONF_VERIFY_SSL: True,
-        CONF_FALLBACK_URLS: [],
-    } | data
+def flow_entry(data: dict[str, Any]) -> MockConfigEntry:
+    """An entry with ``data`` as the user flow creates it (its title and unique id)."""
+    entry_data = {CONF_VERIFY_SSL: True, CONF_FALLBACK_URLS: [], **data}
     return MockConfigEntry(
         domain=DOMAIN,
         title=destination.title_from_data(entry_data),
         unique_id=destination.unique_id_from_data(entry_data),
         data=entry_data,
     )
+
+
+def v2_entry(**data: Any) -> MockConfigEntry:
+    """An InfluxDB v2 entry as the user flow creates it."""
+    return flow_entry({CONF_KIND: DestinationKind.INFLUXDB_V2.value, **V2_INPUT} | data)
 
 
 def v1_entry(**data: Any) -> MockConfigEntry:
     """An InfluxDB v1 entry as the user flow creates it."""
-    entry_data = {
-        CONF_KIND: DestinationKind.INFLUXDB_V1.value,
-        CONF_URL: "http://127.0.0.1:8086",
-        CONF_DATABASE: "home_assistant",
-        CONF_USERNAME: "writer",
-        CONF_PASSWORD: "pa55word",
-        CONF_VERIFY_SSL: True,
-        CONF_FALLBACK_URLS: [],
-    } | data
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title=destination.title_from_data(entry_data),
-        unique_id=destination.unique_id_from_data(entry_data),
-        data=entry_data,
-    )
+    return flow_entry({CONF_KIND: DestinationKind.INFLUXDB_V1.value, **V1_INPUT} | data)
 
 
 def api_entry(**data: Any) -> MockConfigEntry:
     """A data-api entry as the user flow creates it."""
-    entry_data = {
-        CONF_KIND: DestinationKind.DATA_API.value,
-        CONF_URL: "https://data.example.org/api",
-        CONF_TOKEN: TOKEN,
-        CONF_VERIFY_SSL: True,
-        CONF_FALLBACK_URLS: [],
-    } | data
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title=destination.title_from_data(entry_data),
-        unique_id=destination.unique_id_from_data(entry_data),
-        data=entry_data,
+    return flow_entry(
+        {
+            CONF_KIND: DestinationKind.DATA_API.value,
+            CONF_URL: "https://data.example.org/api",
+            CONF_TOKEN: TOKEN,
+        }
+        | data
     )
 
 

@@ -7,11 +7,8 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.util.ssl import client_context, get_default_context
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.ha_ingestor.const import CONF_SSL_CA_CERT
-from custom_components.ha_ingestor.factory import spool_path
-from tests.common import drained, remove_spool, unload_entry, v1_entry
+from tests.common import drained, setup_with_ca, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 from tests.tls import Pki, TlsProxy, ignore_handshake_errors, make_pki
 
@@ -22,18 +19,6 @@ def _trust_facts() -> list[tuple[object, ...]]:
         (repr(ctx.get_ca_certs()), ctx.cert_store_stats())
         for ctx in (client_context(), get_default_context())
     ]
-
-
-async def setup_with_ca(hass: HomeAssistant, entry: MockConfigEntry, pki: Pki) -> MockConfigEntry:
-    """Set up ``entry`` (empty spool) trusting the test CA."""
-    await hass.async_add_executor_job(remove_spool, spool_path(hass, entry.entry_id))
-    entry.add_to_hass(hass)
-    hass.config_entries.async_update_entry(
-        entry, data={**entry.data, CONF_SSL_CA_CERT: str(pki.ca_cert)}
-    )
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    return entry
 
 
 @pytest.fixture
@@ -60,7 +45,7 @@ async def test_custom_ca_is_private_to_the_entry(
     before = _trust_facts()
     with ignore_handshake_errors(hass.loop):
         async with TlsProxy(influxdb_v1.port, server_ctx) as proxy:
-            entry = await setup_with_ca(hass, v1_entry(proxy.url, influx_db), pki)
+            entry = await setup_with_ca(hass, v1_entry(proxy.url, influx_db), pki.ca_cert)
             hass.states.async_set("sensor.tls_power", "7", {"unit_of_measurement": "W"})
             await drained(hass, freezer, entry)
             assert _trust_facts() == before

@@ -6,7 +6,6 @@ import re
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.json import json_dumps
-from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
@@ -26,7 +25,9 @@ from custom_components.ha_ingestor.redact import scrub_text, strip_url_credentia
 from tests.common import (
     PASSWORD,
     USERNAME,
+    conflicting_field,
     current,
+    deliver_one,
     drained,
     settle,
     setup_entry,
@@ -142,17 +143,10 @@ async def test_dead_letters_show_no_payload(
 
     Figure: 1 dead letter shown; 0 occurrences of either attribute value.
     """
-    now_ns = int(dt_util.utcnow().timestamp() * 1e9) - 1
-    status, _ = await influxdb_v1.awrite(
-        influx_db, f'W,domain=camera,entity_id=other value="text" {now_ns}'.encode()
-    )
-    assert status == 204
+    await conflicting_field(influxdb_v1, influx_db, domain="camera")
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
-    # A destination that has accepted nothing yet and refuses the only point
-    # looks like a setup fault (paused, not quarantined): deliver one first.
-    hass.states.async_set("sensor.fine", "1", {"unit_of_measurement": "kWh"})
-    await settle(hass, freezer, lambda: current(entry).last_success is not None)
+    await deliver_one(hass, freezer, entry)
     token, code = "cam-tok-8f2b9c1d7e", "alarm-code-90210"
     hass.states.async_set(
         "camera.front",

@@ -15,6 +15,7 @@ from custom_components.ha_ingestor.core.state import ConnectionState
 from tests.common import (
     ENTRY_ID,
     PREFIX,
+    conflicting_field,
     current,
     delivered,
     diagnostics,
@@ -123,11 +124,7 @@ async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
     answers {"purged": 1}; the repair clears about an hour after the last deletion;
     after a reload the sensor still says 2.
     """
-    now_ns = int(dt_util.utcnow().timestamp() * 1e9) - 1
-    status, _ = await influxdb_v1.awrite(
-        influx_db, f'W,domain=sensor,entity_id=other value="text" {now_ns}'.encode()
-    )
-    assert status == 204
+    await conflicting_field(influxdb_v1, influx_db)
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
     # Room for one quarantined line of about 60 bytes, not two (a core setting:
