@@ -15,7 +15,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.ha_ingestor.const import CONF_AUTO_BACKFILL, CONF_SPOOL_MAX_MB, DOMAIN
-from tests.common import current, delivered, diagnostics, settle
+from tests.common import current, delivered, diagnostics, settle, setup_entry, unload_entry
 from tests.data_api import DataApiReceiver
 from tests.test_data_api import data_api_entry
 
@@ -43,9 +43,7 @@ async def test_backfill_lands_every_state_once(
     end = dt_util.utcnow()
 
     entry = data_api_entry(data_api_receiver)
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     runtime = entry.runtime_data
     progress = runtime.backfill.async_start(start, end, ["sensor.history"])
     hass.states.async_set("sensor.live", "1")
@@ -69,8 +67,7 @@ async def test_backfill_lands_every_state_once(
     assert [e["state"] for e in history] == [str(i) for i in range(6)]
     assert progress.as_dict()["percent"] == 100.0
     assert progress.states == 6
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_backfill_single_job_and_cancel(
@@ -78,9 +75,7 @@ async def test_backfill_single_job_and_cancel(
 ) -> None:
     """Only one backfill runs per entry; cancelling one reports it as cancelled."""
     entry = data_api_entry(data_api_receiver)
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     hass.states.async_set("sensor.recorded", "1")
     end = dt_util.utcnow()
     target = {"config_entry_id": entry.entry_id}
@@ -103,8 +98,7 @@ async def test_backfill_single_job_and_cancel(
     assert progress["status"] == "cancelled"
     assert progress["finished_at"] is not None
     assert await cancel() == {"cancelled": False}
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_auto_backfill_fills_what_a_full_spool_dropped(
@@ -116,9 +110,7 @@ async def test_auto_backfill_fills_what_a_full_spool_dropped(
     entry = data_api_entry(
         data_api_receiver, **{CONF_SPOOL_MAX_MB: 0.0008, CONF_AUTO_BACKFILL: True}
     )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     runtime = entry.runtime_data
     await hass.async_add_executor_job(data_api_receiver.stop)
     for i in range(40):
@@ -145,8 +137,7 @@ async def test_auto_backfill_fills_what_a_full_spool_dropped(
     assert sorted(states, key=int) == [str(i) for i in range(40)]
     assert (backfill := current(entry).backfill) is not None
     assert backfill.status in ("running", "done")
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_backfill_range_is_bounded_and_progress_shown(
@@ -170,9 +161,7 @@ async def test_backfill_range_is_bounded_and_progress_shown(
     await hass.async_block_till_done()
     await get_instance(hass).async_block_till_done()
     entry = data_api_entry(data_api_receiver)
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     target = {"config_entry_id": entry.entry_id}
     keep_days = get_instance(hass).keep_days
 
@@ -220,5 +209,4 @@ async def test_backfill_range_is_bounded_and_progress_shown(
     downloaded = await get_diagnostics_for_config_entry(hass, hass_client, entry)
     assert downloaded["backfill"]["status"] == "done"
     assert downloaded["backfill"]["percent"] == 100.0
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)

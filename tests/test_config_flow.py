@@ -160,6 +160,26 @@ def assert_translated(result: ConfigFlowResult, section: str = "config") -> None
         assert step_id in strings["step"], step_id
 
 
+async def refused_then_saved(
+    hass: HomeAssistant,
+    result: ConfigFlowResult,
+    bad: dict[str, Any],
+    good: dict[str, Any],
+    errors: dict[str, str],
+) -> ConfigFlowResult:
+    """Submit ``bad`` to the options form: shown again with ``errors`` (translated);
+    then ``good``: saved. Returns the refusal (its placeholders, for instance).
+    """
+    refused = await hass.config_entries.options.async_configure(result["flow_id"], bad)
+    assert refused["type"] is FlowResultType.FORM
+    assert refused["errors"] == errors
+    assert_translated(refused, "options")
+    saved = await hass.config_entries.options.async_configure(result["flow_id"], good)
+    assert saved["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    return refused
+
+
 def schema_keys(result: ConfigFlowResult) -> set[str]:
     """The field names of a form."""
     schema = result["data_schema"]
@@ -890,16 +910,7 @@ async def test_options_pipeline(
 ) -> None:
     """Pipeline settings: invalid combinations are explained, valid ones stored typed."""
     result = await _options(hass, loaded_entry, "pipeline")
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], PIPELINE_INPUT | change
-    )
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == errors
-    assert_translated(result, "options")
-
-    result = await hass.config_entries.options.async_configure(result["flow_id"], PIPELINE_INPUT)
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
+    await refused_then_saved(hass, result, PIPELINE_INPUT | change, PIPELINE_INPUT, errors)
     assert loaded_entry.options == {
         CONF_INCLUDE_DOMAINS: ["sensor"],
         CONF_BATCH_SIZE: 2000,
@@ -1025,15 +1036,8 @@ async def test_options_filters(
         CONF_EXCLUDE_GLOBS: [],
     }
     result = await _options(hass, loaded_entry, "filters")
-    result = await hass.config_entries.options.async_configure(result["flow_id"], good | change)
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == errors
-    assert result["description_placeholders"] == placeholders
-    assert_translated(result, "options")
-
-    result = await hass.config_entries.options.async_configure(result["flow_id"], good)
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
+    refused = await refused_then_saved(hass, result, good | change, good, errors)
+    assert refused["description_placeholders"] == placeholders
     assert loaded_entry.options == {
         CONF_BATCH_SIZE: 100,
         CONF_INCLUDE_ENTITIES: ["sensor.a", "sensor.b"],
@@ -1088,16 +1092,7 @@ async def test_options_schema(
     """Schema options for InfluxDB: validated, tags stored as a mapping."""
     result = await _options(hass, loaded_entry, "schema")
     assert CONF_REGISTRY_SYNC not in schema_keys(result)
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], SCHEMA_INPUT | change
-    )
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == errors
-    assert_translated(result, "options")
-
-    result = await hass.config_entries.options.async_configure(result["flow_id"], SCHEMA_INPUT)
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
+    await refused_then_saved(hass, result, SCHEMA_INPUT | change, SCHEMA_INPUT, errors)
     assert loaded_entry.options == {
         CONF_BATCH_SIZE: 100,
         CONF_INCLUDE_DOMAINS: ["sensor"],

@@ -55,9 +55,7 @@ async def test_events_delivered_once_across_outage(
 ) -> None:
     """Every event arrives exactly once, also when the receiver restarts mid-stream."""
     entry = data_api_entry(data_api_receiver)
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     for i in range(5):
         hass.states.async_set("sensor.flow", str(i), {"unit_of_measurement": "l/min"})
         freezer.tick(timedelta(milliseconds=3))
@@ -74,8 +72,7 @@ async def test_events_delivered_once_across_outage(
     events = data_api_receiver.events("sensor.flow")
     assert [e["state"] for e in events] == [str(i) for i in range(12)]
     assert len({e["idempotency_key"] for e in events}) == 12
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_registry_sync(
@@ -126,8 +123,7 @@ async def test_registry_sync(
     await settle(hass, freezer, removed)
     water = data_api_receiver.entities()["sensor.boiler_water"]
     assert water["deleted"] or water["device_id"] is None
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 def demo_devices(hass: HomeAssistant, count: int) -> list[dr.DeviceEntry]:
@@ -297,8 +293,7 @@ async def test_batch_and_registry_encoding_run_off_the_event_loop(
     )
     assert len(threads) >= 2
     assert loop_thread not in threads
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_registry_sync_rejections_log_one_line(

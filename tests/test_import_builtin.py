@@ -67,7 +67,7 @@ from custom_components.ha_ingestor.import_builtin import (
 )
 from custom_components.ha_ingestor.records import timestamp_ns
 from tests.builtin import points, poll, rows_if, v1_builtin
-from tests.common import current, delivered, settle
+from tests.common import current, delivered, settle, setup_entry
 from tests.servers import InfluxV1Server, VictoriaMetricsServer, free_port, unique_name
 from tests.test_config_flow import assert_translated
 
@@ -200,9 +200,7 @@ async def test_import_real_builtin_ships_the_same_point(
     """
     (config_dir / "configuration.yaml").write_text(RICH_YAML, encoding="utf-8")
     builtin = v1_builtin(influxdb_v1.url, influx_db)
-    builtin.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(builtin.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, builtin)
     assert builtin.state is ConfigEntryState.LOADED
     for entity_id in (
         "sensor.kitchen",
@@ -344,9 +342,7 @@ async def test_import_disables_the_builtin(
     Without an influxdb: block, the built-in's defaults are imported and nothing is left out.
     """
     builtin = v1_builtin(influxdb_v1.url, influx_db)
-    builtin.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(builtin.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, builtin)
 
     result = await start_import(hass)
     placeholders = result["description_placeholders"]

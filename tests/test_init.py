@@ -2,7 +2,6 @@
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
@@ -22,39 +21,28 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from custom_components.ha_ingestor.const import (
     CONF_CONTEXT_ENTITIES,
-    CONF_DATABASE,
     CONF_EVENT_TYPES,
     CONF_EXCLUDE_ENTITIES,
     CONF_INCLUDE_AREAS,
     CONF_INCLUDE_DEVICES,
     CONF_INCLUDE_DOMAINS,
     CONF_INCLUDE_LABELS,
-    CONF_KIND,
     CONF_SSL_CA_CERT,
     CONF_URL,
-    CONF_VERIFY_SSL,
     DOMAIN,
-    DestinationKind,
 )
 from custom_components.ha_ingestor.factory import spool_path
-from tests.common import PREFIX, current, delivered, diagnostics, settle
+from tests.common import (
+    PREFIX,
+    current,
+    delivered,
+    diagnostics,
+    settle,
+    setup_entry,
+    unload_entry,
+    v1_entry,
+)
 from tests.servers import InfluxV1Server, free_port
-
-
-def v1_entry(url: str, database: str, **options: Any) -> MockConfigEntry:
-    """An entry shipping to an InfluxDB 1.x database."""
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title=f"InfluxDB v1 {database}",
-        unique_id=f"influxdb_v1:{url}/|{database}",
-        data={
-            CONF_KIND: DestinationKind.INFLUXDB_V1,
-            CONF_URL: url,
-            CONF_DATABASE: database,
-            CONF_VERIFY_SSL: True,
-        },
-        options=options,
-    )
 
 
 async def count(server: InfluxV1Server, db: str, measurement: str) -> int:
@@ -93,8 +81,7 @@ async def test_ships_state_changes(
     assert hass.states.get(f"binary_sensor.{PREFIX}_connected").state == "on"
     assert hass.states.get(f"sensor.{PREFIX}_health").state == "healthy"
 
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
     assert entry.state is ConfigEntryState.NOT_LOADED
 
 
@@ -121,8 +108,7 @@ async def test_unreachable_at_setup_captures_and_delivers_later(
         influxdb_v1.start()
     await settle(hass, freezer, lambda: delivered(entry), step=5.0)
     assert await count(influxdb_v1, influx_db, "W") == 20
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_restart_mid_outage_loses_nothing(
@@ -137,9 +123,7 @@ async def test_restart_mid_outage_loses_nothing(
     """
     closed = f"http://127.0.0.1:{free_port()}"
     entry = v1_entry(closed, influx_db)
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     for i in range(15):
         hass.states.async_set("sensor.restart", str(i), {"unit_of_measurement": "kWh"})
         freezer.tick(timedelta(milliseconds=5))
@@ -158,8 +142,7 @@ async def test_restart_mid_outage_loses_nothing(
     # diagnostics, which read the closed spool) shows the memory batch.
     assert entry.runtime_data.pipeline.buffered == 0
     assert "spool is not open" not in caplog.text
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
     assert spool_path(hass, entry.entry_id).exists()
 
     # "Next start": the database is reachable again.
@@ -192,9 +175,7 @@ async def test_filters_and_extra_events(
             CONF_EVENT_TYPES: ["my_custom_event"],
         },
     )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     hass.states.async_set("sensor.kept", "1", {"unit_of_measurement": "lx"})
     hass.states.async_set("sensor.secret", "2", {"unit_of_measurement": "lx"})
     hass.states.async_set("light.kitchen", "on")
@@ -206,8 +187,7 @@ async def test_filters_and_extra_events(
     assert len(events) == 1
     assert events[0]["value"] == 3.5
     assert not await influxdb_v1.aquery('SELECT * FROM "light.kitchen"', influx_db)
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_context_enrichment(
@@ -219,9 +199,7 @@ async def test_context_enrichment(
     """Chosen context entities' state and key attributes ride along on every point."""
     hass.states.async_set("weather.home", "sunny", {"temperature": 21.5, "humidity": 40})
     entry = v1_entry(influxdb_v1.url, influx_db, **{CONF_CONTEXT_ENTITIES: ["weather.home"]})
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     hass.states.async_set("sensor.power", "100", {"unit_of_measurement": "W"})
     freezer.tick(timedelta(seconds=1))
     hass.states.async_set("weather.home", "rainy", {"temperature": 18.0, "humidity": 90})
@@ -234,8 +212,7 @@ async def test_context_enrichment(
         (100.0, "sunny", 21.5),
         (200.0, "rainy", 18.0),
     ]
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_device_area_label_filters_follow_the_registries(
@@ -270,9 +247,7 @@ async def test_device_area_label_filters_follow_the_registries(
             CONF_INCLUDE_LABELS: [label.label_id],
         },
     )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     for entity_id in ("sensor.in_area", "sensor.on_device", "sensor.labelled", "sensor.later"):
         hass.states.async_set(entity_id, "1", {"unit_of_measurement": "A"})
     # Moving an entity into the area makes it shipped from then on.
@@ -288,8 +263,7 @@ async def test_device_area_label_filters_follow_the_registries(
         ("later", 2.0),
         ("on_device", 1.0),
     ]
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_include_resolving_to_nothing_ships_nothing(
@@ -301,9 +275,7 @@ async def test_include_resolving_to_nothing_ships_nothing(
     """An area include with no entities in it means "nothing", not "everything"."""
     area = ar.async_get(hass).async_create("Empty")
     entry = v1_entry(influxdb_v1.url, influx_db, **{CONF_INCLUDE_AREAS: [area.id]})
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     hass.states.async_set("sensor.anything", "1")
     await settle(hass, freezer, lambda: current(entry).spool is not None)
     await hass.services.async_call(
@@ -311,8 +283,7 @@ async def test_include_resolving_to_nothing_ships_nothing(
     )
     counters = (await diagnostics(hass, entry))["resilience"]["metrics"]["counters"]
     assert counters["events_received"] == 0
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_broken_ca_file_is_a_config_error(hass: HomeAssistant, tmp_path: Path) -> None:
