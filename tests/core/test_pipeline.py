@@ -7,12 +7,14 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 import contextlib
 from pathlib import Path
+import random
+import ssl
 from typing import Any
 
 import aiohttp
 import pytest
 
-from custom_components.ha_ingestor.core.breaker import CircuitBreaker
+from custom_components.ha_ingestor.core.breaker import BreakerConfig, CircuitBreaker
 from custom_components.ha_ingestor.core.encoder import (
     EncoderConfig,
     EventRecord,
@@ -43,6 +45,17 @@ def record(i: int, *, entity: str = "sensor.temp", value: str | None = None) -> 
     )
 
 
+def humid(i: int) -> EventRecord:
+    """A humidity point at :func:`record` ``i``'s time: refused where ``%`` holds text."""
+    return EventRecord(
+        entity_id="sensor.humid",
+        state="40",
+        attributes={"unit_of_measurement": "%"},
+        time_ns=BASE_NS + i * 1_000_000_000,
+        last_changed_ns=BASE_NS + i * 1_000_000_000,
+    )
+
+
 async def run_sync(fn: Callable[..., Any], *args: Any) -> Any:
     """Run blocking spool work in a thread, as HA's executor does."""
     return await asyncio.to_thread(fn, *args)
@@ -59,17 +72,23 @@ class Harness:
         database: str,
         *,
         preset: str = "infinite",
+        overrides: dict[str, Any] | None = None,
         batch_points: int = 5000,
         timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | bool = True,
+        endpoint_breaker: BreakerConfig | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        """``endpoint_breaker``: the fallback URLs' breakers (default: the preset's)."""
         self.clock = FakeClock()
         target = InfluxV1Target(url=urls[0], database=database)
-        policy = build_policy(preset, {})
-        self.resilience = Resilience(policy, self.clock)
+        policy = build_policy(preset, overrides or {})
+        self.resilience = Resilience(policy, self.clock, rng=rng)
+        breaker = endpoint_breaker or policy.breaker
         endpoints = [
             Endpoint(
-                sink=create_sink(target, session, url=url, timeout=timeout),
-                breaker=CircuitBreaker(policy.breaker, self.clock) if len(urls) > 1 else None,
+                sink=create_sink(target, session, url=url, timeout=timeout, ssl=ssl_context),
+                breaker=CircuitBreaker(breaker, self.clock) if len(urls) > 1 else None,
             )
             for url in urls
         ]
@@ -210,16 +229,7 @@ async def test_bad_point_is_quarantined_rest_delivered(
     h = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db)
     await h.start()
     for i in range(16):
-        item = record(i)
-        if i == 11:
-            item = EventRecord(
-                entity_id="sensor.humid",
-                state="40",
-                attributes={"unit_of_measurement": "%"},
-                time_ns=item.time_ns,
-                last_changed_ns=item.last_changed_ns,
-            )
-        h.pipeline.capture(item)
+        h.pipeline.capture(humid(i) if i == 11 else record(i))
     await h.pipeline.flush()
     await h.until(h.drained)
     dead = await asyncio.to_thread(h.spool.dead_letters)

@@ -9,7 +9,7 @@ from custom_components.ha_ingestor.core.encoder import (
     EventRecord,
     LineProtocolEncoder,
 )
-from custom_components.ha_ingestor.core.pipeline import Pipeline
+from custom_components.ha_ingestor.core.pipeline import Pipeline, PipelineConfig, RunSync
 from custom_components.ha_ingestor.core.resilience import Resilience
 from custom_components.ha_ingestor.core.retry import build_policy
 from custom_components.ha_ingestor.core.spool import Spool
@@ -38,9 +38,16 @@ def convert(item: Any) -> EventRecord | None:
     )
 
 
-def store_pipeline(spool: Spool) -> Pipeline:
-    """A pipeline whose uploader never runs: only ``_store`` is exercised."""
-    clock = FakeClock()
+def offline_pipeline(
+    spool: Spool,
+    *,
+    run_sync: RunSync = run_sync,
+    convert: Callable[[Any], Any] = lambda item: item,
+    config: PipelineConfig | None = None,
+    clock: FakeClock | None = None,
+) -> Pipeline:
+    """A pipeline on a fake clock whose sink is never reached: what it stores is exercised."""
+    clock = clock or FakeClock()
     return Pipeline(
         encoder=LineProtocolEncoder(EncoderConfig()),
         spool=spool,
@@ -49,7 +56,13 @@ def store_pipeline(spool: Spool) -> Pipeline:
         clock=clock,
         run_sync=run_sync,
         convert=convert,
+        config=config,
     )
+
+
+def store_pipeline(spool: Spool) -> Pipeline:
+    """A pipeline whose uploader never runs: only ``_store`` is exercised."""
+    return offline_pipeline(spool, convert=convert)
 
 
 def test_store_streams_records_and_quarantines_bad_ones(tmp_path: Path) -> None:
