@@ -29,6 +29,7 @@ from custom_components.ha_ingestor.core.spool import Spool
 from custom_components.ha_ingestor.core.state import ConnectionState
 from custom_components.ha_ingestor.core.uploader import Endpoint, Uploader
 from tests.core.fake_time import FakeClock, advance_until
+from tests.core.test_pipeline_store import spooled_uploader
 from tests.servers import InfluxV1Server, free_port
 
 BASE_NS = 1_700_000_000_000_000_000
@@ -344,18 +345,8 @@ async def test_unexpected_error_does_not_kill_the_loop(tmp_path: Path) -> None:
     """An unexpected exception is logged and retried; the loop survives (fake sink, see class)."""
     clock = FakeClock()
     res = Resilience(build_policy("infinite", {}), clock)
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.open()
-    spool.append([(1, b"m v=1 1")])
-    sink = _ExplodingSink()
-    up = Uploader(
-        endpoints=[Endpoint(sink=sink)],
-        spool=spool,
-        run_sync=run_sync,
-        resilience=res,
-        clock=clock,
-        max_points=10,
-        max_bytes=1000,
+    up, spool = spooled_uploader(
+        tmp_path / "s.sqlite", [Endpoint(sink=_ExplodingSink())], res, clock, run_sync=run_sync
     )
     task = asyncio.create_task(up.run_once())
     for _ in range(200):

@@ -13,7 +13,7 @@ from custom_components.ha_ingestor.core.pipeline import Pipeline, PipelineConfig
 from custom_components.ha_ingestor.core.resilience import Resilience
 from custom_components.ha_ingestor.core.retry import build_policy
 from custom_components.ha_ingestor.core.spool import Spool
-from custom_components.ha_ingestor.core.uploader import Endpoint
+from custom_components.ha_ingestor.core.uploader import Endpoint, Probe, Uploader
 from tests.core.fake_time import FakeClock
 
 
@@ -58,6 +58,36 @@ def offline_pipeline(
         convert=convert,
         config=config,
     )
+
+
+def spooled_uploader(
+    spool_path: Path,
+    endpoints: list[Endpoint],
+    resilience: Resilience,
+    clock: FakeClock,
+    *,
+    payloads: Sequence[bytes] = (b"m v=1 1",),
+    run_sync: RunSync = run_sync,
+    max_points: int = 10,
+    max_bytes: int = 1000,
+    probe: Probe | None = None,
+) -> tuple[Uploader, Spool]:
+    """An uploader over an open spool holding ``payloads`` (rows 1, 2, ...); close the spool."""
+    spool = Spool(spool_path)
+    spool.open()
+    if payloads:
+        spool.append([(i + 1, payload) for i, payload in enumerate(payloads)])
+    uploader = Uploader(
+        endpoints=endpoints,
+        spool=spool,
+        run_sync=run_sync,
+        resilience=resilience,
+        clock=clock,
+        max_points=max_points,
+        max_bytes=max_bytes,
+        probe=probe,
+    )
+    return uploader, spool
 
 
 def store_pipeline(spool: Spool) -> Pipeline:
