@@ -1,6 +1,6 @@
 """Backfill from the recorder through the pipeline (reference data-api receiver as a real server)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -25,6 +25,21 @@ def auto_enable_custom_integrations(recorder_mock: Any, enable_custom_integratio
     """The recorder must start before hass; override the package-wide autouse fixture."""
 
 
+async def recorded(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, entity_id: str, count: int
+) -> datetime:
+    """Record ``count`` states of ``entity_id`` 10 s apart (the recorder has them); return
+    when the first was set.
+    """
+    start = dt_util.utcnow()
+    for i in range(count):
+        hass.states.async_set(entity_id, str(i), {"unit_of_measurement": "ppm"})
+        freezer.tick(timedelta(seconds=10))
+    await hass.async_block_till_done()
+    await get_instance(hass).async_block_till_done()
+    return start
+
+
 async def test_backfill_lands_every_state_once(
     recorder_mock: Any,
     hass: HomeAssistant,
@@ -34,12 +49,7 @@ async def test_backfill_lands_every_state_once(
     """Backfilling a recorded window delivers each state once with its original time,
     idempotently against what was already sent live, while live events keep flowing.
     """
-    start = dt_util.utcnow()
-    for i in range(6):
-        hass.states.async_set("sensor.history", str(i), {"unit_of_measurement": "ppm"})
-        freezer.tick(timedelta(seconds=10))
-    await hass.async_block_till_done()
-    await get_instance(hass).async_block_till_done()
+    start = await recorded(hass, freezer, "sensor.history", 6)
     end = dt_util.utcnow()
 
     entry = data_api_entry(data_api_receiver)
@@ -154,12 +164,7 @@ async def test_backfill_range_is_bounded_and_progress_shown(
     1 day ahead runs to now;
     the 3 recorded states are delivered and the attribute and diagnostics say 100 %.
     """
-    start = dt_util.utcnow()
-    for i in range(3):
-        hass.states.async_set("sensor.bounded", str(i), {"unit_of_measurement": "ppm"})
-        freezer.tick(timedelta(seconds=10))
-    await hass.async_block_till_done()
-    await get_instance(hass).async_block_till_done()
+    start = await recorded(hass, freezer, "sensor.bounded", 3)
     entry = data_api_entry(data_api_receiver)
     await setup_entry(hass, entry)
     target = {"config_entry_id": entry.entry_id}

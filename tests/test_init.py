@@ -5,10 +5,6 @@ from pathlib import Path
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import (
-    EVENT_HOMEASSISTANT_FINAL_WRITE,
-    EVENT_HOMEASSISTANT_STOP,
-)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
     area_registry as ar,
@@ -39,6 +35,7 @@ from tests.common import (
     diagnostics,
     settle,
     setup_entry,
+    shut_down,
     unload_entry,
     v1_entry,
 )
@@ -129,10 +126,7 @@ async def test_restart_mid_outage_loses_nothing(
         freezer.tick(timedelta(milliseconds=5))
     # No flush tick has run: these events are only in memory when HA stops.
     assert (await diagnostics(hass, entry))["buffered"] == 15
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
-    await hass.async_block_till_done()
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
-    await hass.async_block_till_done()
+    await shut_down(hass)
     # The spool is closed: later changes and flush ticks must not touch it.
     hass.states.async_set("sensor.restart", "late", {"unit_of_measurement": "kWh"})
     freezer.tick(timedelta(seconds=5))

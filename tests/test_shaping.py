@@ -5,7 +5,6 @@ from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import EVENT_HOMEASSISTANT_FINAL_WRITE, EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
@@ -19,7 +18,16 @@ from custom_components.ha_ingestor.const import (
     CONF_URL,
 )
 from custom_components.ha_ingestor.core.shaping import DEADBAND_QUIET
-from tests.common import diagnostics, drained, settle, setup_entry, tick, unload_entry, v1_entry
+from tests.common import (
+    diagnostics,
+    drained,
+    settle,
+    setup_entry,
+    shut_down,
+    tick,
+    unload_entry,
+    v1_entry,
+)
 from tests.servers import InfluxV1Server, free_port
 
 pytestmark = pytest.mark.servers
@@ -143,10 +151,7 @@ async def test_held_back_change_reaches_the_spool_at_stop(
         freezer.tick(timedelta(milliseconds=50))
     # No flush ran yet: nothing decided either.
     assert (await diagnostics(hass, entry))["buffered"] == 3
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
-    await hass.async_block_till_done()
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
-    await hass.async_block_till_done()
+    await shut_down(hass)
     # Core reads: after FINAL_WRITE HA is going down, and nothing (not even the
     # diagnostics, which read the closed spool) shows what was held or spooled.
     runtime = entry.runtime_data
