@@ -317,89 +317,34 @@ def _err(
     return DeliveryError(category, message, status=status)
 
 
+def _v2(side_effect: Exception, error: str, field: str = "base") -> tuple[Any, ...]:
+    """A failed check of the InfluxDB v2 form and the error it shows on ``field``."""
+    return (DestinationKind.INFLUXDB_V2, V2_INPUT, side_effect, field, error)
+
+
 @pytest.mark.parametrize(
     ("kind", "user_input", "side_effect", "field", "error"),
     [
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.NETWORK),
-            "base",
-            "cannot_connect",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.TIMEOUT),
-            "base",
-            "cannot_connect",
-        ),
-        (DestinationKind.INFLUXDB_V2, V2_INPUT, _err(ErrorCategory.DNS), "base", "cannot_connect"),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.SERVER, status=500),
-            "base",
-            "cannot_connect",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.RATE_LIMITED, status=429),
-            "base",
-            "cannot_connect",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.AUTH, status=401),
-            "base",
-            "invalid_auth",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
+        _v2(_err(ErrorCategory.NETWORK), "cannot_connect"),
+        _v2(_err(ErrorCategory.TIMEOUT), "cannot_connect"),
+        _v2(_err(ErrorCategory.DNS), "cannot_connect"),
+        _v2(_err(ErrorCategory.SERVER, status=500), "cannot_connect"),
+        _v2(_err(ErrorCategory.RATE_LIMITED, status=429), "cannot_connect"),
+        _v2(_err(ErrorCategory.AUTH, status=401), "invalid_auth"),
+        _v2(
             NotFoundError(Missing.DATABASE, 'bucket "ha" not found', status=404),
-            CONF_BUCKET,
             "bucket_not_found",
+            CONF_BUCKET,
         ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            NotFoundError(Missing.API, "API endpoint not found (HTTP 404)", status=404),
-            "base",
-            "wrong_api",
+        _v2(
+            NotFoundError(Missing.API, "API endpoint not found (HTTP 404)", status=404), "wrong_api"
         ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            NotFoundError(Missing.URL, "redirected (HTTP 301)", status=301),
-            "base",
-            "not_found",
-        ),
-        (DestinationKind.INFLUXDB_V2, V2_INPUT, _err(ErrorCategory.TLS), "base", "ssl_error"),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.REJECTED, status=400),
-            "base",
-            "rejected",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.NOT_FOUND, "a 404 without a type", 404),
-            "base",
-            "not_found",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.TOO_LARGE, status=413),
-            "base",
-            "unknown",
-        ),
-        (DestinationKind.INFLUXDB_V2, V2_INPUT, RuntimeError("bug"), "base", "unknown"),
+        _v2(NotFoundError(Missing.URL, "redirected (HTTP 301)", status=301), "not_found"),
+        _v2(_err(ErrorCategory.TLS), "ssl_error"),
+        _v2(_err(ErrorCategory.REJECTED, status=400), "rejected"),
+        _v2(_err(ErrorCategory.NOT_FOUND, "a 404 without a type", 404), "not_found"),
+        _v2(_err(ErrorCategory.TOO_LARGE, status=413), "unknown"),
+        _v2(RuntimeError("bug"), "unknown"),
         (
             DestinationKind.INFLUXDB_V1,
             V1_INPUT,
