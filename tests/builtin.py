@@ -6,7 +6,7 @@ from configuration.yaml at setup: :func:`config_dir` gives each test its own YAM
 so results are awaited with :func:`poll` or :func:`builtin_flushed`, never assumed.
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 import time
 from typing import Any
@@ -57,21 +57,6 @@ def v1_builtin(url: str, database: str, **data: Any) -> MockConfigEntry:
         }
         | data,
     )
-
-
-async def poll(hass: HomeAssistant, query: Callable[[], Any], *, limit: int = 1000) -> Any:
-    """Re-run an async query until it returns something (the built-in writes from a thread)."""
-    for _ in range(limit):
-        if result := await query():
-            return result
-        await hass.async_add_executor_job(time.sleep, 0.01)
-    raise AssertionError("nothing written")
-
-
-async def rows_if(query: Awaitable[list[dict[str, Any]]], count: int) -> list[dict[str, Any]]:
-    """Return the rows of ``query`` once there are ``count`` of them, else none."""
-    rows = await query
-    return rows if len(rows) >= count else []
 
 
 def points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

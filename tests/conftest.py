@@ -14,7 +14,7 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.location import PyTestLocation
 
 from custom_components.ha_ingestor.const import DOMAIN
-from tests.common import setup_entry, unload_entry, v1_entry
+from tests.common import IN_FLIGHT, setup_entry, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 
 pytest_plugins = ["tests.servers", "tests.data_api", "tests.builtin", "tests.options_flow"]
@@ -23,6 +23,13 @@ pytest_plugins = ["tests.servers", "tests.data_api", "tests.builtin", "tests.opt
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load integrations from custom_components/."""
+
+
+@pytest.fixture(autouse=True)
+def in_flight() -> Iterator[None]:
+    """Count the integration's requests, probes and recorder reads (``tick`` waits for them)."""
+    with IN_FLIGHT.watching():
+        yield
 
 
 @pytest.fixture

@@ -139,15 +139,8 @@ class DataApiReceiver:
             time.sleep(0.02)
 
     async def astart(self) -> None:
-        """:meth:`start` without blocking the event loop while waiting."""
-        if self.running:
-            return
-        offset = self._spawn()
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self._is_ready(offset):
-            if time.monotonic() > deadline:
-                raise self._timed_out()
-            await asyncio.sleep(0.02)
+        """:meth:`start` in a thread: the event loop keeps running while it waits."""
+        await asyncio.to_thread(self.start)
 
     def _terminate(self) -> subprocess.Popen[bytes] | None:
         proc, self.proc = self.proc, None
@@ -167,16 +160,8 @@ class DataApiReceiver:
             proc.wait(timeout=STOP_TIMEOUT)
 
     async def astop(self) -> None:
-        """:meth:`stop` without blocking the event loop while waiting."""
-        if (proc := self._terminate()) is None:
-            return
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while proc.poll() is None:
-            if time.monotonic() > deadline:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
-                break
-            await asyncio.sleep(0.02)
+        """:meth:`stop` in a thread: the event loop keeps running while it waits."""
+        await asyncio.to_thread(self.stop)
 
     def log_tail(self, chars: int = 3000) -> str:
         """The end of the receiver's log (for assertion messages)."""

@@ -27,6 +27,8 @@ import ssl
 import struct
 from typing import Self
 
+from tests.common import IN_FLIGHT
+
 HOST = "127.0.0.1"
 _CHUNK = 65536
 
@@ -148,8 +150,14 @@ class FaultProxy:
                 writer.transport.abort()
                 return
             if mode is Mode.BLACKHOLE:
-                while await reader.read(_CHUNK):
-                    pass
+                # Tests waiting for answers must not wait for this one.
+                IN_FLIGHT.held += 1
+                IN_FLIGHT.progress.set()
+                try:
+                    while await reader.read(_CHUNK):
+                        pass
+                finally:
+                    IN_FLIGHT.held -= 1
                 return
             up_reader, upstream = await asyncio.open_connection(HOST, self.upstream_port)
             self._track(upstream)

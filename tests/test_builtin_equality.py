@@ -41,7 +41,7 @@ from custom_components.ha_ingestor.const import (
 )
 from custom_components.ha_ingestor.import_builtin import async_builtin_yaml, options_from_yaml
 from tests.builtin import builtin_flushed, points, v1_builtin
-from tests.common import settle
+from tests.common import current, settle, setup_entry, unload_entry
 from tests.conftest import SNAPSHOT_RELEASE
 from tests.servers import InfluxV1Server, unique_name
 
@@ -351,9 +351,7 @@ async def _run(
         await influxdb_v1.acreate_database(database)
     try:
         builtin = v1_builtin(influxdb_v1.url, builtin_db)
-        builtin.add_to_hass(hass)
-        assert await hass.config_entries.async_setup(builtin.entry_id)
-        await hass.async_block_till_done()
+        await setup_entry(hass, builtin)
         assert builtin.state is ConfigEntryState.LOADED
 
         # HA Ingestor with the options the import takes over from the same YAML.
@@ -372,23 +370,19 @@ async def _run(
             },
             options=options,
         )
-        ours.add_to_hass(hass)
-        assert await hass.config_entries.async_setup(ours.entry_id)
-        await hass.async_block_till_done()
+        await setup_entry(hass, ours)
 
         for (entity_id, state, attributes), timestamp in changes:
             hass.states.async_set(entity_id, state, attributes, timestamp=timestamp)
         await hass.async_block_till_done()
         await builtin_flushed(hass, builtin)
-        metrics = ours.runtime_data.pipeline.resilience.metrics
         written = sum(state not in SKIPPED for (_, state, _), _ in changes)
-        await settle(hass, freezer, lambda: metrics.events_sent >= written)
+        await settle(hass, freezer, lambda: current(ours).events_sent >= written)
         return await _stored(influxdb_v1, builtin_db), await _stored(influxdb_v1, ours_db)
     finally:
         for entry in hass.config_entries.async_entries():
             if entry.state is ConfigEntryState.LOADED:
-                assert await hass.config_entries.async_unload(entry.entry_id)
-        await hass.async_block_till_done()
+                await unload_entry(hass, entry)
         for database in {builtin_db, ours_db}:
             await influxdb_v1.adrop_database(database)
 

@@ -116,58 +116,36 @@ async def mock_setup_entry(hass: HomeAssistant) -> AsyncIterator[AsyncMock]:
                 await hass.config_entries.async_unload(entry.entry_id)
 
 
-def v2_entry(**data: Any) -> MockConfigEntry:
-    """An InfluxDB v2 entry as the user flow creates it."""
-    entry_data = {
-        CONF_KIND: DestinationKind.INFLUXDB_V2.value,
-        CONF_URL: "http://127.0.0.1:8086",
-        CONF_ORG: "home",
-        CONF_BUCKET: "ha",
-        CONF_TOKEN: TOKEN,
-        CONF_VERIFY_SSL: True,
-        CONF_FALLBACK_URLS: [],
-    } | data
+def flow_entry(data: dict[str, Any]) -> MockConfigEntry:
+    """An entry with ``data`` as the user flow creates it (its title and unique id)."""
+    entry_data = {CONF_VERIFY_SSL: True, CONF_FALLBACK_URLS: [], **data}
     return MockConfigEntry(
         domain=DOMAIN,
         title=destination.title_from_data(entry_data),
         unique_id=destination.unique_id_from_data(entry_data),
         data=entry_data,
     )
+
+
+def v2_entry(**data: Any) -> MockConfigEntry:
+    """An InfluxDB v2 entry as the user flow creates it."""
+    return flow_entry({CONF_KIND: DestinationKind.INFLUXDB_V2.value, **V2_INPUT} | data)
 
 
 def v1_entry(**data: Any) -> MockConfigEntry:
     """An InfluxDB v1 entry as the user flow creates it."""
-    entry_data = {
-        CONF_KIND: DestinationKind.INFLUXDB_V1.value,
-        CONF_URL: "http://127.0.0.1:8086",
-        CONF_DATABASE: "home_assistant",
-        CONF_USERNAME: "writer",
-        CONF_PASSWORD: "pa55word",
-        CONF_VERIFY_SSL: True,
-        CONF_FALLBACK_URLS: [],
-    } | data
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title=destination.title_from_data(entry_data),
-        unique_id=destination.unique_id_from_data(entry_data),
-        data=entry_data,
-    )
+    return flow_entry({CONF_KIND: DestinationKind.INFLUXDB_V1.value, **V1_INPUT} | data)
 
 
 def api_entry(**data: Any) -> MockConfigEntry:
     """A data-api entry as the user flow creates it."""
-    entry_data = {
-        CONF_KIND: DestinationKind.DATA_API.value,
-        CONF_URL: "https://data.example.org/api",
-        CONF_TOKEN: TOKEN,
-        CONF_VERIFY_SSL: True,
-        CONF_FALLBACK_URLS: [],
-    } | data
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title=destination.title_from_data(entry_data),
-        unique_id=destination.unique_id_from_data(entry_data),
-        data=entry_data,
+    return flow_entry(
+        {
+            CONF_KIND: DestinationKind.DATA_API.value,
+            CONF_URL: "https://data.example.org/api",
+            CONF_TOKEN: TOKEN,
+        }
+        | data
     )
 
 
@@ -180,6 +158,26 @@ def assert_translated(result: ConfigFlowResult, section: str = "config") -> None
         assert result["reason"] in strings["abort"], result["reason"]
     if step_id := result.get("step_id"):
         assert step_id in strings["step"], step_id
+
+
+async def refused_then_saved(
+    hass: HomeAssistant,
+    result: ConfigFlowResult,
+    bad: dict[str, Any],
+    good: dict[str, Any],
+    errors: dict[str, str],
+) -> ConfigFlowResult:
+    """Submit ``bad`` to the options form: shown again with ``errors`` (translated);
+    then ``good``: saved. Returns the refusal (its placeholders, for instance).
+    """
+    refused = await hass.config_entries.options.async_configure(result["flow_id"], bad)
+    assert refused["type"] is FlowResultType.FORM
+    assert refused["errors"] == errors
+    assert_translated(refused, "options")
+    saved = await hass.config_entries.options.async_configure(result["flow_id"], good)
+    assert saved["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    return refused
 
 
 def schema_keys(result: ConfigFlowResult) -> set[str]:
@@ -319,89 +317,34 @@ def _err(
     return DeliveryError(category, message, status=status)
 
 
+def _v2(side_effect: Exception, error: str, field: str = "base") -> tuple[Any, ...]:
+    """A failed check of the InfluxDB v2 form and the error it shows on ``field``."""
+    return (DestinationKind.INFLUXDB_V2, V2_INPUT, side_effect, field, error)
+
+
 @pytest.mark.parametrize(
     ("kind", "user_input", "side_effect", "field", "error"),
     [
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.NETWORK),
-            "base",
-            "cannot_connect",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.TIMEOUT),
-            "base",
-            "cannot_connect",
-        ),
-        (DestinationKind.INFLUXDB_V2, V2_INPUT, _err(ErrorCategory.DNS), "base", "cannot_connect"),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.SERVER, status=500),
-            "base",
-            "cannot_connect",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.RATE_LIMITED, status=429),
-            "base",
-            "cannot_connect",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.AUTH, status=401),
-            "base",
-            "invalid_auth",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
+        _v2(_err(ErrorCategory.NETWORK), "cannot_connect"),
+        _v2(_err(ErrorCategory.TIMEOUT), "cannot_connect"),
+        _v2(_err(ErrorCategory.DNS), "cannot_connect"),
+        _v2(_err(ErrorCategory.SERVER, status=500), "cannot_connect"),
+        _v2(_err(ErrorCategory.RATE_LIMITED, status=429), "cannot_connect"),
+        _v2(_err(ErrorCategory.AUTH, status=401), "invalid_auth"),
+        _v2(
             NotFoundError(Missing.DATABASE, 'bucket "ha" not found', status=404),
-            CONF_BUCKET,
             "bucket_not_found",
+            CONF_BUCKET,
         ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            NotFoundError(Missing.API, "API endpoint not found (HTTP 404)", status=404),
-            "base",
-            "wrong_api",
+        _v2(
+            NotFoundError(Missing.API, "API endpoint not found (HTTP 404)", status=404), "wrong_api"
         ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            NotFoundError(Missing.URL, "redirected (HTTP 301)", status=301),
-            "base",
-            "not_found",
-        ),
-        (DestinationKind.INFLUXDB_V2, V2_INPUT, _err(ErrorCategory.TLS), "base", "ssl_error"),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.REJECTED, status=400),
-            "base",
-            "rejected",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.NOT_FOUND, "a 404 without a type", 404),
-            "base",
-            "not_found",
-        ),
-        (
-            DestinationKind.INFLUXDB_V2,
-            V2_INPUT,
-            _err(ErrorCategory.TOO_LARGE, status=413),
-            "base",
-            "unknown",
-        ),
-        (DestinationKind.INFLUXDB_V2, V2_INPUT, RuntimeError("bug"), "base", "unknown"),
+        _v2(NotFoundError(Missing.URL, "redirected (HTTP 301)", status=301), "not_found"),
+        _v2(_err(ErrorCategory.TLS), "ssl_error"),
+        _v2(_err(ErrorCategory.REJECTED, status=400), "rejected"),
+        _v2(_err(ErrorCategory.NOT_FOUND, "a 404 without a type", 404), "not_found"),
+        _v2(_err(ErrorCategory.TOO_LARGE, status=413), "unknown"),
+        _v2(RuntimeError("bug"), "unknown"),
         (
             DestinationKind.INFLUXDB_V1,
             V1_INPUT,
@@ -912,16 +855,7 @@ async def test_options_pipeline(
 ) -> None:
     """Pipeline settings: invalid combinations are explained, valid ones stored typed."""
     result = await _options(hass, loaded_entry, "pipeline")
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], PIPELINE_INPUT | change
-    )
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == errors
-    assert_translated(result, "options")
-
-    result = await hass.config_entries.options.async_configure(result["flow_id"], PIPELINE_INPUT)
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
+    await refused_then_saved(hass, result, PIPELINE_INPUT | change, PIPELINE_INPUT, errors)
     assert loaded_entry.options == {
         CONF_INCLUDE_DOMAINS: ["sensor"],
         CONF_BATCH_SIZE: 2000,
@@ -1047,15 +981,8 @@ async def test_options_filters(
         CONF_EXCLUDE_GLOBS: [],
     }
     result = await _options(hass, loaded_entry, "filters")
-    result = await hass.config_entries.options.async_configure(result["flow_id"], good | change)
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == errors
-    assert result["description_placeholders"] == placeholders
-    assert_translated(result, "options")
-
-    result = await hass.config_entries.options.async_configure(result["flow_id"], good)
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
+    refused = await refused_then_saved(hass, result, good | change, good, errors)
+    assert refused["description_placeholders"] == placeholders
     assert loaded_entry.options == {
         CONF_BATCH_SIZE: 100,
         CONF_INCLUDE_ENTITIES: ["sensor.a", "sensor.b"],
@@ -1110,16 +1037,7 @@ async def test_options_schema(
     """Schema options for InfluxDB: validated, tags stored as a mapping."""
     result = await _options(hass, loaded_entry, "schema")
     assert CONF_REGISTRY_SYNC not in schema_keys(result)
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], SCHEMA_INPUT | change
-    )
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == errors
-    assert_translated(result, "options")
-
-    result = await hass.config_entries.options.async_configure(result["flow_id"], SCHEMA_INPUT)
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
+    await refused_then_saved(hass, result, SCHEMA_INPUT | change, SCHEMA_INPUT, errors)
     assert loaded_entry.options == {
         CONF_BATCH_SIZE: 100,
         CONF_INCLUDE_DOMAINS: ["sensor"],

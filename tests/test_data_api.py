@@ -29,8 +29,8 @@ from custom_components.ha_ingestor.const import (
     DestinationKind,
 )
 from custom_components.ha_ingestor.core.sinks import DataApiSink
-from custom_components.ha_ingestor.registry_sync import DEVICES_PATH, RegistrySync, all_devices
-from tests.common import settle, setup_entry, unload_entry
+from custom_components.ha_ingestor.registry_sync import DEVICES_PATH, all_devices
+from tests.common import current, diagnostics, settle, setup_entry, unload_entry
 from tests.data_api import DataApiReceiver
 
 
@@ -55,9 +55,7 @@ async def test_events_delivered_once_across_outage(
 ) -> None:
     """Every event arrives exactly once, also when the receiver restarts mid-stream."""
     entry = data_api_entry(data_api_receiver)
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     for i in range(5):
         hass.states.async_set("sensor.flow", str(i), {"unit_of_measurement": "l/min"})
         freezer.tick(timedelta(milliseconds=3))
@@ -66,8 +64,7 @@ async def test_events_delivered_once_across_outage(
     for i in range(5, 12):
         hass.states.async_set("sensor.flow", str(i), {"unit_of_measurement": "l/min"})
         freezer.tick(timedelta(milliseconds=3))
-    runtime = entry.runtime_data
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 2)
+    await settle(hass, freezer, lambda: current(entry).consecutive_failures >= 2)
     await hass.async_add_executor_job(data_api_receiver.start)
     await settle(
         hass, freezer, lambda: len(data_api_receiver.events("sensor.flow")) == 12, step=5.0
@@ -75,8 +72,7 @@ async def test_events_delivered_once_across_outage(
     events = data_api_receiver.events("sensor.flow")
     assert [e["state"] for e in events] == [str(i) for i in range(12)]
     assert len({e["idempotency_key"] for e in events}) == 12
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_registry_sync(
@@ -119,18 +115,15 @@ async def test_registry_sync(
     assert entities["sensor.boiler_water"]["device_id"] == device.id
 
     dev_reg.async_remove_device(device.id)
-    sync = entry.runtime_data.registry_sync
-    assert sync is not None
+
+    async def removed() -> bool:
+        return data_api_receiver.devices()[device.id]["deleted"] and await synced(hass, entry)
+
     # Removing the device also updates its entity (device_id cleared): wait for both.
-    await settle(
-        hass,
-        freezer,
-        lambda: data_api_receiver.devices()[device.id]["deleted"] and sync.pending == 0,
-    )
+    await settle(hass, freezer, removed)
     water = data_api_receiver.entities()["sensor.boiler_water"]
     assert water["deleted"] or water["device_id"] is None
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 def demo_devices(hass: HomeAssistant, count: int) -> list[dr.DeviceEntry]:
@@ -151,15 +144,22 @@ def demo_devices(hass: HomeAssistant, count: int) -> list[dr.DeviceEntry]:
     return devices
 
 
-async def start_sync(
-    hass: HomeAssistant, receiver: DataApiReceiver
-) -> tuple[MockConfigEntry, RegistrySync]:
-    """Set up an entry with registry sync on; return it and its sync."""
+async def start_sync(hass: HomeAssistant, receiver: DataApiReceiver) -> MockConfigEntry:
+    """Set up an entry with registry sync on."""
     entry = data_api_entry(receiver, **{CONF_REGISTRY_SYNC: True})
     await setup_entry(hass, entry)
-    sync = entry.runtime_data.registry_sync
-    assert sync is not None
-    return entry, sync
+    return entry
+
+
+async def sync_state(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, Any]:
+    """The registry sync as diagnostics show it (pending, rejected, last error)."""
+    state: dict[str, Any] = (await diagnostics(hass, entry))["registry_sync"]
+    return state
+
+
+async def synced(hass: HomeAssistant, entry: MockConfigEntry) -> bool:
+    """Whether no registry change waits to be pushed."""
+    return (await sync_state(hass, entry))["pending"] == 0
 
 
 async def test_registry_sync_keeps_changes_while_the_data_api_fails(
@@ -174,17 +174,19 @@ async def test_registry_sync_keeps_changes_while_the_data_api_fails(
     """
     devices = demo_devices(hass, 2)
     await data_api_receiver.inject_fault(503, count=3, path=DEVICES_PATH)
-    entry, sync = await start_sync(hass, data_api_receiver)
+    entry = await start_sync(hass, data_api_receiver)
 
-    await settle(hass, freezer, lambda: sync.last_error is not None)
-    assert sync.pending >= 2 * len(devices)  # the devices and their entities
+    async def failed() -> bool:
+        return (await sync_state(hass, entry))["last_error"] is not None
+
+    await settle(hass, freezer, failed)
+    downloaded = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    # The devices and their entities.
+    assert downloaded["registry_sync"]["pending"] >= 2 * len(devices)
     assert data_api_receiver.devices() == {}
-    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
-    assert diagnostics["registry_sync"]["last_error"] == sync.last_error
-    assert diagnostics["registry_sync"]["pending"] == sync.pending
 
-    await settle(hass, freezer, lambda: sync.pending == 0, step=5.0)
-    assert sync.last_error is None
+    await settle(hass, freezer, lambda: synced(hass, entry), step=5.0)
+    assert (await sync_state(hass, entry))["last_error"] is None
     assert {d.id for d in devices} <= set(data_api_receiver.devices())
     assert {"sensor.demo_0", "sensor.demo_1"} <= set(data_api_receiver.entities())
     refused = [r for r in await data_api_receiver.requests() if r["fault"]]
@@ -210,21 +212,20 @@ async def test_registry_sync_splits_a_batch_and_drops_only_the_rejected_item(
     await data_api_receiver.inject_fault(413, count=1, path=DEVICES_PATH)
     await data_api_receiver.inject_fault(400, count=2, path=DEVICES_PATH)
     caplog.set_level(logging.WARNING)
-    entry, sync = await start_sync(hass, data_api_receiver)
+    entry = await start_sync(hass, data_api_receiver)
 
-    await settle(hass, freezer, lambda: sync.pending == 0)
+    await settle(hass, freezer, lambda: synced(hass, entry))
     registry = {d.id for d in all_devices(dr.async_get(hass))}
     assert len(registry) in (3, 4)
     received = set(data_api_receiver.devices())
-    assert sync.rejected == 1
     assert len(registry - received) == 1
     assert received <= registry
-    assert sync.last_error is None
+    assert (await sync_state(hass, entry))["last_error"] is None
     assert caplog.text.count("rejected by the data-api") == 1
     statuses = [r["status"] for r in await data_api_receiver.requests() if r["fault"]]
     assert statuses == [413, 400, 400]
-    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
-    assert diagnostics["registry_sync"]["rejected"] == 1
+    downloaded = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert downloaded["registry_sync"]["rejected"] == 1
     await unload_entry(hass, entry)
 
 
@@ -233,16 +234,18 @@ async def test_registry_sync_marks_a_removed_entity_deleted(
 ) -> None:
     """Removing an entity from the registry upserts it as deleted."""
     demo_devices(hass, 1)
-    entry, sync = await start_sync(hass, data_api_receiver)
+    entry = await start_sync(hass, data_api_receiver)
     await settle(hass, freezer, lambda: "sensor.demo_0" in data_api_receiver.entities())
     assert data_api_receiver.entities()["sensor.demo_0"]["deleted"] is False
 
     er.async_get(hass).async_remove("sensor.demo_0")
-    await settle(
-        hass,
-        freezer,
-        lambda: data_api_receiver.entities()["sensor.demo_0"]["deleted"] and sync.pending == 0,
-    )
+
+    async def removed() -> bool:
+        return data_api_receiver.entities()["sensor.demo_0"]["deleted"] and await synced(
+            hass, entry
+        )
+
+    await settle(hass, freezer, removed)
     await unload_entry(hass, entry)
 
 
@@ -290,8 +293,7 @@ async def test_batch_and_registry_encoding_run_off_the_event_loop(
     )
     assert len(threads) >= 2
     assert loop_thread not in threads
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_registry_sync_rejections_log_one_line(
@@ -308,9 +310,9 @@ async def test_registry_sync_rejections_log_one_line(
     demo_devices(hass, 3)
     await data_api_receiver.inject_fault(400, count=50, path=DEVICES_PATH)
     caplog.set_level(logging.WARNING)
-    entry, sync = await start_sync(hass, data_api_receiver)
-    await settle(hass, freezer, lambda: sync.pending == 0)
+    entry = await start_sync(hass, data_api_receiver)
+    await settle(hass, freezer, lambda: synced(hass, entry))
     registry = {d.id for d in all_devices(dr.async_get(hass))}
-    assert sync.rejected == len(registry) >= 3
+    assert (await sync_state(hass, entry))["rejected"] == len(registry) >= 3
     assert caplog.text.count("rejected by the data-api") == 1
     await unload_entry(hass, entry)

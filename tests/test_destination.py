@@ -10,7 +10,6 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.util.ssl import client_context, get_default_context
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import (
     CONF_BUCKET,
@@ -33,8 +32,7 @@ from custom_components.ha_ingestor.core.sinks import (
     Target,
 )
 from custom_components.ha_ingestor.destination import target_from_data
-from custom_components.ha_ingestor.factory import spool_path
-from tests.common import remove_spool, settle, unload_entry, v1_entry
+from tests.common import drained, setup_with_ca, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 from tests.tls import Pki, TlsProxy, ignore_handshake_errors, make_pki
 
@@ -79,18 +77,6 @@ def _trust_facts() -> list[tuple[object, ...]]:
     ]
 
 
-async def setup_with_ca(hass: HomeAssistant, entry: MockConfigEntry, pki: Pki) -> MockConfigEntry:
-    """Set up ``entry`` (empty spool) trusting the test CA."""
-    await hass.async_add_executor_job(remove_spool, spool_path(hass, entry.entry_id))
-    entry.add_to_hass(hass)
-    hass.config_entries.async_update_entry(
-        entry, data={**entry.data, CONF_SSL_CA_CERT: str(pki.ca_cert)}
-    )
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    return entry
-
-
 @pytest.fixture
 async def pki(hass: HomeAssistant, tmp_path: Path) -> Pki:
     """A fresh CA and certificates for 127.0.0.1."""
@@ -115,11 +101,9 @@ async def test_custom_ca_is_private_to_the_entry(
     before = _trust_facts()
     with ignore_handshake_errors(hass.loop):
         async with TlsProxy(influxdb_v1.port, server_ctx) as proxy:
-            entry = await setup_with_ca(hass, v1_entry(proxy.url, influx_db), pki)
-            runtime = entry.runtime_data
+            entry = await setup_with_ca(hass, v1_entry(proxy.url, influx_db), pki.ca_cert)
             hass.states.async_set("sensor.tls_power", "7", {"unit_of_measurement": "W"})
-            await runtime.async_flush()
-            await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0)
+            await drained(hass, freezer, entry)
             assert _trust_facts() == before
             async with aiohttp.ClientSession() as session:
                 with pytest.raises(aiohttp.ClientConnectorCertificateError):

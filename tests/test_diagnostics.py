@@ -6,7 +6,6 @@ import re
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.json import json_dumps
-from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
@@ -23,7 +22,18 @@ from custom_components.ha_ingestor.diagnostics import (
     safe_reason,
 )
 from custom_components.ha_ingestor.redact import scrub_text, strip_url_credentials
-from tests.common import PASSWORD, USERNAME, settle, setup_entry, unload_entry, v1_entry
+from tests.common import (
+    PASSWORD,
+    USERNAME,
+    conflicting_field,
+    current,
+    deliver_one,
+    drained,
+    settle,
+    setup_entry,
+    unload_entry,
+    v1_entry,
+)
 from tests.servers import InfluxV1Server, free_port
 
 #: Values that differ between runs: registry times, the test database's name,
@@ -66,9 +76,8 @@ async def test_diagnostics_have_no_secrets(
         **{CONF_FALLBACK_URLS: [f"http://{USERNAME}:{PASSWORD}@127.0.0.1:{free_port()}"]},
     )
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.kept", "1", {"unit_of_measurement": "W"})
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 1)
+    await settle(hass, freezer, lambda: current(entry).consecutive_failures >= 1)
 
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
     text = json.dumps(diagnostics)
@@ -134,18 +143,10 @@ async def test_dead_letters_show_no_payload(
 
     Figure: 1 dead letter shown; 0 occurrences of either attribute value.
     """
-    now_ns = int(dt_util.utcnow().timestamp() * 1e9) - 1
-    status, _ = await influxdb_v1.awrite(
-        influx_db, f'W,domain=camera,entity_id=other value="text" {now_ns}'.encode()
-    )
-    assert status == 204
+    await conflicting_field(influxdb_v1, influx_db, domain="camera")
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
-    # A destination that has accepted nothing yet and refuses the only point
-    # looks like a setup fault (paused, not quarantined): deliver one first.
-    hass.states.async_set("sensor.fine", "1", {"unit_of_measurement": "kWh"})
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.last_success_wall is not None)
+    await deliver_one(hass, freezer, entry)
     token, code = "cam-tok-8f2b9c1d7e", "alarm-code-90210"
     hass.states.async_set(
         "camera.front",
@@ -155,7 +156,7 @@ async def test_dead_letters_show_no_payload(
     await settle(
         hass,
         freezer,
-        lambda: runtime.pipeline.stats is not None and runtime.pipeline.stats.dead_letter_count,
+        lambda: (spool := current(entry).spool) is not None and spool.dead_letter_count == 1,
     )
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
     text = json.dumps(diagnostics)
@@ -193,8 +194,7 @@ async def test_diagnostics_snapshot(
     entry = mock_config_entry
     await setup_entry(hass, entry)
     hass.states.async_set("sensor.kept", "1", {"unit_of_measurement": "W"})
-    await entry.runtime_data.async_flush()
-    await settle(hass, freezer, lambda: entry.runtime_data.pipeline.backlog == 0)
+    await drained(hass, freezer, entry)
     # The HTTP view's access token would expire in 2030: call the platform, encode as it does.
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", json_dumps(diagnostics))

@@ -8,7 +8,18 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.ha_ingestor.const import CONF_FALLBACK_URLS, CONF_PRESET, DOMAIN
-from tests.common import PASSWORD, PREFIX, settle, setup_entry, tick, unload_entry, v1_entry
+from tests.common import (
+    PASSWORD,
+    PREFIX,
+    current,
+    delivered,
+    diagnostics,
+    settle,
+    setup_entry,
+    tick,
+    unload_entry,
+    v1_entry,
+)
 from tests.servers import InfluxV1Server, free_port
 
 
@@ -30,15 +41,14 @@ async def test_refusing_primary_falls_back_and_reset_closes_its_breaker(
         primary, influx_db, **{CONF_FALLBACK_URLS: [influxdb_v1.url], CONF_PRESET: "aggressive"}
     )
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
-    assert not runtime.pipeline.resilience.breaker.enabled
+    assert not (await diagnostics(hass, entry))["resilience"]["breaker"]["enabled"]
     for i in range(3):
         hass.states.async_set("sensor.kept", str(i), {"unit_of_measurement": "W"})
         await tick(hass, freezer, 1.0)
-        await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0)
+        await settle(hass, freezer, lambda: delivered(entry))
     rows = await influxdb_v1.aquery('SELECT count("value") FROM "W"', influx_db)
     assert rows[0]["count"] == 3
-    assert runtime.pipeline.uploader.active_endpoint == influxdb_v1.url
+    assert (await diagnostics(hass, entry))["active_endpoint"] == influxdb_v1.url
 
     await tick(hass, freezer, 1.0)  # a breaker change reaches entities within a second
     state = hass.states.get(f"sensor.{PREFIX}_connection_state")
@@ -48,16 +58,16 @@ async def test_refusing_primary_falls_back_and_reset_closes_its_breaker(
         {"url": primary, "breaker_state": "open"},
         {"url": influxdb_v1.url, "breaker_state": "closed"},
     ]
-    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
-    endpoints = diagnostics["resilience"]["endpoints"]
+    downloaded = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    endpoints = downloaded["resilience"]["endpoints"]
     assert [e["breaker_state"] for e in endpoints] == ["open", "closed"]
     assert endpoints[0]["breaker"]["failure_count"] == 2
-    assert PASSWORD not in str(diagnostics)
+    assert PASSWORD not in str(downloaded)
 
     await hass.services.async_call(
         DOMAIN, "reset_circuit_breaker", {"config_entry_id": entry.entry_id}, blocking=True
     )
-    assert [e["breaker_state"] for e in runtime.pipeline.uploader.endpoint_states()] == [
+    assert [e.breaker_state for e in current(entry).endpoints] == [
         "closed",
         "closed",
     ]

@@ -10,7 +10,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from custom_components.ha_ingestor.const import CONF_EXCLUDE_DEVICES, CONF_INCLUDE_AREAS
 from custom_components.ha_ingestor.filters import REBUILD_COOLDOWN, EntityMatcher
-from tests.common import settle, setup_entry, unload_entry, v1_entry
+from tests.common import drained, setup_entry, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 
 
@@ -47,7 +47,6 @@ async def test_a_burst_of_registry_events_costs_one_rescan(
     dev_reg, ent_reg = dr.async_get(hass), er.async_get(hass)
     entry = v1_entry(influxdb_v1.url, influx_db, **{CONF_INCLUDE_AREAS: [area.id]})
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     before = len(rescans)
     device = dev_reg.async_get_or_create(
         config_entry_id=other.entry_id, identifiers={("demo", "rack")}, name="Rack"
@@ -66,8 +65,7 @@ async def test_a_burst_of_registry_events_costs_one_rescan(
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
     assert len(rescans) == before + 1
-    await runtime.async_flush()
-    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0)
+    await drained(hass, freezer, entry)
     rows = await influxdb_v1.aquery('SELECT count("value") FROM "mV"', influx_db)
     assert rows[0]["count"] == 200
     await unload_entry(hass, entry)
@@ -110,7 +108,6 @@ async def test_membership_changes_apply_at_once(
         **{CONF_INCLUDE_AREAS: [area.id], CONF_EXCLUDE_DEVICES: [banned.id]},
     )
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.leaver", "1", {"unit_of_measurement": "lx"})
     hass.states.async_set("sensor.moved", "1", {"unit_of_measurement": "lx"})
 
@@ -122,8 +119,7 @@ async def test_membership_changes_apply_at_once(
     ent_reg.async_update_entity("sensor.leaver", area_id=None)
     assert len(rescans) == builds + 1  # it was a member: rescanned at once
     hass.states.async_set("sensor.leaver", "2", {"unit_of_measurement": "lx"})
-    await runtime.async_flush()
-    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0)
+    await drained(hass, freezer, entry)
     rows = await influxdb_v1.aquery('SELECT "value", entity_id FROM "lx"', influx_db)
     assert sorted((r["entity_id"], r["value"]) for r in rows) == [
         ("leaver", 1.0),

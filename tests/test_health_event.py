@@ -9,7 +9,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events
 
 from custom_components.ha_ingestor.const import EVENT_HEALTH_CHANGED
-from tests.common import PREFIX, settle, setup_entry, unload_entry, v1_entry
+from tests.common import PREFIX, current, delivered, settle, setup_entry, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 
 
@@ -30,15 +30,14 @@ async def test_outage_and_recovery(
     influxdb_v1.stop()
     try:
         await setup_entry(hass, entry)
-        runtime = entry.runtime_data
         hass.states.async_set("sensor.outage", "1", {"unit_of_measurement": "W"})
-        await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 2)
+        await settle(hass, freezer, lambda: current(entry).consecutive_failures >= 2)
         assert hass.states.get(f"sensor.{PREFIX}_health").state == "waiting"
         assert hass.states.get(f"binary_sensor.{PREFIX}_problem").state == "on"
         assert hass.states.get(f"binary_sensor.{PREFIX}_connected").state == "off"
     finally:
         influxdb_v1.start()
-    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0, step=5.0)
+    await settle(hass, freezer, lambda: delivered(entry), step=5.0)
     assert hass.states.get(f"sensor.{PREFIX}_health").state == "healthy"
     assert hass.states.get(f"binary_sensor.{PREFIX}_problem").state == "off"
     assert hass.states.get(f"binary_sensor.{PREFIX}_connected").state == "on"

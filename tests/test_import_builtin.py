@@ -66,8 +66,8 @@ from custom_components.ha_ingestor.import_builtin import (
     options_from_yaml,
 )
 from custom_components.ha_ingestor.records import timestamp_ns
-from tests.builtin import points, poll, rows_if, v1_builtin
-from tests.common import settle
+from tests.builtin import builtin_flushed, points, v1_builtin
+from tests.common import current, delivered, settle, setup_entry
 from tests.servers import InfluxV1Server, VictoriaMetricsServer, free_port, unique_name
 from tests.test_config_flow import assert_translated
 
@@ -200,9 +200,7 @@ async def test_import_real_builtin_ships_the_same_point(
     """
     (config_dir / "configuration.yaml").write_text(RICH_YAML, encoding="utf-8")
     builtin = v1_builtin(influxdb_v1.url, influx_db)
-    builtin.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(builtin.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, builtin)
     assert builtin.state is ConfigEntryState.LOADED
     for entity_id in (
         "sensor.kitchen",
@@ -225,10 +223,8 @@ async def test_import_real_builtin_ships_the_same_point(
     # sensor.kitchen, switch.pump and binary_sensor.door_front of the 7.
     assert (placeholders["matched"], placeholders["total"]) == ("3", "7")
     # Like the built-in, which writes switch.pump although it is also excluded.
-    pump = await poll(
-        hass,
-        lambda: influxdb_v1.aquery("SELECT * FROM \"switch\" WHERE entity_id = 'pump'", influx_db),
-    )
+    await builtin_flushed(hass, builtin)
+    pump = await influxdb_v1.aquery("SELECT * FROM \"switch\" WHERE entity_id = 'pump'", influx_db)
     assert len(pump) == 1
     assert placeholders["not_mapped"] == "\n".join(str(item) for item in RICH_NOT_MAPPED)
     assert "- static_tags: site=home" in placeholders["settings"].splitlines()
@@ -281,18 +277,13 @@ async def test_import_real_builtin_ships_the_same_point(
         changed = hass.states.get("sensor.outside")
         assert changed is not None
         query = f"SELECT * FROM /.*/ WHERE entity_id =~ /^({'|'.join(compared)})$/"
-        builtin_rows: list[dict[str, Any]] = await poll(
-            hass, lambda: rows_if(influxdb_v1.aquery(query, influx_db), len(compared))
-        )
-        runtime = entry.runtime_data
+        await builtin_flushed(hass, builtin)
+        builtin_rows = await influxdb_v1.aquery(query, influx_db)
+        assert len(builtin_rows) == len(compared)
         await settle(
             hass,
             freezer,
-            lambda: (
-                runtime.pipeline.stats is not None
-                and runtime.pipeline.stats.pending_count == 0
-                and runtime.pipeline.resilience.metrics.events_sent >= len(compared)
-            ),
+            lambda: delivered(entry) and current(entry).events_sent >= len(compared),
         )
         ours_rows = await influxdb_v1.aquery(query, ours_db)
         by_entity = {row["entity_id"]: row for row in builtin_rows}
@@ -349,9 +340,7 @@ async def test_import_disables_the_builtin(
     Without an influxdb: block, the built-in's defaults are imported and nothing is left out.
     """
     builtin = v1_builtin(influxdb_v1.url, influx_db)
-    builtin.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(builtin.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, builtin)
 
     result = await start_import(hass)
     placeholders = result["description_placeholders"]

@@ -2,14 +2,9 @@
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import (
-    EVENT_HOMEASSISTANT_FINAL_WRITE,
-    EVENT_HOMEASSISTANT_STOP,
-)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
     area_registry as ar,
@@ -22,39 +17,29 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from custom_components.ha_ingestor.const import (
     CONF_CONTEXT_ENTITIES,
-    CONF_DATABASE,
     CONF_EVENT_TYPES,
     CONF_EXCLUDE_ENTITIES,
     CONF_INCLUDE_AREAS,
     CONF_INCLUDE_DEVICES,
     CONF_INCLUDE_DOMAINS,
     CONF_INCLUDE_LABELS,
-    CONF_KIND,
     CONF_SSL_CA_CERT,
     CONF_URL,
-    CONF_VERIFY_SSL,
     DOMAIN,
-    DestinationKind,
 )
 from custom_components.ha_ingestor.factory import spool_path
-from tests.common import PREFIX, settle
+from tests.common import (
+    PREFIX,
+    current,
+    delivered,
+    diagnostics,
+    settle,
+    setup_entry,
+    shut_down,
+    unload_entry,
+    v1_entry,
+)
 from tests.servers import InfluxV1Server, free_port
-
-
-def v1_entry(url: str, database: str, **options: Any) -> MockConfigEntry:
-    """An entry shipping to an InfluxDB 1.x database."""
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title=f"InfluxDB v1 {database}",
-        unique_id=f"influxdb_v1:{url}/|{database}",
-        data={
-            CONF_KIND: DestinationKind.INFLUXDB_V1,
-            CONF_URL: url,
-            CONF_DATABASE: database,
-            CONF_VERIFY_SSL: True,
-        },
-        options=options,
-    )
 
 
 async def count(server: InfluxV1Server, db: str, measurement: str) -> int:
@@ -80,15 +65,10 @@ async def test_ships_state_changes(
         hass.states.async_set("sensor.outside", str(10 + i), {"unit_of_measurement": "°C"})
         freezer.tick(timedelta(milliseconds=10))
     hass.states.async_set("switch.pump", "on")
-    runtime = entry.runtime_data
     await settle(
         hass,
         freezer,
-        lambda: (
-            runtime.pipeline.stats is not None
-            and runtime.pipeline.stats.pending_count == 0
-            and runtime.pipeline.resilience.metrics.events_sent >= 11
-        ),
+        lambda: delivered(entry) and current(entry).events_sent >= 11,
     )
     rows = await influxdb_v1.aquery('SELECT "value", entity_id, domain FROM "°C"', influx_db)
     assert [r["value"] for r in rows] == [float(10 + i) for i in range(10)]
@@ -98,8 +78,7 @@ async def test_ships_state_changes(
     assert hass.states.get(f"binary_sensor.{PREFIX}_connected").state == "on"
     assert hass.states.get(f"sensor.{PREFIX}_health").state == "healthy"
 
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
     assert entry.state is ConfigEntryState.NOT_LOADED
 
 
@@ -120,21 +99,13 @@ async def test_unreachable_at_setup_captures_and_delivers_later(
         for i in range(20):
             hass.states.async_set("sensor.early", str(i), {"unit_of_measurement": "W"})
             freezer.tick(timedelta(milliseconds=5))
-        runtime = entry.runtime_data
-        await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 3)
-        assert runtime.pipeline.stats is not None
-        assert runtime.pipeline.stats.pending_count == 20
+        await settle(hass, freezer, lambda: current(entry).consecutive_failures >= 3)
+        assert current(entry).pending == 20
     finally:
         influxdb_v1.start()
-    await settle(
-        hass,
-        freezer,
-        lambda: runtime.pipeline.stats is not None and runtime.pipeline.stats.pending_count == 0,
-        step=5.0,
-    )
+    await settle(hass, freezer, lambda: delivered(entry), step=5.0)
     assert await count(influxdb_v1, influx_db, "W") == 20
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_restart_mid_outage_loses_nothing(
@@ -149,40 +120,30 @@ async def test_restart_mid_outage_loses_nothing(
     """
     closed = f"http://127.0.0.1:{free_port()}"
     entry = v1_entry(closed, influx_db)
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     for i in range(15):
         hass.states.async_set("sensor.restart", str(i), {"unit_of_measurement": "kWh"})
         freezer.tick(timedelta(milliseconds=5))
     # No flush tick has run: these events are only in memory when HA stops.
-    runtime = entry.runtime_data
-    assert runtime.pipeline.buffered == 15
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
-    await hass.async_block_till_done()
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
-    await hass.async_block_till_done()
+    assert (await diagnostics(hass, entry))["buffered"] == 15
+    await shut_down(hass)
     # The spool is closed: later changes and flush ticks must not touch it.
     hass.states.async_set("sensor.restart", "late", {"unit_of_measurement": "kWh"})
     freezer.tick(timedelta(seconds=5))
     async_fire_time_changed(hass)
     await hass.async_block_till_done()
-    assert runtime.pipeline.buffered == 0
+    # Core read: after FINAL_WRITE HA is going down and nothing (not even
+    # diagnostics, which read the closed spool) shows the memory batch.
+    assert entry.runtime_data.pipeline.buffered == 0
     assert "spool is not open" not in caplog.text
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
     assert spool_path(hass, entry.entry_id).exists()
 
     # "Next start": the database is reachable again.
     hass.config_entries.async_update_entry(entry, data={**entry.data, CONF_URL: influxdb_v1.url})
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    runtime = entry.runtime_data
-    await settle(
-        hass,
-        freezer,
-        lambda: runtime.pipeline.stats is not None and runtime.pipeline.stats.pending_count == 0,
-    )
+    await settle(hass, freezer, lambda: delivered(entry))
     assert await count(influxdb_v1, influx_db, "kWh") == 15
     # Removing the entry removes its spool too.
     assert (await hass.config_entries.async_remove(entry.entry_id))["require_restart"] is False
@@ -208,23 +169,19 @@ async def test_filters_and_extra_events(
             CONF_EVENT_TYPES: ["my_custom_event"],
         },
     )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     hass.states.async_set("sensor.kept", "1", {"unit_of_measurement": "lx"})
     hass.states.async_set("sensor.secret", "2", {"unit_of_measurement": "lx"})
     hass.states.async_set("light.kitchen", "on")
     hass.bus.async_fire("my_custom_event", {"value": 3.5, "who": "test"})
-    runtime = entry.runtime_data
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 2)
+    await settle(hass, freezer, lambda: current(entry).events_sent >= 2)
     lux = await influxdb_v1.aquery('SELECT "value", entity_id FROM "lx"', influx_db)
     assert [(r["entity_id"], r["value"]) for r in lux] == [("kept", 1.0)]
     events = await influxdb_v1.aquery('SELECT * FROM "my_custom_event"', influx_db)
     assert len(events) == 1
     assert events[0]["value"] == 3.5
     assert not await influxdb_v1.aquery('SELECT * FROM "light.kitchen"', influx_db)
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_context_enrichment(
@@ -236,15 +193,12 @@ async def test_context_enrichment(
     """Chosen context entities' state and key attributes ride along on every point."""
     hass.states.async_set("weather.home", "sunny", {"temperature": 21.5, "humidity": 40})
     entry = v1_entry(influxdb_v1.url, influx_db, **{CONF_CONTEXT_ENTITIES: ["weather.home"]})
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     hass.states.async_set("sensor.power", "100", {"unit_of_measurement": "W"})
     freezer.tick(timedelta(seconds=1))
     hass.states.async_set("weather.home", "rainy", {"temperature": 18.0, "humidity": 90})
     hass.states.async_set("sensor.power", "200", {"unit_of_measurement": "W"})
-    runtime = entry.runtime_data
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 3)
+    await settle(hass, freezer, lambda: current(entry).events_sent >= 3)
     rows = await influxdb_v1.aquery(
         'SELECT "value", ctx_home, ctx_home_temperature, ctx_home_humidity FROM "W"', influx_db
     )
@@ -252,8 +206,7 @@ async def test_context_enrichment(
         (100.0, "sunny", 21.5),
         (200.0, "rainy", 18.0),
     ]
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_device_area_label_filters_follow_the_registries(
@@ -288,9 +241,7 @@ async def test_device_area_label_filters_follow_the_registries(
             CONF_INCLUDE_LABELS: [label.label_id],
         },
     )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     for entity_id in ("sensor.in_area", "sensor.on_device", "sensor.labelled", "sensor.later"):
         hass.states.async_set(entity_id, "1", {"unit_of_measurement": "A"})
     # Moving an entity into the area makes it shipped from then on.
@@ -298,8 +249,7 @@ async def test_device_area_label_filters_follow_the_registries(
     await hass.async_block_till_done()
     freezer.tick(timedelta(seconds=1))
     hass.states.async_set("sensor.later", "2", {"unit_of_measurement": "A"})
-    runtime = entry.runtime_data
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 4)
+    await settle(hass, freezer, lambda: current(entry).events_sent >= 4)
     rows = await influxdb_v1.aquery('SELECT "value", entity_id FROM "A"', influx_db)
     assert sorted((r["entity_id"], r["value"]) for r in rows) == [
         ("in_area", 1.0),
@@ -307,8 +257,7 @@ async def test_device_area_label_filters_follow_the_registries(
         ("later", 2.0),
         ("on_device", 1.0),
     ]
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)
 
 
 async def test_include_resolving_to_nothing_ships_nothing(
@@ -320,16 +269,15 @@ async def test_include_resolving_to_nothing_ships_nothing(
     """An area include with no entities in it means "nothing", not "everything"."""
     area = ar.async_get(hass).async_create("Empty")
     entry = v1_entry(influxdb_v1.url, influx_db, **{CONF_INCLUDE_AREAS: [area.id]})
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     hass.states.async_set("sensor.anything", "1")
-    runtime = entry.runtime_data
-    await settle(hass, freezer, lambda: runtime.pipeline.stats is not None)
-    await runtime.async_flush()
-    assert runtime.pipeline.resilience.metrics.events_received == 0
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await settle(hass, freezer, lambda: current(entry).spool is not None)
+    await hass.services.async_call(
+        DOMAIN, "flush", {"config_entry_id": entry.entry_id}, blocking=True
+    )
+    counters = (await diagnostics(hass, entry))["resilience"]["metrics"]["counters"]
+    assert counters["events_received"] == 0
+    await unload_entry(hass, entry)
 
 
 async def test_broken_ca_file_is_a_config_error(hass: HomeAssistant, tmp_path: Path) -> None:

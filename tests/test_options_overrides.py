@@ -24,9 +24,9 @@ from custom_components.ha_ingestor.const import (
     CONF_VERIFY_SSL,
     DOMAIN,
 )
-from tests.common import settle
+from tests.common import current, delivered, settle, setup_entry, unload_entry
 from tests.servers import InfluxV1Server
-from tests.test_config_flow import _options, api_entry, assert_translated
+from tests.test_config_flow import _options, api_entry, assert_translated, refused_then_saved
 
 IMPORTED = {
     CONF_ENTITY_OVERRIDES: {"sensor.kitchen": {CONF_IGNORE_ATTRIBUTES: []}},
@@ -177,14 +177,8 @@ async def test_edit_errors(
 ) -> None:
     """Each invalid input is explained; the form then accepts a valid one."""
     result = await _edit(hass, entry)
-    result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == errors
-    assert_translated(result, "options")
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"domain": "light", CONF_IGNORE_ATTRIBUTES: ["icon"]}
-    )
-    assert result["type"] is FlowResultType.CREATE_ENTRY
+    good = {"domain": "light", CONF_IGNORE_ATTRIBUTES: ["icon"]}
+    await refused_then_saved(hass, result, user_input, good, errors)
     assert entry.options[CONF_DOMAIN_OVERRIDES] == {"light": {CONF_IGNORE_ATTRIBUTES: ["icon"]}}
 
 
@@ -209,9 +203,7 @@ async def test_override_set_in_options_is_written(
             CONF_VERIFY_SSL: True,
         },
     )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    await setup_entry(hass, entry)
     attributes = {"unit_of_measurement": "W", "battery": 50}
     hass.states.async_set("sensor.heater_power", "1", attributes)
     freezer.tick(timedelta(milliseconds=10))
@@ -234,20 +226,14 @@ async def test_override_set_in_options_is_written(
     for value in ("2", "3"):
         hass.states.async_set("sensor.heater_power", value, attributes)
         freezer.tick(timedelta(milliseconds=10))
-    runtime = entry.runtime_data
     await settle(
         hass,
         freezer,
-        lambda: (
-            runtime.pipeline.stats is not None
-            and runtime.pipeline.stats.pending_count == 0
-            and runtime.pipeline.resilience.metrics.events_sent >= 2
-        ),
+        lambda: delivered(entry) and current(entry).events_sent >= 2,
     )
     before = await influxdb_v1.aquery('SELECT "value", battery FROM "W"', influx_db)
     after = await influxdb_v1.aquery('SELECT * FROM "power"', influx_db)
     assert [(row["value"], row["battery"]) for row in before] == [(1.0, 50.0)]
     assert [row["value"] for row in after] == [2.0, 3.0]
     assert all("battery" not in row for row in after)
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    await unload_entry(hass, entry)

@@ -5,7 +5,16 @@ from homeassistant.core import Event, HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
 from custom_components.ha_ingestor.const import CONF_OUTAGE_REPAIR_AFTER, DOMAIN
-from tests.common import ENTRY_ID, settle, setup_entry, tick, unload_entry, v1_entry
+from tests.common import (
+    ENTRY_ID,
+    current,
+    drained,
+    settle,
+    setup_entry,
+    tick,
+    unload_entry,
+    v1_entry,
+)
 from tests.servers import InfluxV1Server
 
 
@@ -29,18 +38,17 @@ async def test_quiet_filter_is_not_an_outage(
 
     unsub = hass.bus.async_listen(ir.EVENT_REPAIRS_ISSUE_REGISTRY_UPDATED, on_issue)
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.quiet", "1", {"unit_of_measurement": "W"})
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.last_success_wall is not None)
+    await settle(hass, freezer, lambda: current(entry).last_success is not None)
     for _ in range(4):
         await tick(hass, freezer, 1800.0)
-    assert runtime.pipeline.resilience.outage_started_wall is None
+    assert current(entry).outage_started is None
     hass.states.async_set("sensor.quiet", "2", {"unit_of_measurement": "W"})
     await tick(hass, freezer, 0.0)
-    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0)
+    await drained(hass, freezer, entry)
     unsub()
     assert f"extended_outage_{ENTRY_ID}" not in created
     assert not [issue for issue in created if issue.startswith("extended_outage")]
-    assert runtime.pipeline.resilience.outage_started_wall is None
+    assert current(entry).outage_started is None
     assert ir.async_get(hass).async_get_issue(DOMAIN, f"extended_outage_{ENTRY_ID}") is None
     await unload_entry(hass, entry)

@@ -20,8 +20,8 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
     async_wait_recording_done,
 )
 
-from custom_components.ha_ingestor.const import DOMAIN, EVENT_HEALTH_CHANGED
-from tests.common import setup_entry, tick, unload_entry, v1_entry, wait_for
+from custom_components.ha_ingestor.const import EVENT_HEALTH_CHANGED
+from tests.common import setup_entry, tick, unload_entry, v1_entry
 from tests.servers import InfluxV1Server, free_port
 
 HOUR = 3600
@@ -34,20 +34,17 @@ def mock_recorder_before_hass(async_setup_recorder_instance: Any) -> None:
 
 
 async def _run_hour(
-    hass: HomeAssistant, freezer: FrozenDateTimeFactory, *, delivered: bool
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory
 ) -> tuple[datetime, datetime]:
     """An hour with a state change every STEP seconds; return the measured window.
 
-    ``delivered``: after each step, let the real write finish before time moves
-    on (a healthy destination answers in milliseconds, not in 10 s of frozen time).
+    Each ``tick`` waits for the write it triggered to be answered, so a healthy
+    destination's answer lands before time moves on, as it would in milliseconds.
     """
     start = dt_util.utcnow()
-    pipeline = hass.config_entries.async_entries(DOMAIN)[0].runtime_data.pipeline
     for i in range(HOUR // STEP):
         hass.states.async_set("sensor.busy", str(i), {"unit_of_measurement": "W"})
         await tick(hass, freezer, 1.0)
-        if delivered:
-            await wait_for(hass, lambda: pipeline.backlog == 0)
         await tick(hass, freezer, STEP - 1.0)
     await async_wait_recording_done(hass)
     return start, dt_util.utcnow()
@@ -107,7 +104,7 @@ async def test_healthy_hour(
     hass.states.async_set("sensor.busy", "start", {"unit_of_measurement": "W"})
     for _ in range(10):
         await tick(hass, freezer, STEP)
-    start, end = await _run_hour(hass, freezer, delivered=True)
+    start, end = await _run_hour(hass, freezer)
     rows = await _own_rows(hass, entry.entry_id, start, end)
     total = sum(len(states) for states in rows.values())
     assert total <= 120, {entity: len(states) for entity, states in rows.items()}
@@ -136,7 +133,7 @@ async def test_outage_hour(
     entry = v1_entry(f"http://127.0.0.1:{free_port()}", "nowhere")
     await setup_entry(hass, entry)
     start = dt_util.utcnow() - timedelta(seconds=1)
-    _, end = await _run_hour(hass, freezer, delivered=False)
+    _, end = await _run_hour(hass, freezer)
     rows = await _own_rows(hass, entry.entry_id, start, end)
     total = sum(len(states) for states in rows.values())
     lines = _logbook_lines(hass, rows)

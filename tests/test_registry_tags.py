@@ -16,7 +16,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import CONF_REGISTRY_TAGS, REGISTRY_TAG_KINDS
-from tests.common import drained, setup_entry, unload_entry, v1_entry
+from tests.common import diagnostics, drained, setup_entry, unload_entry, v1_entry
 from tests.servers import InfluxV1Server
 
 pytestmark = pytest.mark.servers
@@ -161,7 +161,7 @@ async def test_only_selected_tags(
     label = lr.async_get(hass).async_create("Unused")
     er.async_get(hass).async_update_entity("sensor.cellar", labels={label.label_id}, icon="mdi:x")
     await hass.async_block_till_done()
-    assert entry.runtime_data.pipeline.buffered == 0
+    assert (await diagnostics(hass, entry))["buffered"] == 0
     keys = await influxdb_v1.aquery('SHOW TAG KEYS FROM "°C"', influx_db)
     assert sorted(row["tagKey"] for row in keys) == ["area", "domain", "entity_id"]
     rows = await influxdb_v1.aquery('SELECT "value", area, entity_id FROM "°C"', influx_db)

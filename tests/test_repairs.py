@@ -5,23 +5,27 @@ from pathlib import Path
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
-from homeassistant.util import dt as dt_util
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import (
     CONF_OUTAGE_REPAIR_AFTER,
     CONF_SPOOL_MAX_MB,
-    CONF_SSL_CA_CERT,
     DOMAIN,
 )
-from custom_components.ha_ingestor.factory import spool_path
 from custom_components.ha_ingestor.repairs import async_create_fix_flow
 from tests.common import (
     ENTRY_ID,
     PASSWORD,
-    remove_spool,
+    conflicting_field,
+    current,
+    deliver_one,
+    delivered,
+    diagnostics,
+    issue_raised,
     settle,
     setup_entry,
+    setup_with_ca,
     unload_entry,
     v1_entry,
 )
@@ -44,6 +48,21 @@ async def run_fix_flow(hass: HomeAssistant, issue_id: str) -> tuple[str, str]:
     return shown["type"], done["type"]
 
 
+def cleared(hass: HomeAssistant, entry: MockConfigEntry, issue_id: str) -> bool:
+    """Whether everything is delivered and the repair ``issue_id`` is gone."""
+    return delivered(entry) and ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+
+
+async def retry_until_cleared(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, entry: MockConfigEntry, issue_id: str
+) -> None:
+    """Retry now (the action), then advance time until :func:`cleared`."""
+    await hass.services.async_call(
+        DOMAIN, "retry_now", {"config_entry_id": entry.entry_id}, blocking=True
+    )
+    await settle(hass, freezer, lambda: cleared(hass, entry, issue_id))
+
+
 async def test_extended_outage(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
@@ -57,20 +76,13 @@ async def test_extended_outage(
     issue_id = f"extended_outage_{ENTRY_ID}"
     try:
         await setup_entry(hass, entry)
-        runtime = entry.runtime_data
         hass.states.async_set("sensor.outage", "1", {"unit_of_measurement": "W"})
-        await settle(
-            hass,
-            freezer,
-            lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None,
-            step=5.0,
-        )
-        issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+        issue = await issue_raised(hass, freezer, issue_id, step=5.0)
         assert issue.translation_key == "extended_outage"
         assert issue.translation_placeholders["backlog"] == "1"
     finally:
         influxdb_v1.start()
-    await settle(hass, freezer, lambda: runtime.pipeline.backlog == 0, step=5.0)
+    await settle(hass, freezer, lambda: delivered(entry), step=5.0)
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
     await unload_entry(hass, entry)
 
@@ -82,17 +94,13 @@ async def test_spool_overflow_and_unload(
     """Events dropped by a full spool raise a warning; unloading clears every issue."""
     entry = v1_entry(f"http://127.0.0.1:{free_port()}", "nowhere", **{CONF_SPOOL_MAX_MB: 0.0001})
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     for i in range(100):
         hass.states.async_set("sensor.flood", str(i), {"unit_of_measurement": "W"})
     issue_id = f"spool_overflow_{ENTRY_ID}"
-    await settle(
-        hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
-    )
-    issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+    issue = await issue_raised(hass, freezer, issue_id)
     assert issue.severity is ir.IssueSeverity.WARNING
     assert int(issue.translation_placeholders["count"]) > 0
-    assert runtime.pipeline.resilience.metrics.events_dropped > 0
+    assert current(entry).events_dropped > 0
     await unload_entry(hass, entry)
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
 
@@ -108,16 +116,12 @@ async def test_auth_failure_raises_fixable_issue_and_reauth(
     await influxdb_v1_auth.acreate_database("auth_db")
     entry = v1_entry(influxdb_v1_auth.url, "auth_db")
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.locked", "1", {"unit_of_measurement": "W"})
     issue_id = f"auth_failed_{ENTRY_ID}"
-    await settle(
-        hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
-    )
-    issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+    issue = await issue_raised(hass, freezer, issue_id)
     assert issue.is_fixable
     assert issue.severity is ir.IssueSeverity.ERROR
-    assert runtime.pipeline.backlog == 1
+    assert current(entry).pending == 1
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert any(flow["context"]["source"] == "reauth" for flow in flows)
 
@@ -136,24 +140,13 @@ async def test_quarantined_points_issue_and_requeue_fix(
     """A real field-type conflict quarantines the point (issue); after the conflict is gone,
     the fix flow requeues it, it is delivered and the issue clears.
     """
-    # Same shard as the point to come (shards are by time): a string "value" there.
-    now_ns = int(dt_util.utcnow().timestamp() * 1e9) - 1
-    status, _ = await influxdb_v1.awrite(
-        influx_db, f'W,domain=sensor,entity_id=other value="text" {now_ns}'.encode()
-    )
-    assert status == 204
+    await conflicting_field(influxdb_v1, influx_db)
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
-    # A destination that has accepted nothing yet and refuses the only point
-    # looks like a setup fault (paused, not quarantined): deliver one first.
-    hass.states.async_set("sensor.fine", "1", {"unit_of_measurement": "kWh"})
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.last_success_wall is not None)
+    await deliver_one(hass, freezer, entry)
     hass.states.async_set("sensor.conflict", "5", {"unit_of_measurement": "W"})
     issue_id = f"points_quarantined_{ENTRY_ID}"
-    await settle(
-        hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
-    )
+    await issue_raised(hass, freezer, issue_id)
     assert issue_registry.async_get_issue(DOMAIN, issue_id).translation_placeholders["count"] == "1"
     await influxdb_v1.aquery('DROP MEASUREMENT "W"', influx_db)
 
@@ -161,8 +154,9 @@ async def test_quarantined_points_issue_and_requeue_fix(
     await settle(hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is None)
     rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
     assert [r["value"] for r in rows] == [5.0]
-    assert runtime.pipeline.stats is not None
-    assert runtime.pipeline.stats.dead_letter_count == 0
+    spool = current(entry).spool
+    assert spool is not None
+    assert spool.dead_letter_count == 0
     await unload_entry(hass, entry)
 
 
@@ -184,7 +178,6 @@ async def test_storage_failure_issue(
     monkeypatch.setattr(spool_module, "_sqlite_connect", broken_connect)
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.memory", "7", {"unit_of_measurement": "W"})
     issue_id = f"storage_failure_{ENTRY_ID}"
     issue_registry = ir.async_get(hass)
@@ -193,7 +186,7 @@ async def test_storage_failure_issue(
         freezer,
         lambda: (
             issue_registry.async_get_issue(DOMAIN, issue_id) is not None
-            and runtime.pipeline.resilience.metrics.events_sent >= 1
+            and current(entry).events_sent >= 1
         ),
     )
     issue = issue_registry.async_get_issue(DOMAIN, issue_id)
@@ -219,28 +212,16 @@ async def test_missing_database_raises_issue_until_delivery_resumes(
     database = unique_name("missing")
     entry = v1_entry(influxdb_v1.url, database)
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.lost_db", "3", {"unit_of_measurement": "W"})
     issue_id = f"destination_not_found_{ENTRY_ID}"
     try:
-        await settle(
-            hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
-        )
-        issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+        issue = await issue_raised(hass, freezer, issue_id)
         assert issue.translation_key == "destination_not_found"
         assert issue.severity is ir.IssueSeverity.ERROR
         assert "database not found" in issue.translation_placeholders["error"]
-        assert runtime.pipeline.backlog == 1
+        assert current(entry).pending == 1
         await influxdb_v1.acreate_database(database)
-        runtime.async_retry_now()
-        await settle(
-            hass,
-            freezer,
-            lambda: (
-                runtime.pipeline.backlog == 0
-                and issue_registry.async_get_issue(DOMAIN, issue_id) is None
-            ),
-        )
+        await retry_until_cleared(hass, freezer, entry, issue_id)
         rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', database)
         assert [r["value"] for r in rows] == [3.0]
     finally:
@@ -261,39 +242,20 @@ async def test_tls_failure_raises_issue_until_delivery_resumes(
 
     Figure: 1 event captured while paused, 1 delivered after resume (0 lost).
     """
-    issue_registry = ir.async_get(hass)
     pki = await hass.async_add_executor_job(make_pki, tmp_path / "pki")
     wrong = await hass.async_add_executor_job(lambda: pki.server_context(trusted=False))
     right = await hass.async_add_executor_job(lambda: pki.server_context(trusted=True))
     issue_id = f"tls_failure_{ENTRY_ID}"
     with ignore_handshake_errors(hass.loop):
         async with TlsProxy(influxdb_v1.port, wrong) as proxy:
-            entry = v1_entry(proxy.url, influx_db)
-            await hass.async_add_executor_job(remove_spool, spool_path(hass, entry.entry_id))
-            entry.add_to_hass(hass)
-            hass.config_entries.async_update_entry(
-                entry, data={**entry.data, CONF_SSL_CA_CERT: str(pki.ca_cert)}
-            )
-            assert await hass.config_entries.async_setup(entry.entry_id)
-            runtime = entry.runtime_data
+            entry = await setup_with_ca(hass, v1_entry(proxy.url, influx_db), pki.ca_cert)
             hass.states.async_set("sensor.tls", "4", {"unit_of_measurement": "W"})
-            await settle(
-                hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
-            )
-            issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+            issue = await issue_raised(hass, freezer, issue_id)
             assert issue.translation_key == "tls_failure"
             assert "TLS failure" in issue.translation_placeholders["error"]
-            assert runtime.pipeline.backlog == 1
+            assert current(entry).pending == 1
             await proxy.serve(right)
-            runtime.async_retry_now()
-            await settle(
-                hass,
-                freezer,
-                lambda: (
-                    runtime.pipeline.backlog == 0
-                    and issue_registry.async_get_issue(DOMAIN, issue_id) is None
-                ),
-            )
+            await retry_until_cleared(hass, freezer, entry, issue_id)
             await unload_entry(hass, entry)
     rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
     assert [r["value"] for r in rows] == [4.0]
@@ -318,36 +280,25 @@ async def test_rejected_pause_raises_issue_until_delivery_resumes(
         proxy.set_mode(Mode.ANSWER, answer=NGINX_400)
         entry = v1_entry(proxy.url, influx_db)
         await setup_entry(hass, entry)
-        runtime = entry.runtime_data
         for value in range(3):
             hass.states.async_set(
                 f"sensor.rejected_{value}", str(value), {"unit_of_measurement": "W"}
             )
         issue_id = f"destination_rejected_{ENTRY_ID}"
-        await settle(
-            hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
-        )
-        issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+        issue = await issue_raised(hass, freezer, issue_id)
         assert issue.translation_key == "destination_rejected"
         assert issue.severity is ir.IssueSeverity.ERROR
         error = issue.translation_placeholders["error"]
         assert "The plain HTTP request was sent to HTTPS port" in error
         assert "<" not in error
         assert PASSWORD not in error
-        assert runtime.pipeline.backlog == 3
-        assert runtime.pipeline.resilience.metrics.points_quarantined == 0
+        assert current(entry).pending == 3
+        assert (await diagnostics(hass, entry))["resilience"]["metrics"]["counters"][
+            "points_quarantined"
+        ] == 0
 
         proxy.set_mode(Mode.PASS)
-        await settle(
-            hass,
-            freezer,
-            lambda: (
-                runtime.pipeline.backlog == 0
-                and issue_registry.async_get_issue(DOMAIN, issue_id) is None
-            ),
-            step=10.0,
-            limit=30,
-        )
+        await settle(hass, freezer, lambda: cleared(hass, entry, issue_id), step=10.0, limit=30)
         await unload_entry(hass, entry)
     rows = await influxdb_v1.aquery('SELECT "value" FROM "W"', influx_db)
     assert sorted(r["value"] for r in rows) == [0.0, 1.0, 2.0]

@@ -17,12 +17,13 @@ from custom_components.ha_ingestor.coordinator import ROUTINE_UPDATE_INTERVAL
 from tests.common import (
     ENTRY_ID,
     PREFIX,
+    answered,
+    current,
     settle,
     setup_entry,
     tick,
     unload_entry,
     v1_entry,
-    wait_for,
 )
 from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server, free_port
@@ -55,18 +56,14 @@ async def test_sensors(
     assert (DOMAIN, ENTRY_ID) in devices[0].identifiers
     assert devices[0] == snapshot(name="device")
 
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.outside", "21.5", {"unit_of_measurement": "°C"})
-    await runtime.async_flush()
-    # Sent, and deleted from the spool by the uploader's next read right after.
-    await wait_for(
-        hass,
-        lambda: (
-            runtime.pipeline.resilience.metrics.events_sent >= 1
-            and runtime.pipeline.stats is not None
-            and runtime.pipeline.stats.pending_count == 0
-        ),
+    await hass.services.async_call(
+        DOMAIN, "flush", {"config_entry_id": entry.entry_id}, blocking=True
     )
+    # Sent, and deleted from the spool by the uploader's next read right after.
+    await answered(hass)
+    assert current(entry).events_sent == 1
+    assert current(entry).pending == 0
     await tick(hass, freezer)  # the throttled entity update
     assert hass.states.get(f"sensor.{PREFIX}_health").state == "healthy"
     assert hass.states.get(f"sensor.{PREFIX}_connection_state").state == "active"
@@ -115,9 +112,8 @@ async def test_sensors_during_outage(
     await setup_entry(hass, entry)
     # Before the first attempt finishes, health is HA's unknown, not a problem.
     assert hass.states.get(f"sensor.{PREFIX}_health").state == STATE_UNKNOWN
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.outside", "1", {"unit_of_measurement": "°C"})
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 1)
+    await settle(hass, freezer, lambda: current(entry).consecutive_failures >= 1)
 
     health = hass.states.get(f"sensor.{PREFIX}_health")
     assert health.state == "waiting"
@@ -160,9 +156,8 @@ async def test_routine_updates_are_throttled(
     """
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     hass.states.async_set("sensor.busy", "1", {"unit_of_measurement": "W"})
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 1)
+    await settle(hass, freezer, lambda: current(entry).events_sent >= 1)
     sent = f"sensor.{PREFIX}_events_sent"
     # Let the first (status change) push land, then write more while already healthy.
     await tick(hass, freezer, ROUTINE_UPDATE_INTERVAL)
@@ -170,7 +165,8 @@ async def test_routine_updates_are_throttled(
     hass.states.async_set("sensor.busy", "2", {"unit_of_measurement": "W"})
     for _ in range(5):
         await tick(hass, freezer, 1.0)
-    await wait_for(hass, lambda: runtime.pipeline.resilience.metrics.events_sent >= 2)
+    await answered(hass)
+    assert current(entry).events_sent == 2
     await tick(hass, freezer, 1.0)
     assert hass.states.get(sent).state == "1"  # not yet: routine update pending
     await tick(hass, freezer, ROUTINE_UPDATE_INTERVAL)
@@ -240,13 +236,13 @@ async def test_update_entity_takes_a_fresh_snapshot(
 ) -> None:
     """homeassistant.update_entity shows the counters now, not at the next routine push."""
     assert await async_setup_component(hass, "homeassistant", {})
-    runtime = init_integration.runtime_data
+    entry = init_integration
     sent = f"sensor.{PREFIX}_events_sent"
     hass.states.async_set("sensor.busy", "1", {"unit_of_measurement": "W"})
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 1)
+    await settle(hass, freezer, lambda: current(entry).events_sent >= 1)
     await tick(hass, freezer, ROUTINE_UPDATE_INTERVAL)
     hass.states.async_set("sensor.busy", "2", {"unit_of_measurement": "W"})
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.metrics.events_sent >= 2)
+    await settle(hass, freezer, lambda: current(entry).events_sent >= 2)
     assert hass.states.get(sent).state == "1"  # the routine push is still pending
     await hass.services.async_call(
         "homeassistant", "update_entity", {"entity_id": sent}, blocking=True

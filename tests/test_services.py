@@ -12,7 +12,18 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import DOMAIN
 from custom_components.ha_ingestor.core.state import ConnectionState
-from tests.common import ENTRY_ID, PREFIX, settle, setup_entry, unload_entry, v1_entry
+from tests.common import (
+    ENTRY_ID,
+    PREFIX,
+    conflicting_field,
+    current,
+    delivered,
+    diagnostics,
+    settle,
+    setup_entry,
+    unload_entry,
+    v1_entry,
+)
 from tests.servers import InfluxV1Server, free_port
 
 
@@ -21,28 +32,29 @@ async def test_actions(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> N
     """flush, retry_now, reset_circuit_breaker and requeue_dead_letters on a failing entry."""
     entry = v1_entry(f"http://127.0.0.1:{free_port()}", "nowhere")
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
     target = {"config_entry_id": entry.entry_id}
 
     hass.states.async_set("sensor.kept", "1", {"unit_of_measurement": "W"})
-    assert runtime.pipeline.buffered == 1
+    assert (await diagnostics(hass, entry))["buffered"] == 1
     await hass.services.async_call(DOMAIN, "flush", target, blocking=True)
-    assert runtime.pipeline.buffered == 0
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 1)
-    assert runtime.pipeline.resilience.next_retry_in is not None
+    assert (await diagnostics(hass, entry))["buffered"] == 0
+    await settle(hass, freezer, lambda: current(entry).consecutive_failures >= 1)
+    # A retry is scheduled (its time may already be due: the stage says so).
+    assert current(entry).retry_stage == "rapid"
 
     await hass.services.async_call(DOMAIN, "retry_now", target, blocking=True)
-    assert runtime.pipeline.resilience.next_retry_in is None
+    assert current(entry).retry_stage is None
+    assert current(entry).next_retry is None
 
-    await settle(hass, freezer, lambda: runtime.pipeline.resilience.consecutive_failures >= 2)
+    await settle(hass, freezer, lambda: current(entry).consecutive_failures >= 2)
     await hass.services.async_call(DOMAIN, "reset_circuit_breaker", target, blocking=True)
-    assert runtime.pipeline.resilience.breaker_state.value == "closed"
+    assert (await diagnostics(hass, entry))["resilience"]["breaker_state"] == "closed"
 
     response = await hass.services.async_call(
         DOMAIN, "requeue_dead_letters", target, blocking=True, return_response=True
     )
     assert response == {"requeued": 0}
-    assert runtime.pipeline.resilience.state is not ConnectionState.ACTIVE
+    assert current(entry).connection_state != ConnectionState.ACTIVE
     await unload_entry(hass, entry)
 
 
@@ -112,16 +124,12 @@ async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
     answers {"purged": 1}; the repair clears about an hour after the last deletion;
     after a reload the sensor still says 2.
     """
-    now_ns = int(dt_util.utcnow().timestamp() * 1e9) - 1
-    status, _ = await influxdb_v1.awrite(
-        influx_db, f'W,domain=sensor,entity_id=other value="text" {now_ns}'.encode()
-    )
-    assert status == 204
+    await conflicting_field(influxdb_v1, influx_db)
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
-    runtime = entry.runtime_data
-    # Room for one quarantined line of about 60 bytes, not two.
-    runtime.pipeline.spool.max_dead_letter_bytes = 100
+    # Room for one quarantined line of about 60 bytes, not two (a core setting:
+    # no option sets the quarantine's cap).
+    entry.runtime_data.pipeline.spool.max_dead_letter_bytes = 100
     for i in range(12):
         # One series each: the frozen clock gives every point the same timestamp.
         hass.states.async_set(f"sensor.good_{i}", str(i), {"unit_of_measurement": "V"})
@@ -137,7 +145,7 @@ async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
         # Counters reach the entities at their routine cadence, and a raised issue's
         # count refreshes at most once a minute: wait for both.
         lambda: (
-            runtime.pipeline.backlog == 0
+            delivered(entry)
             and (raised := issues.async_get_issue(DOMAIN, issue_id)) is not None
             and raised.translation_placeholders["count"] == "2"
             and hass.states.get(dropped_id).state == "2"
@@ -174,6 +182,6 @@ async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
 
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
-    await settle(hass, freezer, lambda: entry.runtime_data.pipeline.stats is not None)
+    await settle(hass, freezer, lambda: current(entry).spool is not None)
     assert hass.states.get(dropped_id).state == "2"
     await unload_entry(hass, entry)

@@ -4,7 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.const import EVENT_HOMEASSISTANT_FINAL_WRITE, EVENT_HOMEASSISTANT_STOP
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
@@ -18,7 +18,16 @@ from custom_components.ha_ingestor.const import (
     CONF_URL,
 )
 from custom_components.ha_ingestor.core.shaping import DEADBAND_QUIET
-from tests.common import drained, settle, setup_entry, tick, unload_entry, v1_entry
+from tests.common import (
+    diagnostics,
+    drained,
+    settle,
+    setup_entry,
+    shut_down,
+    tick,
+    unload_entry,
+    v1_entry,
+)
 from tests.servers import InfluxV1Server, free_port
 
 pytestmark = pytest.mark.servers
@@ -31,6 +40,12 @@ async def values(server: InfluxV1Server, db: str, measurement: str, entity: str)
     """Stored ``value`` (or ``state``) fields of one entity, oldest first."""
     rows = await server.aquery(f"SELECT * FROM \"{measurement}\" WHERE entity_id = '{entity}'", db)
     return [row["value"] if row.get("value") is not None else row["state"] for row in rows]
+
+
+async def holding(hass: HomeAssistant, entry: ConfigEntry[Any], count: int) -> bool:
+    """Whether diagnostics show ``count`` changes held back by the throttle/deadband."""
+    held: int = (await diagnostics(hass, entry))["shaping"]["holding"]
+    return held == count
 
 
 async def test_throttle_on_real_influxdb(
@@ -60,16 +75,15 @@ async def test_throttle_on_real_influxdb(
         assert state is not None
         stamps.append(round(state.last_updated_timestamp * 1_000_000) * 1000)
         await tick(hass, freezer, 1.0)
-    shaper = entry.runtime_data.shaper
-    assert shaper is not None
-    await settle(hass, freezer, lambda: shaper.holding == 0)
+    await settle(hass, freezer, lambda: holding(hass, entry, 0))
     await drained(hass, freezer, entry)
     assert await values(influxdb_v1, influx_db, "W", "power") == [1, 10, 19, 28, 30]
     rows = await influxdb_v1.aquery("SELECT value FROM \"W\" WHERE entity_id = 'power'", influx_db)
     assert [row["time"] for row in rows] == [stamps[i - 1] for i in (1, 10, 19, 28, 30)]
     assert await values(influxdb_v1, influx_db, "W", "other") == list(range(1, 31))
     # Points written = changes in - held back + released = 30 - 29 + 4.
-    assert (shaper.held_back, shaper.released) == (29, 4)
+    shaping = (await diagnostics(hass, entry))["shaping"]
+    assert (shaping["held_back"], shaping["released"]) == (29, 4)
     await unload_entry(hass, entry)
 
 
@@ -104,11 +118,10 @@ async def test_deadband_and_text_states_on_real_influxdb(
     assert await values(influxdb_v1, influx_db, "°C", "temp_kitchen") == [20.0, 20.3, 21.0]
     assert await values(influxdb_v1, influx_db, "switch.pump", "pump") == [1, 0, 1, 0, 1]
     # The held 21.2 goes out once the sensor has been quiet long enough.
-    runtime = entry.runtime_data
     await settle(
         hass,
         freezer,
-        lambda: runtime.shaper is not None and runtime.shaper.holding == 0,
+        lambda: holding(hass, entry, 0),
         step=10.0,
         limit=int(DEADBAND_QUIET / 10) + 5,
     )
@@ -136,12 +149,12 @@ async def test_held_back_change_reaches_the_spool_at_stop(
     for value in ("1", "2", "3"):
         hass.states.async_set("sensor.meter", value, W)
         freezer.tick(timedelta(milliseconds=50))
+    # No flush ran yet: nothing decided either.
+    assert (await diagnostics(hass, entry))["buffered"] == 3
+    await shut_down(hass)
+    # Core reads: after FINAL_WRITE HA is going down, and nothing (not even the
+    # diagnostics, which read the closed spool) shows what was held or spooled.
     runtime = entry.runtime_data
-    assert runtime.pipeline.buffered == 3  # no flush ran yet: nothing decided either
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
-    await hass.async_block_till_done()
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
-    await hass.async_block_till_done()
     assert runtime.shaper is not None
     assert runtime.shaper.holding == 0
     assert runtime.pipeline.stats is not None

@@ -11,7 +11,15 @@ import pytest
 from custom_components.ha_ingestor.const import DOMAIN
 from custom_components.ha_ingestor.core.spool import spool_files
 from custom_components.ha_ingestor.factory import spool_path
-from tests.common import ENTRY_ID, remove_spool, settle, tick, v1_entry
+from tests.common import (
+    ENTRY_ID,
+    current,
+    diagnostics,
+    issue_raised,
+    remove_spool,
+    tick,
+    v1_entry,
+)
 from tests.core.test_spool_salvage import filled, leaf_pages, points_on, smash
 from tests.servers import free_port
 
@@ -47,19 +55,14 @@ async def test_damaged_spool_is_salvaged_reported_and_removed(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    runtime = entry.runtime_data
     issue_id = f"spool_corrupted_{ENTRY_ID}"
-    await settle(
-        hass, freezer, lambda: issue_registry.async_get_issue(DOMAIN, issue_id) is not None
-    )
-    issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+    issue = await issue_raised(hass, freezer, issue_id)
     assert issue.severity is ir.IssueSeverity.ERROR
     assert issue.translation_placeholders["saved"] == str(2000 - lost)
     assert issue.translation_placeholders["lost"] == str(lost)
-    stats = runtime.pipeline.stats
-    assert stats is not None
-    assert (stats.pending_count, stats.salvage_lost) == (2000 - lost, lost)
-    assert runtime.pipeline.resilience.metrics.events_dropped == lost
+    spool = (await diagnostics(hass, entry))["spool"]
+    assert (spool["pending_count"], spool["salvage_lost"]) == (2000 - lost, lost)
+    assert current(entry).events_dropped == lost
     freezer.tick(timedelta(hours=24))
     await tick(hass, freezer)
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None

@@ -7,12 +7,14 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 import contextlib
 from pathlib import Path
+import random
+import ssl
 from typing import Any
 
 import aiohttp
 import pytest
 
-from custom_components.ha_ingestor.core.breaker import CircuitBreaker
+from custom_components.ha_ingestor.core.breaker import BreakerConfig, CircuitBreaker
 from custom_components.ha_ingestor.core.encoder import (
     EncoderConfig,
     EventRecord,
@@ -27,6 +29,7 @@ from custom_components.ha_ingestor.core.spool import Spool
 from custom_components.ha_ingestor.core.state import ConnectionState
 from custom_components.ha_ingestor.core.uploader import Endpoint, Uploader
 from tests.core.fake_time import FakeClock, advance_until
+from tests.core.test_pipeline_store import spooled_uploader
 from tests.servers import InfluxV1Server, free_port
 
 BASE_NS = 1_700_000_000_000_000_000
@@ -38,6 +41,17 @@ def record(i: int, *, entity: str = "sensor.temp", value: str | None = None) -> 
         entity_id=entity,
         state=value if value is not None else str(20 + i / 10),
         attributes={"unit_of_measurement": "°C", "friendly_name": "Temp"},
+        time_ns=BASE_NS + i * 1_000_000_000,
+        last_changed_ns=BASE_NS + i * 1_000_000_000,
+    )
+
+
+def humid(i: int) -> EventRecord:
+    """A humidity point at :func:`record` ``i``'s time: refused where ``%`` holds text."""
+    return EventRecord(
+        entity_id="sensor.humid",
+        state="40",
+        attributes={"unit_of_measurement": "%"},
         time_ns=BASE_NS + i * 1_000_000_000,
         last_changed_ns=BASE_NS + i * 1_000_000_000,
     )
@@ -59,17 +73,23 @@ class Harness:
         database: str,
         *,
         preset: str = "infinite",
+        overrides: dict[str, Any] | None = None,
         batch_points: int = 5000,
         timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | bool = True,
+        endpoint_breaker: BreakerConfig | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        """``endpoint_breaker``: the fallback URLs' breakers (default: the preset's)."""
         self.clock = FakeClock()
         target = InfluxV1Target(url=urls[0], database=database)
-        policy = build_policy(preset, {})
-        self.resilience = Resilience(policy, self.clock)
+        policy = build_policy(preset, overrides or {})
+        self.resilience = Resilience(policy, self.clock, rng=rng)
+        breaker = endpoint_breaker or policy.breaker
         endpoints = [
             Endpoint(
-                sink=create_sink(target, session, url=url, timeout=timeout),
-                breaker=CircuitBreaker(policy.breaker, self.clock) if len(urls) > 1 else None,
+                sink=create_sink(target, session, url=url, timeout=timeout, ssl=ssl_context),
+                breaker=CircuitBreaker(breaker, self.clock) if len(urls) > 1 else None,
             )
             for url in urls
         ]
@@ -210,16 +230,7 @@ async def test_bad_point_is_quarantined_rest_delivered(
     h = Harness(session, tmp_path / "spool.sqlite", [influxdb_v1.url], influx_db)
     await h.start()
     for i in range(16):
-        item = record(i)
-        if i == 11:
-            item = EventRecord(
-                entity_id="sensor.humid",
-                state="40",
-                attributes={"unit_of_measurement": "%"},
-                time_ns=item.time_ns,
-                last_changed_ns=item.last_changed_ns,
-            )
-        h.pipeline.capture(item)
+        h.pipeline.capture(humid(i) if i == 11 else record(i))
     await h.pipeline.flush()
     await h.until(h.drained)
     dead = await asyncio.to_thread(h.spool.dead_letters)
@@ -334,18 +345,8 @@ async def test_unexpected_error_does_not_kill_the_loop(tmp_path: Path) -> None:
     """An unexpected exception is logged and retried; the loop survives (fake sink, see class)."""
     clock = FakeClock()
     res = Resilience(build_policy("infinite", {}), clock)
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.open()
-    spool.append([(1, b"m v=1 1")])
-    sink = _ExplodingSink()
-    up = Uploader(
-        endpoints=[Endpoint(sink=sink)],
-        spool=spool,
-        run_sync=run_sync,
-        resilience=res,
-        clock=clock,
-        max_points=10,
-        max_bytes=1000,
+    up, spool = spooled_uploader(
+        tmp_path / "s.sqlite", [Endpoint(sink=_ExplodingSink())], res, clock, run_sync=run_sync
     )
     task = asyncio.create_task(up.run_once())
     for _ in range(200):

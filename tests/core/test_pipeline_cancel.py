@@ -16,17 +16,11 @@ import pytest
 
 from custom_components.ha_ingestor.core import pipeline as pipeline_mod
 from custom_components.ha_ingestor.core.encoder import (
-    EncoderConfig,
     EventRecord,
-    LineProtocolEncoder,
 )
 from custom_components.ha_ingestor.core.pipeline import Pipeline, PipelineConfig
-from custom_components.ha_ingestor.core.resilience import Resilience
-from custom_components.ha_ingestor.core.retry import build_policy
 from custom_components.ha_ingestor.core.spool import Spool
-from custom_components.ha_ingestor.core.uploader import Endpoint
-from tests.core.fake_time import FakeClock
-from tests.core.test_pipeline_store import NeverSink
+from tests.core.test_pipeline_store import offline_pipeline
 
 EVENTS = 12  # slices of 5, 5 and 2 (see the slice fixture)
 
@@ -68,16 +62,8 @@ def small_slices(monkeypatch: pytest.MonkeyPatch) -> None:
 def spooled(path: Path, gate: Gate) -> Iterator[tuple[Pipeline, Spool]]:
     spool = Spool(path)
     spool.open()
-    clock = FakeClock()
-    pipeline = Pipeline(
-        encoder=LineProtocolEncoder(EncoderConfig()),
-        spool=spool,
-        endpoints=[Endpoint(sink=NeverSink())],
-        resilience=Resilience(build_policy("infinite", {}), clock),
-        clock=clock,
-        run_sync=gate.run_sync,
-        convert=lambda item: item,
-        config=PipelineConfig(batch_points=5),
+    pipeline = offline_pipeline(
+        spool, run_sync=gate.run_sync, config=PipelineConfig(batch_points=5)
     )
     try:
         yield pipeline, spool

@@ -9,11 +9,11 @@ from custom_components.ha_ingestor.core.encoder import (
     EventRecord,
     LineProtocolEncoder,
 )
-from custom_components.ha_ingestor.core.pipeline import Pipeline
+from custom_components.ha_ingestor.core.pipeline import Pipeline, PipelineConfig, RunSync
 from custom_components.ha_ingestor.core.resilience import Resilience
 from custom_components.ha_ingestor.core.retry import build_policy
 from custom_components.ha_ingestor.core.spool import Spool
-from custom_components.ha_ingestor.core.uploader import Endpoint
+from custom_components.ha_ingestor.core.uploader import Endpoint, Probe, Uploader
 from tests.core.fake_time import FakeClock
 
 
@@ -38,9 +38,16 @@ def convert(item: Any) -> EventRecord | None:
     )
 
 
-def store_pipeline(spool: Spool) -> Pipeline:
-    """A pipeline whose uploader never runs: only ``_store`` is exercised."""
-    clock = FakeClock()
+def offline_pipeline(
+    spool: Spool,
+    *,
+    run_sync: RunSync = run_sync,
+    convert: Callable[[Any], Any] = lambda item: item,
+    config: PipelineConfig | None = None,
+    clock: FakeClock | None = None,
+) -> Pipeline:
+    """A pipeline on a fake clock whose sink is never reached: what it stores is exercised."""
+    clock = clock or FakeClock()
     return Pipeline(
         encoder=LineProtocolEncoder(EncoderConfig()),
         spool=spool,
@@ -49,7 +56,43 @@ def store_pipeline(spool: Spool) -> Pipeline:
         clock=clock,
         run_sync=run_sync,
         convert=convert,
+        config=config,
     )
+
+
+def spooled_uploader(
+    spool_path: Path,
+    endpoints: list[Endpoint],
+    resilience: Resilience,
+    clock: FakeClock,
+    *,
+    payloads: Sequence[bytes] = (b"m v=1 1",),
+    run_sync: RunSync = run_sync,
+    max_points: int = 10,
+    max_bytes: int = 1000,
+    probe: Probe | None = None,
+) -> tuple[Uploader, Spool]:
+    """An uploader over an open spool holding ``payloads`` (rows 1, 2, ...); close the spool."""
+    spool = Spool(spool_path)
+    spool.open()
+    if payloads:
+        spool.append([(i + 1, payload) for i, payload in enumerate(payloads)])
+    uploader = Uploader(
+        endpoints=endpoints,
+        spool=spool,
+        run_sync=run_sync,
+        resilience=resilience,
+        clock=clock,
+        max_points=max_points,
+        max_bytes=max_bytes,
+        probe=probe,
+    )
+    return uploader, spool
+
+
+def store_pipeline(spool: Spool) -> Pipeline:
+    """A pipeline whose uploader never runs: only ``_store`` is exercised."""
+    return offline_pipeline(spool, convert=convert)
 
 
 def test_store_streams_records_and_quarantines_bad_ones(tmp_path: Path) -> None:

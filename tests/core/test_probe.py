@@ -33,6 +33,7 @@ from custom_components.ha_ingestor.core.uploader import (
 )
 from tests.core.fake_time import FakeClock, advance_until
 from tests.core.test_pipeline import BASE_NS, count_points, run_sync
+from tests.core.test_pipeline_store import spooled_uploader
 from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server, free_port
 
@@ -258,18 +259,8 @@ async def fake_uploader(
     tmp_path: Path, res: Resilience, clock: FakeClock, endpoints: list[Endpoint], probe: Probe
 ) -> AsyncIterator[Uploader]:
     """An uploader over fake sinks with one spooled point, running until the block ends."""
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.open()
-    spool.append([(1, b"m v=1 1")])
-    up = Uploader(
-        endpoints=endpoints,
-        spool=spool,
-        run_sync=run_sync,
-        resilience=res,
-        clock=clock,
-        max_points=10,
-        max_bytes=1000,
-        probe=probe,
+    up, spool = spooled_uploader(
+        tmp_path / "s.sqlite", endpoints, res, clock, run_sync=run_sync, probe=probe
     )
     task = asyncio.create_task(up.run())
     try:

@@ -6,8 +6,7 @@ FakeClock, the faults on real sockets.
 """
 
 import asyncio
-from collections.abc import Callable, Sequence
-import contextlib
+from collections.abc import Callable
 import logging
 from pathlib import Path
 import random
@@ -17,18 +16,11 @@ from typing import Any, Self
 import aiohttp
 import pytest
 
-from custom_components.ha_ingestor.core.breaker import BreakerState, CircuitBreaker
-from custom_components.ha_ingestor.core.encoder import EncoderConfig, LineProtocolEncoder
+from custom_components.ha_ingestor.core.breaker import BreakerState
 from custom_components.ha_ingestor.core.errors import ErrorCategory
-from custom_components.ha_ingestor.core.pipeline import Pipeline, PipelineConfig
-from custom_components.ha_ingestor.core.resilience import PAUSE_RECHECK_MIN, Resilience
-from custom_components.ha_ingestor.core.retry import build_policy
-from custom_components.ha_ingestor.core.sinks import InfluxV1Target, create_sink
-from custom_components.ha_ingestor.core.spool import Spool
-from custom_components.ha_ingestor.core.state import ConnectionState
-from custom_components.ha_ingestor.core.uploader import ENDPOINT_BREAKER, Endpoint
-from tests.core.fake_time import FakeClock, advance_until
-from tests.core.test_pipeline import count_points, record, run_sync
+from custom_components.ha_ingestor.core.resilience import PAUSE_RECHECK_MIN
+from custom_components.ha_ingestor.core.uploader import ENDPOINT_BREAKER
+from tests.core.test_pipeline import Harness, count_points, record
 from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server
 from tests.tls import make_pki
@@ -40,58 +32,20 @@ NOT_FOUND_404 = (
 )
 
 
-class Rig:
-    """A pipeline on a fake clock with optional TLS trust and fallback URLs."""
+class Rig(Harness):
+    """A pipeline on a fake clock with optional TLS trust and fallback URLs (``async with``)."""
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        spool_path: Path,
-        urls: Sequence[str],
-        database: str,
-        *,
-        ssl_context: ssl.SSLContext | bool = True,
-        timeout: float = 5.0,
-        overrides: dict[str, Any] | None = None,
-    ) -> None:
-        self.clock = FakeClock()
-        target = InfluxV1Target(url=urls[0], database=database)
-        policy = build_policy("infinite", overrides or {})
-        self.resilience = Resilience(policy, self.clock, rng=random.Random(5))
-        self.endpoints = [
-            Endpoint(
-                sink=create_sink(target, session, url=url, timeout=timeout, ssl=ssl_context),
-                breaker=CircuitBreaker(ENDPOINT_BREAKER, self.clock) if len(urls) > 1 else None,
-            )
-            for url in urls
-        ]
-        self.spool = Spool(spool_path)
-        self.pipeline = Pipeline(
-            encoder=LineProtocolEncoder(EncoderConfig()),
-            spool=self.spool,
-            endpoints=self.endpoints,
-            resilience=self.resilience,
-            clock=self.clock,
-            run_sync=run_sync,
-            convert=lambda item: item,
-            config=PipelineConfig(batch_points=10),
-        )
-        self.task: asyncio.Task[None] | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """:class:`Harness` with batches of 10, the URLs' own breakers and a fixed jitter."""
+        defaults = {"batch_points": 10, "endpoint_breaker": ENDPOINT_BREAKER}
+        super().__init__(*args, **(defaults | kwargs), rng=random.Random(5))
 
     async def __aenter__(self) -> Self:
-        await self.pipeline.async_open()
-        self.task = asyncio.create_task(self.pipeline.run_uploader())
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-        await self.pipeline.async_close()
-
-    async def until(self, condition: Callable[[], bool]) -> None:
-        await advance_until(self.clock, condition)
+        await self.stop()
 
     async def parked(self, condition: Callable[[], bool]) -> None:
         """Until ``condition`` holds while the uploader sleeps (no attempt in flight)."""
@@ -101,13 +55,6 @@ class Rig:
         for i in range(start, start + n):
             self.pipeline.capture(record(i))
         await self.pipeline.flush()
-
-    def pending(self) -> int:
-        stats = self.pipeline.stats
-        return -1 if stats is None else stats.pending_count
-
-    def drained(self) -> bool:
-        return self.pending() == 0 and self.resilience.state is ConnectionState.ACTIVE
 
 
 # --- certificates ----------------------------------------------------------------------

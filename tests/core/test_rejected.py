@@ -11,12 +11,11 @@ from pathlib import Path
 
 import aiohttp
 
-from custom_components.ha_ingestor.core.encoder import EventRecord
 from custom_components.ha_ingestor.core.errors import ErrorCategory
 from custom_components.ha_ingestor.core.resilience import PAUSE_RECHECK_MIN
 from custom_components.ha_ingestor.core.state import ConnectionState
 from custom_components.ha_ingestor.core.uploader import bisect_budget
-from tests.core.test_pipeline import BASE_NS, Harness, count_points, record
+from tests.core.test_pipeline import BASE_NS, Harness, count_points, humid, record
 from tests.proxy import FaultProxy, Mode
 from tests.servers import InfluxV1Server
 
@@ -149,16 +148,7 @@ async def test_mixed_batch_quarantines_exactly_the_bad_points(
         await h.start()
         try:
             for i in range(N):
-                item = record(i)
-                if i in bad:
-                    item = EventRecord(
-                        entity_id="sensor.humid",
-                        state="40",
-                        attributes={"unit_of_measurement": "%"},
-                        time_ns=item.time_ns,
-                        last_changed_ns=item.last_changed_ns,
-                    )
-                h.pipeline.capture(item)
+                h.pipeline.capture(humid(i) if i in bad else record(i))
             start = h.clock.monotonic()
             await h.pipeline.flush()
             await h.until(h.drained)

@@ -18,23 +18,18 @@ import pytest
 
 from custom_components.ha_ingestor.core import pipeline as pipeline_mod
 from custom_components.ha_ingestor.core.encoder import (
-    EncoderConfig,
     EventRecord,
-    LineProtocolEncoder,
 )
 from custom_components.ha_ingestor.core.logthrottle import DEFAULT_INTERVAL
-from custom_components.ha_ingestor.core.pipeline import Pipeline, PipelineConfig
-from custom_components.ha_ingestor.core.resilience import Resilience
-from custom_components.ha_ingestor.core.retry import build_policy
+from custom_components.ha_ingestor.core.pipeline import PipelineConfig
 from custom_components.ha_ingestor.core.spool import (
     MAX_GAPS,
     OverflowPolicy,
     Spool,
     merge_gaps,
 )
-from custom_components.ha_ingestor.core.uploader import Endpoint
 from tests.core.fake_time import FakeClock
-from tests.core.test_pipeline_store import NeverSink
+from tests.core.test_pipeline_store import offline_pipeline
 
 
 def test_merge_gaps_merges_and_bounds() -> None:
@@ -96,16 +91,7 @@ class Harness:
     """A pipeline (no uploader running) on a real spool, driven through its own calls."""
 
     def __init__(self, spool: Spool) -> None:
-        clock = FakeClock()
-        self.pipeline = Pipeline(
-            encoder=LineProtocolEncoder(EncoderConfig()),
-            spool=spool,
-            endpoints=[Endpoint(sink=NeverSink())],
-            resilience=Resilience(build_policy("infinite", {}), clock),
-            clock=clock,
-            run_sync=run_sync,
-            convert=lambda item: item,
-        )
+        self.pipeline = offline_pipeline(spool, run_sync=run_sync)
 
     @property
     def dropped(self) -> int:
@@ -217,15 +203,8 @@ async def test_per_flush_warnings_are_throttled(
     """
     spool = Spool(tmp_path / "s.sqlite")
     clock = FakeClock()
-    pipeline = Pipeline(
-        encoder=LineProtocolEncoder(EncoderConfig()),
-        spool=spool,
-        endpoints=[Endpoint(sink=NeverSink())],
-        resilience=Resilience(build_policy("infinite", {}), clock),
-        clock=clock,
-        run_sync=run_sync,
-        convert=lambda item: item,
-        config=PipelineConfig(max_buffer=2),
+    pipeline = offline_pipeline(
+        spool, run_sync=run_sync, config=PipelineConfig(max_buffer=2), clock=clock
     )
     await pipeline.async_open()
     bad = EventRecord(entity_id="bad", state="1", attributes={}, time_ns=1, last_changed_ns=1)

@@ -6,19 +6,18 @@ task is sent on each loop iteration of that window in turn.
 """
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 import random
-from typing import Any
 
 import pytest
 
 from custom_components.ha_ingestor.core.errors import DeliveryError, ErrorCategory
 from custom_components.ha_ingestor.core.resilience import Resilience
 from custom_components.ha_ingestor.core.retry import build_policy
-from custom_components.ha_ingestor.core.spool import Spool
-from custom_components.ha_ingestor.core.uploader import Endpoint, Uploader
+from custom_components.ha_ingestor.core.uploader import Endpoint
 from tests.core.fake_time import FakeClock
+from tests.core.test_pipeline_store import spooled_uploader
 
 
 class DownSink:
@@ -41,24 +40,13 @@ async def test_cancel_after_a_wake_up_stops_the_uploader(tmp_path: Path, iterati
     Figures: the uploader task is done and cancelled within 1 s (real time, the fake clock
     never moves), 1 write was sent, and 0 helper tasks are left running.
     """
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.open()
-    spool.append([(1, b"m v=1")])
     clock = FakeClock()
-
-    async def run_sync(fn: Callable[..., Any], *args: Any) -> Any:
-        return fn(*args)
-
     sink = DownSink()
-    uploader = Uploader(
-        endpoints=[Endpoint(sink=sink)],
-        spool=spool,
-        run_sync=run_sync,
-        resilience=Resilience(build_policy("infinite", {}), clock, rng=random.Random(1)),
-        clock=clock,
-        max_points=10,
-        max_bytes=1 << 20,
-        probe=None,
+    uploader, spool = spooled_uploader(
+        tmp_path / "s.sqlite",
+        [Endpoint(sink=sink)],
+        Resilience(build_policy("infinite", {}), clock, rng=random.Random(1)),
+        clock,
     )
     before = asyncio.all_tasks()
     task = asyncio.ensure_future(uploader.run())

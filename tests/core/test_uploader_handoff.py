@@ -14,6 +14,7 @@ from custom_components.ha_ingestor.core.retry import build_policy
 from custom_components.ha_ingestor.core.spool import Spool
 from custom_components.ha_ingestor.core.uploader import Endpoint, Uploader
 from tests.core.fake_time import FakeClock
+from tests.core.test_pipeline_store import spooled_uploader
 
 
 class Sink:
@@ -39,10 +40,6 @@ class Sink:
 def rig(
     tmp_path: Path, payloads: list[bytes], max_points: int, max_bytes: int = 1 << 20
 ) -> tuple[Uploader, Spool, Sink, list[str]]:
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.open()
-    if payloads:
-        spool.append([(i + 1, p) for i, p in enumerate(payloads)])
     calls: list[str] = []
 
     async def run_sync(fn: Callable[..., Any], *args: Any) -> Any:
@@ -51,15 +48,15 @@ def rig(
 
     sink = Sink()
     clock = FakeClock()
-    uploader = Uploader(
-        endpoints=[Endpoint(sink=sink)],
-        spool=spool,
+    uploader, spool = spooled_uploader(
+        tmp_path / "s.sqlite",
+        [Endpoint(sink=sink)],
+        Resilience(build_policy("infinite", {}), clock, rng=random.Random(1)),
+        clock,
+        payloads=payloads,
         run_sync=run_sync,
-        resilience=Resilience(build_policy("infinite", {}), clock, rng=random.Random(1)),
-        clock=clock,
         max_points=max_points,
         max_bytes=max_bytes,
-        probe=None,
     )
     # Retry delays end at once: these tests are about what is read and sent.
     uploader._res.before_attempt = lambda: 0.0  # type: ignore[method-assign]
