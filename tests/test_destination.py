@@ -18,7 +18,6 @@ from custom_components.ha_ingestor.const import (
     CONF_ORG,
     CONF_PASSWORD,
     CONF_RETENTION_POLICY,
-    CONF_SSL_CA_CERT,
     CONF_TOKEN,
     CONF_URL,
     CONF_USERNAME,
