@@ -8,7 +8,9 @@ only (PyYAML too when the dashboard is read from YAML).
     scripts/develop --ha-port 8125 &      # wait until it answers, ideally a few minutes
     python3 scripts/screenshots.py --url http://127.0.0.1:8125 --entity-names --history-hours 1
 
-(the committed shots were taken with exactly that command).
+(the committed shots were taken with exactly that command, on a fresh ``.dev``
+after ``echo 90 > .dev/outage`` and past the first full hour, when the hourly
+statistics behind the throughput graph exist).
 
 It logs in through the auth API, launches headless Chromium (or attaches to one
 with ``--devtools http://127.0.0.1:9222``), hands the tokens to the frontend
