@@ -8,7 +8,9 @@ only (PyYAML too when the dashboard is read from YAML).
     scripts/develop --ha-port 8125 &      # wait until it answers, ideally a few minutes
     python3 scripts/screenshots.py --url http://127.0.0.1:8125 --entity-names --history-hours 1
 
-(the committed shots were taken with exactly that command).
+(the committed shots were taken with exactly that command, on a fresh ``.dev``
+after ``echo 90 > .dev/outage`` and past the first full hour, when the hourly
+statistics behind the throughput graph exist).
 
 It logs in through the auth API, launches headless Chromium (or attaches to one
 with ``--devtools http://127.0.0.1:9222``), hands the tokens to the frontend
@@ -20,8 +22,9 @@ It writes ``docs/screenshots/{config_flow,options,device,dashboard}.png``:
 * device: the destination's device page with its entities;
 * dashboard: ``docs/dashboard.yaml`` saved as the storage dashboard
   ``ha-ingestor`` (created or overwritten), its entity ids rewritten to the
-  entry's own prefix; ``--entity-names`` and ``--history-hours`` tidy it for
-  a short-lived instance.
+  entry's own prefix, with the disabled-by-default entities it shows enabled
+  (as its header asks; the device shot then shows them too); ``--entity-names``
+  and ``--history-hours`` tidy it for a short-lived instance.
 
 The device and dashboard shots grow taller than ``--height`` to show every card.
 When a wait times out, the page at that moment is saved to
@@ -470,8 +473,46 @@ def history_hours(node: Any, hours: float) -> Any:
     if out.get("type") == "history-graph":
         out["hours_to_show"] = hours
         if isinstance(out.get("title"), str):  # keep "Backlog (24 h)" truthful
-            out["title"] = re.sub(r"\(\d+(\.\d+)? ?h\)", f"({hours:g} h)", out["title"])
+            # A no-break space: a narrow card wraps before "(1 h)", not inside it.
+            out["title"] = re.sub(r"\(\d+(\.\d+)? ?h\)", f"({hours:g}\u00a0h)", out["title"])
     return out
+
+
+def enable_dashboard_entities(
+    ha: HomeAssistant, entry: dict[str, Any], config: dict[str, Any]
+) -> None:
+    """Enable the disabled-by-default entities the dashboard shows, as its header asks.
+
+    Without this their rows read "Entity not found". Entities a user disabled stay
+    disabled. Home Assistant reloads the entry 30 s after the change; their states are
+    awaited.
+    """
+    text = json.dumps(config)
+    shown = [
+        e
+        for e in ha.call("config/entity_registry/list")
+        if e.get("config_entry_id") == entry["entry_id"]
+        and re.search(re.escape(e["entity_id"]) + r"\b", text)
+    ]
+    for e in shown:
+        if e.get("disabled_by") not in (None, "integration"):
+            log(f"warning: {e['entity_id']} is disabled by {e['disabled_by']}: left alone")
+    enable = [e["entity_id"] for e in shown if e.get("disabled_by") == "integration"]
+    for entity_id in enable:
+        ha.call("config/entity_registry/update", entity_id=entity_id, disabled_by=None)
+    if enable:
+        log(f"enabled {len(enable)} entities the dashboard shows: {', '.join(enable)}")
+    # Also after an earlier run enabled them: the reload may still be pending.
+    wanted = enable + [e["entity_id"] for e in shown if e.get("disabled_by") is None]
+    deadline = time.monotonic() + 120
+    while True:
+        states = {s["entity_id"]: s["state"] for s in ha.call("get_states")}
+        missing = [e for e in wanted if states.get(e) in (None, "unavailable")]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for the states of {', '.join(missing)}")
+        time.sleep(1)
 
 
 def save_dashboard(ha: HomeAssistant, config: dict[str, Any]) -> None:
@@ -514,6 +555,7 @@ def take(args: argparse.Namespace, devtools: str, tokens: dict[str, Any]) -> Non
                 config = entity_names(config)
             if args.history_hours:
                 config = history_hours(config, args.history_hours)
+            enable_dashboard_entities(ha, entry, config)
             save_dashboard(ha, config)
             log(f"saved dashboard /{DASHBOARD_URL_PATH} from {args.dashboard}")
     finally:
