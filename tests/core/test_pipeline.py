@@ -335,6 +335,9 @@ class _ExplodingSink:
     def __init__(self) -> None:
         self.calls = 0
 
+    async def prepare(self, payloads: Sequence[bytes]) -> None:
+        """Nothing to encode ahead."""
+
     async def write(self, payloads: Sequence[bytes]) -> None:
         self.calls += 1
         if self.calls == 1:

@@ -20,6 +20,9 @@ from tests.core.fake_time import FakeClock
 class NeverSink:
     endpoint = "http://never"
 
+    async def prepare(self, payloads: Sequence[bytes]) -> None:
+        """Nothing to encode ahead."""
+
     async def write(self, payloads: Sequence[bytes]) -> None:
         raise AssertionError("not used")
 

@@ -80,6 +80,9 @@ class _Recording:
         self._clock = clock
         self.attempts: list[float] = []
 
+    async def prepare(self, payloads: Sequence[bytes]) -> None:
+        """Nothing to encode ahead."""
+
     async def write(self, payloads: Sequence[bytes]) -> None:
         self.attempts.append(self._clock.monotonic())
         await self._sink.write(payloads)
@@ -250,6 +253,9 @@ class _FailingSink:
     def __init__(self, category: ErrorCategory) -> None:
         self.category = category
 
+    async def prepare(self, payloads: Sequence[bytes]) -> None:
+        """Nothing to encode ahead."""
+
     async def write(self, payloads: Sequence[bytes]) -> None:
         raise DeliveryError(self.category, "fake")
 
@@ -339,6 +345,9 @@ class _RefusingSink:
         self.endpoint = endpoint
         self.writes = 0
         self.up = False
+
+    async def prepare(self, payloads: Sequence[bytes]) -> None:
+        """Nothing to encode ahead."""
 
     async def write(self, payloads: Sequence[bytes]) -> None:
         self.writes += 1

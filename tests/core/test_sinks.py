@@ -464,19 +464,70 @@ async def test_uncompressed_when_turned_off(socket_enabled: None, version: str) 
     assert req.body == b"a v=1\nb v=2"
 
 
-async def test_gzip_runs_through_offload(socket_enabled: None) -> None:
-    """Fake server: the compression is handed to the offload callable (HA's executor)."""
-    calls: list[str] = []
+def counting_offload(calls: list[str]) -> Callable[..., Awaitable[Any]]:
+    """An offload that runs inline and records what it was handed."""
 
     async def offload(fn: Callable[..., Any], *args: Any) -> Any:
         calls.append(fn.__name__)
         return fn(*args)
 
+    return offload
+
+
+async def test_gzip_runs_through_offload(socket_enabled: None) -> None:
+    """Fake server: the compression is handed to the offload callable (HA's executor)."""
+    calls: list[str] = []
+    offload = counting_offload(calls)
     async with fake_server(answer(204)) as server, aiohttp.ClientSession() as session:
         await create_sink(v1(server.url), session, offload=offload).write([b"a v=1"])
         await create_sink(v1(server.url), session, offload=offload).write([])
     assert calls == ["gzip_lines"]  # an empty body is not compressed
     assert gzip.decompress(server.seen[0].body) == b"a v=1"
+
+
+async def test_prepared_body_is_written_by_influxdb_1_6(
+    influxdb_v1: InfluxV1Server, influx_db: str, http_session: aiohttp.ClientSession
+) -> None:
+    """A body prepared ahead (gzip) is the one written; another batch is compressed afresh.
+
+    Figures: 3 writes, 4 compressions (1 ahead, 1 prepared but not written,
+    1 for the batch written without one); InfluxDB 1.6.7 counts 1 001 points
+    (1 000 of the batch written twice, same timestamps, and 1 other).
+    """
+    calls: list[str] = []
+    sink = create_sink(
+        v1(influxdb_v1.url, influx_db), http_session, offload=counting_offload(calls)
+    )
+    batch = [f"m,entity_id=e{i % 10} value={i} {1_000_000_000 + i}".encode() for i in range(1000)]
+    await sink.prepare(batch)
+    assert calls == ["gzip_lines"]
+    await sink.write(batch)
+    assert calls == ["gzip_lines"]  # the prepared body
+    await sink.prepare(batch)
+    await sink.write([b"m,entity_id=other value=1 1"])  # not the prepared sequence
+    assert len(calls) == 3
+    await sink.write(batch)  # a prepared body is used once
+    assert len(calls) == 4
+    (row,) = await influxdb_v1.aquery("SELECT COUNT(value) FROM m", db=influx_db)
+    assert row["count"] == 1001
+
+
+async def test_prepared_data_api_body_keeps_its_idempotency_key(socket_enabled: None) -> None:
+    """Fake server: the prepared gzip JSON and its key are sent; a replay carries the same key."""
+    calls: list[str] = []
+    batch = [json.dumps({"n": i}).encode() for i in range(100)]
+    async with fake_server(answer(200)) as server, aiohttp.ClientSession() as session:
+        sink = create_sink(
+            DataApiTarget(url=server.url, token="t0ken"), session, offload=counting_offload(calls)
+        )
+        await sink.prepare(batch)
+        await sink.write(batch)
+        await sink.write(batch)
+    assert calls == ["encode", "encode"]  # ahead, then the replay without a prepared body
+    first, replay = server.seen
+    assert json.loads(gzip.decompress(first.body)) == [{"n": i} for i in range(100)]
+    assert first.body == replay.body
+    assert first.headers["Idempotency-Key"] == replay.headers["Idempotency-Key"]
 
 
 async def test_v2_check_accepts_influxdb2_empty_write_answer(socket_enabled: None) -> None:

@@ -28,6 +28,9 @@ class DownSink:
     def __init__(self) -> None:
         self.writes = 0
 
+    async def prepare(self, payloads: Sequence[bytes]) -> None:
+        """Nothing to encode ahead."""
+
     async def write(self, payloads: Sequence[bytes]) -> None:
         self.writes += 1
         raise DeliveryError(ErrorCategory.SERVER, "busy", status=503)

@@ -74,6 +74,8 @@ DEFAULT_TIMEOUT: Final = 30.0
 _PRECISIONS: Final = frozenset({"ns", "u", "ms", "s", "m", "h"})
 #: Runs ``fn(*args)`` off the event loop and returns its result (HA's executor job).
 type Offload = Callable[..., Awaitable[Any]]
+#: A request body and its headers.
+type Body = tuple[bytes, Mapping[str, str]]
 _TRANSIENT_STATUS: Final = {
     408: ErrorCategory.TIMEOUT,
     429: ErrorCategory.RATE_LIMITED,
@@ -154,6 +156,13 @@ class Sink(Protocol):
         """Deliver one batch; return only when the destination accepted all of it.
 
         Raises :class:`DeliveryError` on any failure.
+        """
+
+    async def prepare(self, payloads: Sequence[bytes]) -> None:
+        """Encode the request body for ``payloads`` ahead of their :meth:`write`.
+
+        The uploader calls it while the batch before is in flight; a following
+        ``write`` of this very sequence sends the prepared body.
         """
 
     async def check(self) -> None:
@@ -455,23 +464,39 @@ class _HttpSink[TargetT: Target](ABC):
         self.endpoint: str = str(_join(self._base, "")).rstrip("/")
         self._offload = offload
         self._compress = compress
-        secret = self._prepare()
+        self._headers: Mapping[str, str] = {}
+        # The body prepare() encoded, with the very sequence it encodes.
+        self._prepared: tuple[Sequence[bytes], Body] | None = None
+        secret = self._configure()
         self._secrets = (secret, self._base.password)
 
     @abstractmethod
-    def _prepare(self) -> str | None:
+    def _configure(self) -> str | None:
         """Derive the fixed request parts (headers, parameters) from the target.
 
         Returns the target's credential, which is kept out of every message.
         """
 
-    async def _line_body(
-        self, payloads: Sequence[bytes], headers: Mapping[str, str]
-    ) -> tuple[bytes, Mapping[str, str]]:
-        """Return the body for line-protocol ``payloads`` and its headers (gzip if enabled)."""
+    async def prepare(self, payloads: Sequence[bytes]) -> None:
+        """Encode the body of the coming write of ``payloads`` (see :class:`Sink`)."""
+        self._prepared = None
+        self._prepared = (payloads, await self._body(payloads))
+
+    async def _take_body(self, payloads: Sequence[bytes]) -> Body:
+        """Return the prepared body of ``payloads`` when there is one, else encode it now."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared[0] is payloads:
+            return prepared[1]
+        return await self._body(payloads)
+
+    async def _body(self, payloads: Sequence[bytes]) -> Body:
+        """Return the request body for line-protocol ``payloads`` and its headers.
+
+        Gzip (off the loop) when enabled.
+        """
         if not self._compress or not payloads:
-            return b"\n".join(payloads), headers
-        return await self._run(gzip_lines, payloads), {**headers, "Content-Encoding": "gzip"}
+            return b"\n".join(payloads), self._headers
+        return await self._run(gzip_lines, payloads), {**self._headers, "Content-Encoding": "gzip"}
 
     async def _run[T](self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU-heavy ``fn(*args)`` off the event loop when an offload is set."""
@@ -551,7 +576,7 @@ class InfluxV1Sink(_HttpSink[InfluxV1Target]):
     """InfluxDB 1.x ``POST /write?db=&rp=&precision=`` with HTTP basic auth."""
 
     @override
-    def _prepare(self) -> str | None:
+    def _configure(self) -> str | None:
         """Set basic auth and the write parameters; refuse an unknown precision."""
         target = self._target
         if target.precision not in _PRECISIONS:
@@ -567,7 +592,7 @@ class InfluxV1Sink(_HttpSink[InfluxV1Target]):
 
     async def write(self, payloads: Sequence[bytes]) -> None:
         """POST the lines joined by newlines; see the module doc for the errors."""
-        data, headers = await self._line_body(payloads, self._headers)
+        data, headers = await self._take_body(payloads)
         await self._call("POST", "write", params=self._params, data=data, headers=headers)
 
     async def check(self) -> None:
@@ -610,7 +635,7 @@ class InfluxV2Sink(_HttpSink[InfluxV2Target]):
     """
 
     @override
-    def _prepare(self) -> str | None:
+    def _configure(self) -> str | None:
         """Set token auth and the write parameters."""
         target = self._target
         self._params = {"org": target.org, "bucket": target.bucket, "precision": "ns"}
@@ -622,7 +647,7 @@ class InfluxV2Sink(_HttpSink[InfluxV2Target]):
 
     async def write(self, payloads: Sequence[bytes]) -> None:
         """POST the lines joined by newlines; see the module doc for the errors."""
-        data, headers = await self._line_body(payloads, self._headers)
+        data, headers = await self._take_body(payloads)
         await self._call("POST", "api/v2/write", params=self._params, data=data, headers=headers)
 
     async def check(self) -> None:
@@ -667,7 +692,7 @@ class DataApiSink(_HttpSink[DataApiTarget]):
     """
 
     @override
-    def _prepare(self) -> str | None:
+    def _configure(self) -> str | None:
         """Set bearer auth and the headers of gzip JSON bodies."""
         self._json_headers = {
             "Authorization": f"Bearer {self._target.token}",
@@ -689,10 +714,15 @@ class DataApiSink(_HttpSink[DataApiTarget]):
         raw = json.dumps(list(items), separators=(",", ":"), default=str).encode()
         return gzip.compress(raw, mtime=0)
 
+    @override
+    async def _body(self, payloads: Sequence[bytes]) -> Body:
+        """Return the gzip JSON array and its headers (with the idempotency key)."""
+        body, key = await self._run(self.encode, payloads)
+        return body, {**self._json_headers, "Idempotency-Key": key}
+
     async def write(self, payloads: Sequence[bytes]) -> None:
         """POST the batch; see the module doc for the errors."""
-        body, key = await self._run(self.encode, payloads)
-        headers = {**self._json_headers, "Idempotency-Key": key}
+        body, headers = await self._take_body(payloads)
         await self._call("POST", "events", data=body, headers=headers)
 
     async def upsert(self, path: str, items: Sequence[Mapping[str, object]]) -> None:

@@ -21,6 +21,7 @@ is sent again at once.
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+import contextlib
 from dataclasses import dataclass
 import logging
 import math
@@ -71,6 +72,14 @@ SPREAD_CHECKS = 2
 #: has accepted nothing yet.
 MIN_REFUSED = 3
 _REFUSABLE = (ErrorKind.BAD_DATA, ErrorKind.TOO_LARGE)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned task's outcome as seen (no "exception never retrieved")."""
+    if not task.cancelled():
+        task.exception()
+
+
 _TAG = re.compile(r"<[^>]*>")
 
 
@@ -276,9 +285,21 @@ class Uploader:
             await self._hold(wait)
             return False
         probed, self._probe_attempt = self._probe_attempt, False
+        # Draining a backlog to a destination that accepts: read the next batch
+        # while this one is in flight, so it is not left idle while the spool
+        # is read (after a failure, the batch may well have to wait).
+        ahead_task = (
+            asyncio.ensure_future(self._read_ahead())
+            if not self._caught_up
+            and self._res.consecutive_failures == 0
+            and not self._handoff
+            and not self._wait_for_handoff()
+            else None
+        )
         try:
             outcome = await self._send(rows)
         except DeliveryError as err:
+            await self._discard(ahead_task)
             self._reread()
             delay = self._res.on_failure(err)
             if probed and err.transient:
@@ -289,10 +310,14 @@ class Uploader:
                 await self._backoff(delay)
             return False
         except asyncio.CancelledError:
+            if ahead_task is not None:
+                ahead_task.cancel()
+                ahead_task.add_done_callback(_retrieve)
             self._reread()
             self._res.on_cancel()
             raise
         except Exception:  # noqa: BLE001 - logged below with its traceback (throttled)
+            await self._discard(ahead_task)
             self._reread()
             # A bug must not kill the only loop that ships data: count it and back off.
             self._throttle.log(
@@ -307,8 +332,11 @@ class Uploader:
             await self._wait(delay or 1.0)
             return False
         if outcome.unresolved:
+            await self._discard(ahead_task)
+            ahead_task = None
             self._reread()  # the rest of the batch is still at the head of the spool
         if not outcome.accepted:
+            await self._discard(ahead_task)
             # Only points found bad (quarantined): the link proved nothing either way.
             assert outcome.error is not None
             self._res.on_failure(outcome.error)
@@ -327,7 +355,11 @@ class Uploader:
             )
             self._logged_outage = False
         self._on_change()
-        if not outcome.unresolved and not self._handoff and not self._wait_for_handoff():
+        read_ahead = None if ahead_task is None else await ahead_task
+        if read_ahead is not None and read_ahead.rows:
+            self._next_rows = self._take_batch(read_ahead)
+        elif not outcome.unresolved and not self._handoff and not self._wait_for_handoff():
+            # Nothing more (or not read ahead): read, which also deletes this batch.
             self._next_rows = await self._read()
         return True
 
@@ -346,6 +378,10 @@ class Uploader:
 
     async def _read(self) -> Rows:
         """Delete delivered rows and read the next ones from the spool (one job)."""
+        return self._take_batch(await self._fetch())
+
+    async def _fetch(self) -> Batch:
+        """Delete delivered rows and read the rows after the last read (uploader state unchanged)."""
         batch: Batch = await self._run_sync(
             self._spool.advance,
             self.take_delivered(),
@@ -354,6 +390,27 @@ class Uploader:
             self._max_points,
             self._max_bytes,
         )
+        return batch
+
+    async def _read_ahead(self) -> Batch:
+        """:meth:`_fetch`, then have the sink last used encode the request body meanwhile."""
+        batch = await self._fetch()
+        if batch.rows:
+            sink = next(e.sink for e in self._endpoints if e.sink.endpoint == self._active_endpoint)
+            # A failure here shows again, and is handled, when the batch is written.
+            with contextlib.suppress(Exception):
+                await sink.prepare(batch.rows.payloads)
+        return batch
+
+    @staticmethod
+    async def _discard(task: asyncio.Future[Batch] | None) -> None:
+        """Let a read ahead finish unused (what it deleted was delivered; it read nothing away)."""
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
+
+    def _take_batch(self, batch: Batch) -> Rows:
+        """Adopt a batch read from the spool: its rows are the next to send."""
         self._must_read = False
         self._flowing = True
         self._caught_up = len(batch.rows) < self._max_points
