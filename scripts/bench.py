@@ -1448,6 +1448,7 @@ async def phase_backlog(h: Harness) -> None:
 
     async def raw(part: list[tuple[int, int, int]]) -> tuple[int, float]:
         """POST these bodies to the raw database; (points, seconds)."""
+        assert h.influx is not None
         with lines_file.open("rb") as fh:
             t0 = time.monotonic()
             for offset, length, _ in part:
