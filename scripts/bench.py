@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 import gc
 import json
 import logging
+import math
 import os
 from pathlib import Path
 import platform
@@ -64,9 +65,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from types import MethodType, SimpleNamespace
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 
@@ -129,7 +131,8 @@ class Options:
     quick: bool
     pairs: int = 3
     cost_rate: float = 2000.0
-    cost_seconds: float = 20.0
+    cost_seconds: float = 12.0
+    cost_cycles: int = 4
     phases: tuple[str, ...] = ()
 
 
@@ -167,7 +170,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="state changes/s of the CPU-cost runs (2000)",
     )
     parser.add_argument(
-        "--cost-seconds", type=float, help="seconds of each CPU-cost run (20; quick 10)"
+        "--cost-seconds", type=float, help="seconds of each CPU-cost run (12; quick 8)"
+    )
+    parser.add_argument(
+        "--cost-cycles",
+        type=int,
+        help="cycles of base / HA Ingestor / built-in CPU-cost runs (4; quick 2)",
     )
     parser.add_argument(
         "--flush-chunk",
@@ -217,10 +225,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
         quick=quick,
         pairs=int(args.pairs),
         cost_rate=float(args.cost_rate),
-        cost_seconds=float(pick(args.cost_seconds, 20.0, 10.0)),
+        cost_seconds=float(pick(args.cost_seconds, 12.0, 8.0)),
+        cost_cycles=int(pick(args.cost_cycles, 4, 2)),
         phases=tuple(args.phase or ()),
     )
-    for name in ("events", "listener_events", "backlog", "pairs"):
+    for name in ("events", "listener_events", "backlog", "pairs", "cost_cycles"):
         if getattr(opts, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if min(opts.outage, opts.return_outage, opts.rate, opts.cost_rate, opts.cost_seconds) <= 0:
@@ -411,6 +420,7 @@ class Harness:
     influx: Influx | None = None
     ingestor_entry: Any = None
     builtin_entry: Any = None
+    own_cpu: Any = None  # OwnCpu, installed by the cost phase
     results: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -1077,6 +1087,111 @@ class WireCounter:
         sink.write, sink._call = counted_write, counted_call
 
 
+#: What each timed job or coroutine of HA Ingestor does (rows of the breakdown).
+_PARTS: Final = {
+    "Pipeline._spool_call.<locals>.job": "flush job: convert, encode, compress, spool",
+    "Spool.advance": "uploader's spool reads and deletes",
+    "gzip_lines": "gzip for the wire",
+    "Uploader.run_once": "uploader on the loop (with the HTTP client)",
+    "Pipeline.flush": "flush tick on the loop",
+}
+
+
+class OwnCpu:
+    """The CPU of HA Ingestor's own work, measured on the threads where it runs.
+
+    Installed by the benchmark only: every executor job of the pipeline, the
+    uploader and the sinks' compression is timed with ``time.thread_time`` in
+    its worker thread, and every step of the flush and upload coroutines on
+    the event loop (the HTTP client's work in the uploader's task included).
+    Not in it: the bus listener (row 2 times it) and the HTTP client's socket
+    callbacks. Unlike the whole-process figure, nothing of Home Assistant's
+    own varying load is in it.
+    """
+
+    def __init__(self) -> None:
+        # (what, seconds); list.append is atomic: worker threads add to it.
+        self.parts: list[tuple[str, float]] = []
+
+    @property
+    def seconds(self) -> float:
+        return math.fsum(seconds for _, seconds in self.parts)
+
+    def by_part(self, since: int = 0) -> dict[str, float]:
+        """Seconds per part (job or coroutine name) from entry ``since`` on."""
+        totals: dict[str, float] = {}
+        for what, seconds in self.parts[since:]:
+            totals[what] = totals.get(what, 0.0) + seconds
+        return totals
+
+    def install(self, runtime: Any) -> None:
+        pipeline = runtime.pipeline
+        uploader = pipeline.uploader
+        pipeline._run_sync = self._jobs(pipeline._run_sync)
+        uploader._run_sync = self._jobs(uploader._run_sync)
+        for endpoint in uploader._endpoints:
+            if endpoint.sink._offload is not None:
+                endpoint.sink._offload = self._jobs(endpoint.sink._offload)
+        # Looked up on each call: the running loops pick the wrappers up.
+        uploader.run_once = self._steps(uploader.run_once)
+        pipeline.flush = self._steps(pipeline.flush)
+
+    def _jobs(self, run_sync: Callable[..., Any]) -> Callable[..., Any]:
+        parts = self.parts
+
+        async def timed(fn: Callable[..., Any], *args: Any) -> Any:
+            what = _PARTS.get(getattr(fn, "__qualname__", ""), "other jobs")
+
+            def job() -> Any:
+                t0 = time.thread_time()
+                try:
+                    return fn(*args)
+                finally:
+                    parts.append((what, time.thread_time() - t0))
+
+            return await run_sync(job)
+
+        return timed
+
+    def _steps(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        parts = self.parts
+
+        def timed(*args: Any) -> Any:
+            return _TimedSteps(fn(*args), parts, _PARTS[fn.__qualname__])
+
+        return timed
+
+
+class _TimedSteps:
+    """Await a coroutine, adding the loop thread's CPU of each of its steps to ``parts``."""
+
+    def __init__(self, coro: Any, parts: list[tuple[str, float]], what: str) -> None:
+        self._coro, self._parts, self._what = coro, parts, what
+
+    def __await__(self) -> Any:
+        coro, parts, what = self._coro, self._parts, self._what
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            t0 = time.thread_time()
+            try:
+                yielded = coro.send(value) if error is None else coro.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                parts.append((what, time.thread_time() - t0))
+            try:
+                value, error = (yield yielded), None
+            except BaseException as err:  # a cancellation goes into the coroutine
+                value, error = None, err
+
+
+def thread_cpu_seconds(thread: threading.Thread) -> float:
+    """CPU seconds of one thread of this process."""
+    assert thread.ident is not None
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
 def own_cpu_seconds() -> float:
     """User + system CPU seconds of this process (Home Assistant, all threads)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -1100,6 +1215,9 @@ async def cost_run(h: Harness, group: Entities, settle: float) -> dict[str, Any]
     gc.collect()
     cpu0, loop0, db0 = own_cpu_seconds(), time.thread_time(), process_cpu_seconds(influxd)
     written0 = own_write_bytes()
+    builtin_thread = h.builtin_entry.runtime_data
+    direct0 = h.own_cpu.seconds, thread_cpu_seconds(builtin_thread)
+    parts0 = len(h.own_cpu.parts)
     gen = asyncio.create_task(stream(h.hass, group, h.opts.cost_rate, stop, 0))
     try:
         await asyncio.sleep(h.opts.cost_seconds)
@@ -1113,6 +1231,9 @@ async def cost_run(h: Harness, group: Entities, settle: float) -> dict[str, Any]
         "loop_cpu_seconds": time.thread_time() - loop0,
         "influxd_cpu_seconds": process_cpu_seconds(influxd) - db0,
         "write_bytes": own_write_bytes() - written0,
+        "ingestor_own_seconds": h.own_cpu.seconds - direct0[0],
+        "ingestor_parts": h.own_cpu.by_part(parts0),
+        "builtin_thread_seconds": thread_cpu_seconds(builtin_thread) - direct0[1],
     }
 
 
@@ -1256,12 +1377,13 @@ async def phase_capacity(h: Harness) -> None:
 async def phase_cost(h: Harness) -> None:
     """7. CPU per state change shipped at a steady rate (what a busy home pays).
 
-    Seven runs of ``--cost-seconds`` at ``--cost-rate`` changes/s, each
-    integration's twice between three that ship nothing (entities both exclude):
-    base, ha_ingestor, built-in, base, built-in, ha_ingestor, base. An
-    integration's CPU per change is the mean of its runs minus the mean of the
-    runs that shipped nothing, so HA's own work for a state change, the
-    generator and the idle load cancel out. At this rate HA is idle most of the
+    ``--cost-cycles`` cycles of three runs of ``--cost-seconds`` at
+    ``--cost-rate`` changes/s (one that ships nothing: entities both exclude;
+    one per integration), the order rotated each cycle, and a last run that
+    ships nothing. An integration's run costs its CPU minus the mean of the
+    nearest runs before and after it that shipped nothing, so HA's own work for
+    a state change, the generator, the idle load and a slow drift cancel out;
+    its figure is the median over its runs. At this rate HA is idle most of the
     time: unlike phase 1, this is the cost, not the contention of a machine at
     its limit.
     """
@@ -1277,9 +1399,19 @@ async def phase_cost(h: Harness) -> None:
     wire = WireCounter()
     for endpoint in h.runtime.pipeline.uploader._endpoints:
         wire.install(endpoint.sink)
-    order = ("base", "ha_ingestor", "builtin", "base", "builtin", "ha_ingestor", "base")
+    h.own_cpu = OwnCpu()
+    h.own_cpu.install(h.runtime)
+    # Cycles of one run each, the order rotated from cycle to cycle, and a last
+    # base run: each integration's run is compared with the base runs on either
+    # side of it, so a drift of the machine's speed cancels out; the median over
+    # the cycles keeps one disturbed run from deciding the figure.
+    names = ("base", "ha_ingestor", "builtin")
+    order = [names[(cycle + k) % 3] for cycle in range(h.opts.cost_cycles) for k in range(3)]
+    order.append("base")
+    sequence: list[tuple[str, dict[str, Any]]] = []
     for name in order:
-        runs[name].append(await cost_run(h, groups[name], settle))
+        sequence.append((name, await cost_run(h, groups[name], settle)))
+        runs[name].append(sequence[-1][1])
         # Outside the window: everything shipped lands before the next run starts.
         await h.wait_ingestor_idle(60)
         await h.wait_builtin_idle(60)
@@ -1293,6 +1425,7 @@ async def phase_cost(h: Harness) -> None:
     out: dict[str, Any] = {
         "rate": h.opts.cost_rate,
         "seconds": h.opts.cost_seconds,
+        "cycles": h.opts.cost_cycles,
         "runs": runs,
         "base_us": base["cpu_seconds"] / base["generated"] * 1e6,
         "base_loop_us": base["loop_cpu_seconds"] / base["generated"] * 1e6,
@@ -1303,11 +1436,31 @@ async def phase_cost(h: Harness) -> None:
     for name, db in (("ha_ingestor", DB_INGESTOR), ("builtin", DB_BUILTIN)):
         generated = sum(run["generated"] for run in runs[name])
         landed = await h.influx.count(db, groups[name].unit)
+        per_run = [
+            cost_per_event(run, _neighbour_base(sequence, index))
+            for index, (run_name, run) in enumerate(sequence)
+            if run_name == name
+        ]
         out[name] = {
-            **cost_per_event(mean[name], base),
-            "generated": generated,
-            "landed": landed,
+            key: statistics.median(figure[key] for figure in per_run) for key in per_run[0]
         }
+        own_key = "ingestor_own_seconds" if name == "ha_ingestor" else "builtin_thread_seconds"
+        out[name]["direct_us"] = statistics.median(
+            run[own_key] / run["generated"] * 1e6 for run in runs[name]
+        )
+        if name == "ha_ingestor":
+            out[name]["parts_us"] = {
+                what: statistics.median(
+                    run["ingestor_parts"].get(what, 0.0) / run["generated"] * 1e6
+                    for run in runs[name]
+                )
+                for what in _PARTS.values()
+            }
+        out[name].update(
+            per_run_cpu_us=[figure["cpu_us"] for figure in per_run],
+            generated=generated,
+            landed=landed,
+        )
         # The share of one core this rate costs HA's process.
         out[name]["core_share"] = out[name]["cpu_us"] * h.opts.cost_rate / 1e6
     if wire.points:
@@ -1320,9 +1473,18 @@ async def phase_cost(h: Harness) -> None:
         }
         out["ha_ingestor"]["write_per_line"] = out["ha_ingestor"]["write_bytes"] / line
     out["ratio"] = ratio(out["ha_ingestor"]["cpu_us"], out["builtin"]["cpu_us"])
+    out["ratio_direct"] = ratio(out["ha_ingestor"]["direct_us"], out["builtin"]["direct_us"])
     out["ratio_off_loop"] = ratio(out["ha_ingestor"]["off_loop_us"], out["builtin"]["off_loop_us"])
     out["ratio_influxd"] = ratio(out["ha_ingestor"]["influxd_us"], out["builtin"]["influxd_us"])
     h.results["cost"] = out
+
+
+def _neighbour_base(sequence: list[tuple[str, dict[str, Any]]], index: int) -> dict[str, Any]:
+    """The mean of the base runs nearest before and after run ``index`` (either when one is missing)."""
+    before = next((run for name, run in reversed(sequence[:index]) if name == "base"), None)
+    after = next((run for name, run in sequence[index + 1 :] if name == "base"), None)
+    near = [run for run in (before, after) if run is not None]
+    return {key: statistics.fmean(run[key] for run in near) for key in near[0]}
 
 
 def _pin(pid: int, cpus: set[int]) -> None:
@@ -1789,6 +1951,16 @@ def report(h: Harness) -> str:
             "",
             d=1,
         )
+        row(
+            "  measured where it runs (HA Ingestor: its jobs and coroutines; built-in: its thread)",
+            ing["direct_us"],
+            bui["direct_us"],
+            co["ratio_direct"],
+            "",
+            d=1,
+        )
+        for what, us in ing.get("parts_us", {}).items():
+            row(f"    {what}, us", us, None, None, "", d=2)
         row(
             "  off the event loop (worker threads), us",
             ing["off_loop_us"],
