@@ -1484,7 +1484,11 @@ def _neighbour_base(sequence: list[tuple[str, dict[str, Any]]], index: int) -> d
     before = next((run for name, run in reversed(sequence[:index]) if name == "base"), None)
     after = next((run for name, run in sequence[index + 1 :] if name == "base"), None)
     near = [run for run in (before, after) if run is not None]
-    return {key: statistics.fmean(run[key] for run in near) for key in near[0]}
+    return {
+        key: statistics.fmean(run[key] for run in near)
+        for key, value in near[0].items()
+        if isinstance(value, int | float)
+    }
 
 
 def _pin(pid: int, cpus: set[int]) -> None:
