@@ -21,6 +21,7 @@ from .const import DOMAIN
 from .coordinator import IngestorCoordinator
 from .core.pipeline import Pipeline
 from .core.shaping import Shaper
+from .core.spool_types import DeadLetter
 from .core.state import ConnectionState
 from .heartbeat import Heartbeat
 from .listener import EventCapture
@@ -234,6 +235,11 @@ class IngestorRuntime:
         if not self._closed:
             self.coordinator.async_assess()
 
+    def _dead_letter_sample(self) -> list[DeadLetter]:
+        """Return the oldest dead letters; none once the spool closed (the final write)."""
+        spool = self.pipeline.spool
+        return spool.dead_letters(DEAD_LETTER_SAMPLE) if spool.is_open else []
+
     async def async_dump(self) -> dict[str, Any]:
         """Deep state for diagnostics (not redacted; diagnostics.py redacts)."""
         pipeline = self.pipeline
@@ -249,9 +255,7 @@ class IngestorRuntime:
             "active_endpoint": pipeline.uploader.active_endpoint,
             "buffered": pipeline.buffered,
             "spool": pipeline.stats,
-            "dead_letters": await self.hass.async_add_executor_job(
-                pipeline.spool.dead_letters, DEAD_LETTER_SAMPLE
-            ),
+            "dead_letters": await self.hass.async_add_executor_job(self._dead_letter_sample),
             "repair_issues": self.coordinator.repairs.raised,
             "backfill": None
             if self.backfill.progress is None

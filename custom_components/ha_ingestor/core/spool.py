@@ -981,6 +981,11 @@ class Spool:
             return dropped
 
     @property
+    def is_open(self) -> bool:
+        """Whether the spool is open (it is closed at Home Assistant's final write)."""
+        return self._disk is not None or self._memory is not None
+
+    @property
     def storage_failed(self) -> bool:
         """Whether the spool currently runs in memory because the disk failed."""
         return self._memory is not None
