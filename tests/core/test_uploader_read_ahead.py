@@ -18,6 +18,7 @@ from custom_components.ha_ingestor.core.retry import build_policy
 from custom_components.ha_ingestor.core.spool import Spool
 from custom_components.ha_ingestor.core.uploader import Endpoint, Uploader
 from tests.core.fake_time import FakeClock
+from tests.core.test_pipeline_store import spooled_uploader
 
 BATCH = 10
 
@@ -65,9 +66,6 @@ def rig(
     tmp_path: Path, count: int, run_sync: Callable[..., Any] | None = None
 ) -> tuple[Uploader, Spool, HeldSink, list[str]]:
     """An uploader over a spool holding ``count`` lines, batches of :data:`BATCH`."""
-    spool = Spool(tmp_path / "s.sqlite")
-    spool.open()
-    spool.append([(i + 1, p) for i, p in enumerate(lines(count))])
     jobs: list[str] = []
 
     async def inline(fn: Callable[..., Any], *args: Any) -> Any:
@@ -75,21 +73,29 @@ def rig(
         return fn(*args)
 
     sink = HeldSink()
+    uploader, spool = uploader_on(tmp_path / "s.sqlite", sink, lines(count), run_sync or inline)
+    return uploader, spool, sink, jobs
+
+
+def uploader_on(
+    path: Path, sink: HeldSink, payloads: list[bytes], run_sync: Callable[..., Any]
+) -> tuple[Uploader, Spool]:
+    """An uploader to ``sink`` over the spool at ``path``; retry delays end at once."""
     clock = FakeClock()
-    uploader = Uploader(
-        endpoints=[Endpoint(sink=sink)],
-        spool=spool,
-        run_sync=run_sync or inline,
-        resilience=Resilience(build_policy("infinite", {}), clock, rng=random.Random(1)),
-        clock=clock,
+    uploader, spool = spooled_uploader(
+        path,
+        [Endpoint(sink=sink)],
+        Resilience(build_policy("infinite", {}), clock, rng=random.Random(1)),
+        clock,
+        payloads=payloads,
+        run_sync=run_sync,
         max_points=BATCH,
         max_bytes=1 << 20,
-        probe=None,
     )
-    # Retry delays end at once: these tests are about what is read and sent.
+    # These tests are about what is read and sent, not about waiting.
     uploader._res.before_attempt = lambda: 0.0  # type: ignore[method-assign]
     uploader._res.attempt_due_in = lambda: 0.0  # type: ignore[method-assign]
-    return uploader, spool, sink, jobs
+    return uploader, spool
 
 
 async def settle() -> None:
@@ -210,17 +216,8 @@ async def test_cancelled_while_the_read_ahead_runs_loses_nothing(tmp_path: Path)
         assert sink.accepted == lines(10)
 
         again = HeldSink()
-        clock = FakeClock()
-        uploader = Uploader(
-            endpoints=[Endpoint(sink=again)],
-            spool=spool,
-            run_sync=run_sync,
-            resilience=Resilience(build_policy("infinite", {}), clock, rng=random.Random(1)),
-            clock=clock,
-            max_points=BATCH,
-            max_bytes=1 << 20,
-            probe=None,
-        )
+        spool.close()
+        uploader, spool = uploader_on(tmp_path / "s.sqlite", again, [], run_sync)
         assert await step(uploader, again) is True
         assert await step(uploader, again) is True  # and the read that deletes it
     assert sink.accepted + again.accepted == lines(30)
