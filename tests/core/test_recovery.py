@@ -152,8 +152,8 @@ async def test_backoff_reads_the_spool_only_when_an_attempt_is_due(
     """503 for 3 attempts while 5 points are flushed every fake second.
 
     Figures: from the first failed attempt on, 9 flushes of 5 points cost 2 spool
-    reads, one for each later attempt (before the fix every flush woke the
-    uploader to read a batch and drop it). Then lost 0. Reads are counted from the
+    reads, one for each later attempt (not one per flush: a wake-up during a
+    backoff reads nothing). Then lost 0. Reads are counted from the
     first attempt: when the uploader's start-up read of the empty spool happens
     depends on the machine's speed.
     """
