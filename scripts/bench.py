@@ -1847,7 +1847,7 @@ def report(h: Harness) -> str:
                 times(ceiling["landed_ratio"]),
                 None,
                 None,
-                "",
+                ">= 0.85x",
             )
         row(
             "  landed after HA stopped, events/s (catch-up, HA idle)",
@@ -1986,7 +1986,7 @@ def report(h: Harness) -> str:
             ing["direct_us"],
             bui["direct_us"],
             co["ratio_direct"],
-            "",
+            "<= 0.10x",
             d=1,
         )
         for what, us in ing.get("parts_us", {}).items():
