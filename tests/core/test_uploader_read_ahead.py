@@ -223,3 +223,36 @@ async def test_cancelled_while_the_read_ahead_runs_loses_nothing(tmp_path: Path)
     assert sink.accepted + again.accepted == lines(30)
     assert spool.stats().pending_count == 0
     spool.close()
+
+
+async def test_failed_read_ahead_keeps_the_delete_and_reads_again(tmp_path: Path) -> None:
+    """The read ahead that would delete batch 1 fails once (a spool error) while batch 2 is sent.
+
+    Figures: batch 2 is accepted and the step succeeds; the read after it deletes
+    batches 1 and 2 (10 left spooled, not 20); 30 of 30 accepted, none twice,
+    0 left spooled at the end.
+    """
+    reads = 0
+
+    async def run_sync(fn: Callable[..., Any], *args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        if reads == 3:  # the read ahead of batch 3, which deletes batch 1
+            raise OSError("disk I/O error")
+        return fn(*args)
+
+    uploader, spool, sink, _jobs = rig(tmp_path, 30, run_sync)
+    for _ in range(2):
+        step = asyncio.ensure_future(uploader.run_once())
+        await sink.in_flight.wait()
+        await sink.answer()
+        assert await step is True
+    assert spool.stats().pending_count == 10
+    assert uploader.undeleted == 0
+    step = asyncio.ensure_future(uploader.run_once())
+    await sink.in_flight.wait()
+    await sink.answer()
+    assert await step is True
+    assert sink.accepted == lines(30)
+    assert spool.stats().pending_count == 0
+    spool.close()

@@ -299,7 +299,7 @@ class Uploader:
         try:
             outcome = await self._send(rows)
         except DeliveryError as err:
-            await self._discard(ahead_task)
+            await self._settle(ahead_task)
             self._reread()
             delay = self._res.on_failure(err)
             if probed and err.transient:
@@ -317,7 +317,7 @@ class Uploader:
             self._res.on_cancel()
             raise
         except Exception:  # noqa: BLE001 - logged below with its traceback (throttled)
-            await self._discard(ahead_task)
+            await self._settle(ahead_task)
             self._reread()
             # A bug must not kill the only loop that ships data: count it and back off.
             self._throttle.log(
@@ -332,11 +332,11 @@ class Uploader:
             await self._wait(delay or 1.0)
             return False
         if outcome.unresolved:
-            await self._discard(ahead_task)
+            await self._settle(ahead_task)
             ahead_task = None
             self._reread()  # the rest of the batch is still at the head of the spool
         if not outcome.accepted:
-            await self._discard(ahead_task)
+            await self._settle(ahead_task)
             # Only points found bad (quarantined): the link proved nothing either way.
             assert outcome.error is not None
             self._res.on_failure(outcome.error)
@@ -355,7 +355,7 @@ class Uploader:
             )
             self._logged_outage = False
         self._on_change()
-        read_ahead = None if ahead_task is None else await ahead_task
+        read_ahead = await self._settle(ahead_task)
         if read_ahead is not None and read_ahead.rows:
             self._next_rows = self._take_batch(read_ahead)
         elif not outcome.unresolved and not self._handoff and not self._wait_for_handoff():
@@ -381,15 +381,25 @@ class Uploader:
         return self._take_batch(await self._fetch())
 
     async def _fetch(self) -> Batch:
-        """Delete delivered rows and read the rows after the last read (uploader state unchanged)."""
-        batch: Batch = await self._run_sync(
-            self._spool.advance,
-            self.take_delivered(),
-            self._generation,
-            self._last_read,
-            self._max_points,
-            self._max_bytes,
-        )
+        """Delete delivered rows and read the rows after the last read (uploader state unchanged).
+
+        When the read fails, the delivered ids are kept for the next delete.
+        """
+        delivered = self.take_delivered()
+        try:
+            batch: Batch = await self._run_sync(
+                self._spool.advance,
+                delivered,
+                self._generation,
+                self._last_read,
+                self._max_points,
+                self._max_bytes,
+            )
+        except BaseException:
+            # Dropped, they would stay spooled and be sent again after the next reread.
+            if delivered is not None and delivered.generation == self._generation:
+                self._delivered[:0] = delivered.ids
+            raise
         return batch
 
     async def _read_ahead(self) -> Batch:
@@ -403,11 +413,18 @@ class Uploader:
         return batch
 
     @staticmethod
-    async def _discard(task: asyncio.Future[Batch] | None) -> None:
-        """Let a read ahead finish unused (what it deleted was delivered; it read nothing away)."""
-        if task is not None:
-            with contextlib.suppress(Exception):
-                await task
+    async def _settle(task: asyncio.Future[Batch] | None) -> Batch | None:
+        """Let a read ahead finish; return its batch, or None when it failed (or there was none).
+
+        What it deleted was delivered, and a failed read changes nothing: the
+        next read repeats it, and raises its error.
+        """
+        if task is None:
+            return None
+        try:
+            return await task
+        except Exception:  # noqa: BLE001 - the next read repeats it and raises
+            return None
 
     def _take_batch(self, batch: Batch) -> Rows:
         """Adopt a batch read from the spool: its rows are the next to send."""
