@@ -11,7 +11,8 @@ MIN_SECRET_LEN: Final = 4
 
 def redact_secrets(text: str, secrets: Iterable[str | None]) -> str:
     """Replace every secret in ``text`` (empty and very short ones excepted) by REDACTED."""
-    for secret in secrets:
-        if secret and len(secret) >= MIN_SECRET_LEN:
-            text = text.replace(secret, REDACTED)
+    # Longest first: a secret inside another (a token ending with the password)
+    # replaced first would leave the rest of the longer one in the text.
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len)[::-1]:
+        text = text.replace(secret, REDACTED)
     return text
