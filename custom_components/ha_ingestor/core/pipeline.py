@@ -20,7 +20,7 @@ from .health import HealthReport, HealthTolerances
 from .logthrottle import ThrottledLog
 from .resilience import Resilience
 from .spool import AppendResult, RowIds, Spool, SpoolStats
-from .uploader import Endpoint, RunSync, Uploader
+from .uploader import Endpoint, RunSync, Uploader, retrieve
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,12 +73,6 @@ class FlushResult:
             self.rejected + other.rejected,
             self.dropped + other.dropped,
         )
-
-
-def _retrieve(future: "asyncio.Future[Any]") -> None:
-    """Mark a store's error as seen: the flush that awaited it may have been cancelled."""
-    if not future.cancelled():
-        future.exception()
 
 
 class Pipeline:
@@ -251,7 +245,7 @@ class Pipeline:
                     storing = asyncio.ensure_future(
                         self._store_slice(batch, self.uploader.take_delivered())
                     )
-                    storing.add_done_callback(_retrieve)
+                    storing.add_done_callback(retrieve)
                     self._storing = storing
                     # Shielded: once a slice has left the buffer, its store runs to
                     # the end even when this flush is cancelled (a backfill or an

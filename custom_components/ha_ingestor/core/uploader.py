@@ -74,8 +74,11 @@ MIN_REFUSED = 3
 _REFUSABLE = (ErrorKind.BAD_DATA, ErrorKind.TOO_LARGE)
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark an abandoned task's outcome as seen (no "exception never retrieved")."""
+def retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned task's outcome as seen (no "exception never retrieved").
+
+    A done callback: the task's error is handled elsewhere, or it was cancelled.
+    """
     if not task.cancelled():
         task.exception()
 
@@ -312,7 +315,7 @@ class Uploader:
         except asyncio.CancelledError:
             if ahead_task is not None:
                 ahead_task.cancel()
-                ahead_task.add_done_callback(_retrieve)
+                ahead_task.add_done_callback(retrieve)
             self._reread()
             self._res.on_cancel()
             raise
