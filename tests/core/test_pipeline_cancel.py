@@ -195,3 +195,40 @@ async def test_store_error_puts_the_slice_back_in_order(tmp_path: Path) -> None:
         spool.open()
         await pipeline.flush()
         assert [row.time_ns for row in spool.peek(100, 1 << 30)] == times
+
+
+async def test_store_error_keeps_the_delivered_ids_for_the_next_delete(tmp_path: Path) -> None:
+    """The store that would delete 5 accepted rows raises: the uploader keeps their ids.
+
+    Figures: 5 rows still awaiting their delete after the failed flush (not 0,
+    which would leave them spooled to be sent again); after the next flush 12
+    events spooled, the 5 accepted ones deleted: 7 pending.
+    """
+    gate = Gate()
+    fail = [False]
+
+    async def run_sync(fn: Callable[..., Any], *args: Any) -> Any:
+        if fail[0]:
+            fail[0] = False
+            raise OSError("disk I/O error")
+        return await gate.run_sync(fn, *args)
+
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.open()
+    pipeline = offline_pipeline(spool, run_sync=run_sync, config=PipelineConfig(batch_points=5))
+    try:
+        capture(pipeline, 5)
+        await pipeline.flush()
+        uploader = pipeline.uploader
+        uploader._accept(await uploader._read())  # the destination accepted these 5
+        assert uploader.undeleted == 5
+        capture(pipeline, 7)
+        fail[0] = True
+        with pytest.raises(OSError, match="disk I/O"):
+            await pipeline.flush()
+        assert uploader.undeleted == 5
+        await pipeline.flush()
+        assert uploader.undeleted == 0
+        assert spool.stats().pending_count == 7
+    finally:
+        spool.close()

@@ -260,7 +260,8 @@ class Pipeline:
         """Spool one slice taken from the buffer and account for it.
 
         If the store raises (or this task is torn down) the slice goes back to
-        the front of the buffer in order, so the next flush stores it. Torn down
+        the front of the buffer in order, so the next flush stores it, and the
+        delivered ids go back to the uploader for the next delete. Torn down
         while the executor job runs, the job may still finish: its rows are then
         spooled twice, which InfluxDB overwrites (same timestamps).
         """
@@ -269,6 +270,7 @@ class Pipeline:
             result, appended = await self._spool_call(self._store, batch, delivered)
         except BaseException:
             self._buffer[:0] = batch
+            self.uploader.untake_delivered(delivered)
             raise
         # Counted once stored: a slice put back is counted by the flush that stores it.
         metrics.add_events_received(len(batch))

@@ -235,6 +235,14 @@ class Uploader:
         ids, self._delivered = self._delivered, []
         return RowIds(self._generation, ids)
 
+    def untake_delivered(self, delivered: RowIds | None) -> None:
+        """Keep ids :meth:`take_delivered` gave out whose delete failed, for the next one.
+
+        Dropped, those rows would stay spooled and be sent again after a reread.
+        """
+        if delivered is not None and delivered.generation == self._generation:
+            self._delivered[:0] = delivered.ids
+
     def retry_now(self) -> None:
         """Manual retry: leave paused / given-up / backoff and try at once."""
         self._res.manual_retry()
@@ -399,9 +407,7 @@ class Uploader:
                 self._max_bytes,
             )
         except BaseException:
-            # Dropped, they would stay spooled and be sent again after the next reread.
-            if delivered is not None and delivered.generation == self._generation:
-                self._delivered[:0] = delivered.ids
+            self.untake_delivered(delivered)
             raise
         return batch
 
