@@ -301,10 +301,8 @@ class Uploader:
         # is read (after a failure, the batch may well have to wait).
         ahead_task = (
             asyncio.ensure_future(self._read_ahead())
-            if not self._caught_up
-            and self._res.consecutive_failures == 0
-            and not self._handoff
-            and not self._wait_for_handoff()
+            # Not caught up: no hand-over to wait for (see _wait_for_handoff).
+            if not self._caught_up and self._res.consecutive_failures == 0 and not self._handoff
             else None
         )
         try:
