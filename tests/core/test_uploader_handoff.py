@@ -1,5 +1,6 @@
 """How the uploader reads: hand-over from the pipeline, lazy deletes, one spool job per read."""
 
+import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
 import random
@@ -13,7 +14,7 @@ from custom_components.ha_ingestor.core.resilience import Resilience
 from custom_components.ha_ingestor.core.retry import build_policy
 from custom_components.ha_ingestor.core.spool import Spool
 from custom_components.ha_ingestor.core.uploader import Endpoint, Uploader
-from tests.core.fake_time import FakeClock
+from tests.core.fake_time import FakeClock, advance_until
 from tests.core.test_pipeline_store import spooled_uploader
 
 
@@ -313,3 +314,39 @@ async def test_a_backlog_is_read_on_while_a_flush_runs(tmp_path: Path) -> None:
     assert calls == ["advance"] * 5
     uploader.expect_handoff(False)
     assert_all_delivered(sink, spool, 6)
+
+
+async def test_a_failing_spool_read_does_not_end_the_upload_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The spool read raises twice: the loop logs it once and goes on.
+
+    Figures: 25 of 25 delivered in order, 0 left spooled, 1 error line for 2
+    failures, 10 s of fake time (two waits of STEP_RETRY), the task still running.
+    """
+    uploader, spool, sink, _calls = rig(tmp_path, [b"m v=%d" % i for i in range(25)], 10)
+    clock = uploader._clock
+    assert isinstance(clock, FakeClock)
+    advance = spool.advance
+    failures = [OSError("disk I/O error"), OSError("disk I/O error")]
+
+    def flaky(*args: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return advance(*args)
+
+    spool.advance = flaky  # type: ignore[method-assign]
+    started = clock.monotonic()
+    task = asyncio.ensure_future(uploader.run())
+    try:
+        await advance_until(clock, lambda: len(sink.accepted()) == 25)
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+    assert sink.accepted() == [b"m v=%d" % i for i in range(25)]
+    assert clock.monotonic() - started == 2 * uploader_mod.STEP_RETRY
+    assert caplog.text.count("failed outside a delivery") == 1
+    spool.advance = advance  # type: ignore[method-assign]
+    assert spool.stats().pending_count == 0
+    spool.close()

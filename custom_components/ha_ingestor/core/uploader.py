@@ -50,6 +50,9 @@ PROBE_INTERVAL = 1.0
 #: connect tells cheaply when that is over. Timeouts and HTTP errors are not
 #: probed: a hung or failing server accepts connections all the same.
 PROBE_CATEGORIES = frozenset({ErrorCategory.NETWORK, ErrorCategory.DNS})
+#: Seconds before the uploader tries again after a step failed outside a delivery
+#: (not shortened by new data: a lasting spool error must not spin the loop).
+STEP_RETRY = 5
 #: Most rows kept for the hand-over. More means the uploader fell behind: the
 #: rows are in the spool anyway, and memory must not grow with a backlog.
 HANDOFF_MAX_ROWS = 50_000
@@ -272,9 +275,27 @@ class Uploader:
         ]
 
     async def run(self) -> None:
-        """Deliver forever; cancellation-safe (nothing is deleted before acceptance)."""
+        """Deliver forever; cancellation-safe (nothing is deleted before acceptance).
+
+        A step that fails outside a delivery (a spool read that raises) is logged
+        (throttled, with its traceback) and tried again after
+        :data:`STEP_RETRY` seconds: it must not end the only loop that ships data.
+        """
         while True:
-            await self.run_once()
+            try:
+                await self.run_once()
+            except Exception:  # noqa: BLE001 - logged below with its traceback (throttled)
+                self._reread()
+                self._throttle.log(
+                    logging.ERROR,
+                    "step",
+                    "Uploading to %s failed outside a delivery; trying again in %d s",
+                    self._active_endpoint,
+                    STEP_RETRY,
+                    exc_info=True,
+                )
+                self._on_change()
+                await self._clock.sleep(STEP_RETRY)
 
     async def run_once(self) -> bool:
         """Do one step: deliver one batch, or wait. Returns True when a batch was sent."""
