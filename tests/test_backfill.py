@@ -15,7 +15,15 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.ha_ingestor.const import CONF_AUTO_BACKFILL, CONF_SPOOL_MAX_MB, DOMAIN
-from tests.common import current, delivered, diagnostics, settle, setup_entry, unload_entry
+from tests.common import (
+    current,
+    delivered,
+    diagnostics,
+    settle,
+    setup_entry,
+    tick,
+    unload_entry,
+)
 from tests.data_api import DataApiReceiver
 from tests.test_data_api import data_api_entry
 
@@ -147,6 +155,77 @@ async def test_auto_backfill_fills_what_a_full_spool_dropped(
     assert sorted(states, key=int) == [str(i) for i in range(40)]
     assert (backfill := current(entry).backfill) is not None
     assert backfill.status in ("running", "done")
+    await unload_entry(hass, entry)
+
+
+async def test_failed_gap_replay_keeps_the_gaps_for_the_next_load(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    data_api_receiver: DataApiReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replay of what a full spool dropped fails (a recorder read raising: a fake, since a
+    real recorder cannot be made to fail on demand); the spool keeps the dropped ranges, the
+    failure is tried once per load, and the reload replays them.
+
+    Figures: 1 recorder read during the failed load (no retry loop); the gaps after the
+    failure = the gaps before; after the reload all 40 states are delivered and 0 gaps remain.
+    """
+    entry = data_api_entry(
+        data_api_receiver, **{CONF_SPOOL_MAX_MB: 0.0008, CONF_AUTO_BACKFILL: True}
+    )
+    await setup_entry(hass, entry)
+    await hass.async_add_executor_job(data_api_receiver.stop)
+    for i in range(40):
+        hass.states.async_set("sensor.gap", str(i), {"unit_of_measurement": "W"})
+        freezer.tick(timedelta(seconds=1))
+        if i % 10 == 9:
+            await hass.services.async_call(
+                DOMAIN, "flush", {"config_entry_id": entry.entry_id}, blocking=True
+            )
+    await get_instance(hass).async_block_till_done()
+    await settle(hass, freezer, lambda: current(entry).consecutive_failures >= 2)
+    gaps = list(entry.runtime_data.pipeline.gaps)
+    assert gaps
+
+    reads = 0
+
+    def failing_read(*_args: Any) -> list[Any]:
+        nonlocal reads
+        reads += 1
+        raise OSError("recorder database is locked")
+
+    monkeypatch.setattr("custom_components.ha_ingestor.backfill._read_window", failing_read)
+    await hass.async_add_executor_job(data_api_receiver.start)
+    await settle(
+        hass,
+        freezer,
+        lambda: (backfill := current(entry).backfill) is not None and backfill.status == "failed",
+    )
+    for _ in range(5):
+        await tick(hass, freezer, 5.0)
+    assert reads == 1
+    assert entry.runtime_data.pipeline.gaps == gaps
+
+    monkeypatch.undo()
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    # A replay starts once a write succeeds: a live change after the reload brings one.
+    hass.states.async_set("sensor.live", "1", {"unit_of_measurement": "W"})
+    await settle(
+        hass,
+        freezer,
+        lambda: (
+            len(data_api_receiver.events("sensor.gap")) == 40
+            and (backfill := current(entry).backfill) is not None
+            and backfill.status == "done"
+        ),
+        step=5.0,
+    )
+    await hass.services.async_call(
+        DOMAIN, "flush", {"config_entry_id": entry.entry_id}, blocking=True
+    )
+    assert entry.runtime_data.pipeline.gaps == []
     await unload_entry(hass, entry)
 
 

@@ -171,6 +171,8 @@ class BackfillRunner:
         self._matcher = matcher
         self._on_progress = on_progress
         self._task: asyncio.Task[None] | None = None
+        #: Gaps whose replay started since the entry was loaded: one try per load.
+        self._tried: set[tuple[int, int]] = set()
         #: The latest backfill (running or finished), if any.
         self.progress: BackfillProgress | None = None
 
@@ -184,6 +186,15 @@ class BackfillRunner:
         self, start: datetime, end: datetime, entity_ids: list[str] | None
     ) -> BackfillProgress:
         """Replay recorded history in [start, end) in the background."""
+        return self._start(start, end, entity_ids, [])
+
+    def _start(
+        self,
+        start: datetime,
+        end: datetime,
+        entity_ids: list[str] | None,
+        gaps: list[tuple[int, int]],
+    ) -> BackfillProgress:
         if self.running:
             raise BackfillRunningError
         ids = (
@@ -194,7 +205,9 @@ class BackfillRunner:
         progress = BackfillProgress(start=start, end=end)
         self.progress = progress
         self._task = self._entry.async_create_background_task(
-            self._hass, self._run(progress, ids), name=f"{DOMAIN} backfill {self._entry.title}"
+            self._hass,
+            self._run(progress, ids, gaps),
+            name=f"{DOMAIN} backfill {self._entry.title}",
         )
         return progress
 
@@ -213,26 +226,35 @@ class BackfillRunner:
 
     @callback
     def async_replay_gaps(self) -> None:
-        """Replay what a full spool dropped, once the backlog has room again."""
+        """Replay what a full spool dropped, once the backlog has room again.
+
+        The spool forgets the gaps only once their replay is done: a replay
+        cancelled (unload, Home Assistant's stop, the action) or failed leaves
+        them for the next load, which replays them again (points keep their
+        timestamps, so nothing is duplicated).
+        """
         pipeline = self._pipeline
+        gaps = [gap for gap in pipeline.gaps if gap not in self._tried]
         if (
-            not pipeline.gaps
+            not gaps
             or self.running
             or "recorder" not in self._hass.config.components
             or pipeline.room_for() == 0
         ):
             return
-        gaps, pipeline.gaps = pipeline.gaps, []
+        self._tried.update(gaps)
         start = dt_util.utc_from_timestamp(min(g[0] for g in gaps) / 1e9)
         # The end bound is exclusive: one microsecond past the last dropped point.
         end = dt_util.utc_from_timestamp(max(g[1] for g in gaps) / 1e9 + 1e-6)
         LOGGER.info(
             "%s: backfilling %s to %s, dropped by a full spool", self._entry.title, start, end
         )
-        self.async_start(start, end, None)
+        self._start(start, end, None, gaps)
 
-    async def _run(self, progress: BackfillProgress, entity_ids: list[str]) -> None:
-        """Read the range window by window and feed it to the pipeline."""
+    async def _run(
+        self, progress: BackfillProgress, entity_ids: list[str], gaps: list[tuple[int, int]]
+    ) -> None:
+        """Read the range window by window and feed it to the pipeline; forget ``gaps`` when done."""
         hass, pipeline = self._hass, self._pipeline
         recorder = get_instance(hass)
         progress.entities = len(entity_ids)
@@ -271,6 +293,8 @@ class BackfillRunner:
             LOGGER.exception("Backfill of %s failed", self._entry.title)
         else:
             progress.status = "done"
+            if gaps:
+                pipeline.gaps = [gap for gap in pipeline.gaps if gap not in gaps]
             LOGGER.info(
                 "Backfill of %s done: %d states from %d entities",
                 self._entry.title,

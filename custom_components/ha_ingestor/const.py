@@ -134,8 +134,6 @@ DEFAULT_OUTAGE_REPAIR_AFTER: Final = 3600
 
 # Fired on every health transition, for automations.
 EVENT_HEALTH_CHANGED: Final = "ha_ingestor_health_changed"
-# Dispatcher signal (formatted with the entry id) telling entities to refresh.
-SIGNAL_UPDATE: Final = "ha_ingestor_update_{}"
 
 # Where spools live: inside the config dir, never under custom_components/
 # (HACS replaces that folder on upgrade).

@@ -5,11 +5,12 @@ import json
 import re
 from typing import Any
 
+from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
 from .const import CONF_FALLBACK_URLS, CONF_URL, KINDS
 from .core.spool import DeadLetter
-from .redact import entry_secrets, redact_keys, scrub, strip_url_credentials
+from .redact import entry_secrets, scrub, strip_url_credentials
 from .runtime import IngestorConfigEntry
 
 #: Every kind's secrets and credentials (user names included).
@@ -105,7 +106,7 @@ async def async_get_config_entry_diagnostics(
     # ``access_token``, an alarm ``code``); only size, measurement and entity.
     letters: list[DeadLetter] = dump.pop("dead_letters")
     diagnostics = {
-        "entry": redact_keys(entry_dict, TO_REDACT),
+        "entry": async_redact_data(entry_dict, TO_REDACT),
         "snapshot": None if snapshot is None else asdict(snapshot),
         **dump,
         "spool": None if stats is None else asdict(stats),

@@ -60,6 +60,7 @@ from .core.retry import DEFAULT_PRESET, build_policy
 from .core.shaping import Shaper, ShapingEncoder
 from .core.sinks import DataApiSink, create_sink
 from .core.spool import OverflowPolicy, Spool
+from .core.spool_types import MiB
 from .core.uploader import ENDPOINT_BREAKER, Endpoint
 from .destination import async_ssl_context, target_from_data
 from .filters import EntityMatcher
@@ -164,15 +165,15 @@ async def async_create_runtime(hass: HomeAssistant, entry: IngestorConfigEntry) 
         encoder = ShapingEncoder(encoder, shaper)
         convert = shaped_convert(convert, shaper)
     max_age_days = options.get(CONF_SPOOL_MAX_AGE_DAYS)
+    max_disk_bytes = int(options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB) * MiB)
     spool = Spool(
         spool_path(hass, entry.entry_id),
         # The option is disk space; segments hold lines compressed.
-        max_disk_bytes=int(options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB) * 1024 * 1024),
-        max_bytes=int(options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB) * 1024 * 1024)
-        * SPOOL_ENCODED_PER_DISK_BYTE,
+        max_disk_bytes=max_disk_bytes,
+        max_bytes=max_disk_bytes * SPOOL_ENCODED_PER_DISK_BYTE,
         max_age_seconds=float(max_age_days) * 86400 if max_age_days else None,
         overflow=OverflowPolicy(options.get(CONF_OVERFLOW_POLICY, OverflowPolicy.DROP_OLDEST)),
-        max_memory_bytes=int(options.get(CONF_MEMORY_MAX_MB, DEFAULT_MEMORY_MAX_MB) * 1024 * 1024),
+        max_memory_bytes=int(options.get(CONF_MEMORY_MAX_MB, DEFAULT_MEMORY_MAX_MB) * MiB),
     )
     flush_interval = float(options.get(CONF_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL))
     tolerances = HealthTolerances(

@@ -1,12 +1,12 @@
 """Keeping secrets out of everything users see or share (attributes, diagnostics, repairs)."""
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .const import CONF_KIND, kind_info
-from .core.redaction import REDACTED, redact_secrets
+from .core.redaction import redact_secrets
 
 # scheme://user:password@host -> scheme://host, wherever a URL appears in free text.
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
@@ -46,16 +46,4 @@ def scrub(data: Any, secrets: Iterable[str] = ()) -> Any:
         return {key: scrub(value, found) for key, value in data.items()}
     if isinstance(data, list | tuple):
         return [scrub(value, found) for value in data]
-    return data
-
-
-def redact_keys(data: Any, keys: Collection[str]) -> Any:
-    """Replace the value of every ``keys`` entry in nested dicts and lists (not None/empty)."""
-    if isinstance(data, dict):
-        return {
-            key: REDACTED if key in keys and value not in (None, "") else redact_keys(value, keys)
-            for key, value in data.items()
-        }
-    if isinstance(data, list):
-        return [redact_keys(value, keys) for value in data]
     return data

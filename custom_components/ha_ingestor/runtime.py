@@ -135,10 +135,7 @@ class IngestorRuntime:
         await self.pipeline.async_close()
 
     async def _async_on_stop(self, _event: Event) -> None:
-        if self.shaper is not None:
-            await self._async_flush_held()
-        else:
-            await self.pipeline.flush()
+        await self._async_flush_held()
 
     async def _async_flush_held(self) -> None:
         """Write every change the throttle/deadband holds back (stop, unload, reload).

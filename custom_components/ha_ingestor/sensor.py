@@ -222,7 +222,7 @@ class IngestorSensorEntity(IngestorEntity, SensorEntity):
     @property
     @override
     def extra_state_attributes(self) -> Mapping[str, Any] | None:
-        """Extra attributes (health: reason and tips; backlog: backfill progress)."""
+        """Extra attributes (health: reason, tips; connection: URLs; backlog: outlook, backfill)."""
         if self.entity_description.attr_fn is None:
             return None
         return self.entity_description.attr_fn(self.snapshot)
