@@ -54,20 +54,27 @@ async def test_notifies_once_after_minutes_and_recovery_only_after_a_notice(
         )
         await hass.async_block_till_done()
 
-        async def problem_for(minutes: float) -> None:
+        async def problem_for(minutes: float) -> list[int]:
+            """Notices sent so far, after each 10 s of the problem."""
             proxy.set_mode(Mode.RESET)
             hass.states.async_set("sensor.kept", str(minutes), {"unit_of_measurement": "W"})
             await settle(hass, freezer, lambda: hass.states.get(PROBLEM).state == "on")
+            sent: list[int] = []
             for _ in range(int(minutes * 6)):
                 await tick(hass, freezer, 10.0)
+                sent.append(len(calls))
             proxy.set_mode(Mode.PASS)
             await settle(hass, freezer, lambda: hass.states.get(PROBLEM).state == "off", step=5.0)
+            return sent
 
         await problem_for(2)
         await tick(hass, freezer, 60.0)
         assert calls == []
 
-        await problem_for(20)
+        sent = await problem_for(20)
+        # The notice goes out once 5 minutes of problem have passed, and only once.
+        assert sent.index(1) == MINUTES * 6 - 1
+        assert sent[-1] == 1
         await tick(hass, freezer, 60.0)
         messages = [call.data["message"].strip() for call in calls]
         assert len(messages) == 2, messages

@@ -21,7 +21,7 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
 )
 
 from custom_components.ha_ingestor.const import EVENT_HEALTH_CHANGED
-from tests.common import setup_entry, tick, unload_entry, v1_entry
+from tests.common import PREFIX, setup_entry, tick, unload_entry, v1_entry
 from tests.servers import InfluxV1Server, free_port
 
 HOUR = 3600
@@ -94,9 +94,9 @@ async def test_healthy_hour(
 ) -> None:
     """Healthy, busy hour: at most 120 state rows, nothing in the logbook.
 
-    Figure: 59 rows/hour written by the entry's enabled entities while delivering
-    (events sent is the only value that moves; it is pushed once a minute); 0
-    logbook lines.
+    Figure: 118 rows/hour written by the entry's enabled entities while delivering:
+    59 each from events sent and backlog (pushed once a minute), none from the
+    others; 0 logbook lines.
     """
     entry = v1_entry(influxdb_v1.url, influx_db)
     await setup_entry(hass, entry)
@@ -108,6 +108,9 @@ async def test_healthy_hour(
     rows = await _own_rows(hass, entry.entry_id, start, end)
     total = sum(len(states) for states in rows.values())
     assert total <= 120, {entity: len(states) for entity, states in rows.items()}
+    moving = {entity for entity, states in rows.items() if states}
+    assert moving == {f"sensor.{PREFIX}_events_sent", f"sensor.{PREFIX}_backlog"}
+    assert all(len(states) <= 60 for states in rows.values())
     assert _logbook_lines(hass, rows) == []
     await unload_entry(hass, entry)
 
@@ -120,7 +123,7 @@ async def test_outage_hour(
 ) -> None:
     """An hour of refused connections: every health transition is in the logbook.
 
-    Figure: about 230 rows/hour during the outage (health reason ~126, backlog ~89:
+    Figure: 223 rows/hour during the outage (health reason 127, backlog 84:
     kind changes within a second, counters and ages once a minute); the logbook
     shows each health transition once.
     """

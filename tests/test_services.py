@@ -179,6 +179,7 @@ async def test_quarantine_cap_drops_are_counted_and_purge_deletes(
         limit=90,
     )
     assert dt_util.utcnow() - deleted_at >= timedelta(minutes=55)
+    assert dt_util.utcnow() - deleted_at <= timedelta(minutes=61)
 
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()

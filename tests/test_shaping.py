@@ -29,6 +29,7 @@ from tests.common import (
     v1_entry,
 )
 from tests.servers import InfluxV1Server, free_port
+from tests.test_config_flow import _options
 
 pytestmark = pytest.mark.servers
 
@@ -190,10 +191,7 @@ async def test_reload_writes_the_held_back_change(
     await tick(hass, freezer, 1.0)
     hass.states.async_set("sensor.meter", "2", W)
     await tick(hass, freezer, 1.0)
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"next_step_id": "heartbeat"}
-    )
+    result = await _options(hass, entry, "heartbeat")
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {"heartbeat_minutes": 60}
     )

@@ -44,3 +44,35 @@ async def test_outlook_from_the_measured_rate(
         }
     finally:
         await h.pipeline.async_close()
+
+
+async def test_outlook_uses_the_measured_size_from_1000_points(
+    http_session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Below 1 000 spooled points the typical 14.5 B a point; from 1 000 on, the spool's
+    own bytes / points, and the outlook follows it.
+    """
+    h = Harness(http_session, tmp_path / "spool.sqlite", ["http://127.0.0.1:9"], "db")
+    h.spool.max_disk_bytes = 512 * MiB
+    await h.pipeline.async_open()
+    try:
+        for i in range(999):
+            h.pipeline.capture(record(i))
+        await h.pipeline.flush()
+        assert h.pipeline.disk_bytes_per_event() == TYPICAL_DISK_BYTES_PER_EVENT == 14.5
+        h.clock.advance(60)
+        h.pipeline.capture(record(999))
+        await h.pipeline.flush()
+        stats = h.pipeline.stats
+        assert stats is not None
+        assert stats.pending_count == 1000
+        measured = stats.disk_bytes / 1000
+        assert measured != TYPICAL_DISK_BYTES_PER_EVENT
+        assert h.pipeline.disk_bytes_per_event() == measured
+        rate = h.pipeline.event_rate()
+        assert rate is not None
+        assert h.pipeline.spool_outlook()["spool_capacity_hours"] == round(
+            512 * MiB / (rate * measured * 3600), 1
+        )
+    finally:
+        await h.pipeline.async_close()
