@@ -105,6 +105,7 @@ from .const import (
 )
 from .core.encoder import MeasurementStrategy
 from .core.errors import DeliveryError, ErrorCategory
+from .core.pipeline import hours_held
 from .core.retry import (
     DEFAULT_PRESET,
     OVERRIDE_KEYS,
@@ -821,7 +822,7 @@ class IngestorOptionsFlow(OptionsFlowWithReload):
             return {"event_rate": "?", "capacity_hours": "?", "event_bytes": "?"}
         per_event = runtime.pipeline.disk_bytes_per_event()
         spool_mb = self.config_entry.options.get(CONF_SPOOL_MAX_MB, DEFAULT_SPOOL_MAX_MB)
-        hours = spool_mb * MIB / (rate * per_event * 3600)
+        hours = hours_held(spool_mb * MIB, rate, per_event)
         return {
             "event_rate": f"{rate:.1f}",
             "capacity_hours": f"{hours:.0f}",

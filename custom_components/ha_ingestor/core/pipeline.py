@@ -75,6 +75,11 @@ class FlushResult:
         )
 
 
+def hours_held(disk_bytes: float, event_rate: float, bytes_per_event: float) -> float:
+    """Hours of events at ``event_rate`` per second that ``disk_bytes`` of spool hold."""
+    return disk_bytes / (event_rate * bytes_per_event * 3600)
+
+
 class Pipeline:
     """Owns the memory batch, the spool, the uploader and the resilience engine."""
 
@@ -384,10 +389,11 @@ class Pipeline:
         if not rate or limit is None or stats is None:
             return {}
         per_event = self.disk_bytes_per_event()
-        hourly = rate * per_event * 3600
         return {
-            "spool_capacity_hours": round(limit / hourly, 1),
-            "spool_full_in_hours": round(max(0, limit - stats.disk_bytes) / hourly, 1),
+            "spool_capacity_hours": round(hours_held(limit, rate, per_event), 1),
+            "spool_full_in_hours": round(
+                hours_held(max(0, limit - stats.disk_bytes), rate, per_event), 1
+            ),
         }
 
     def disk_bytes_per_event(self) -> float:
